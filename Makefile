@@ -1,0 +1,23 @@
+# The two set-up commands of the README: `make study` and `make test`.
+# Both create the virtual environment from this project's own files on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DVC_NO_ANALYTICS := 1
+export MPLBACKEND := Agg
+export HF_HUB_OFFLINE := 1
+
+.PHONY: study test env
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,language]"
+	touch $@
+
+study: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
+
+test: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest

@@ -1,0 +1,1 @@
+"""dmlstudy: a reproducible study of deep metric learning losses."""
