@@ -1,0 +1,64 @@
+"""m-per-class batch sampler (as in MS loss / Proxy-Anchor training; Wang et al., CVPR 2019)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class MPerClassSampler:
+    """Batches of ``batch_size // m_per_class`` distinct classes × ``m_per_class`` samples.
+
+    Per epoch (``rng = np.random.default_rng([seed, epoch])``, so batches depend on (seed, epoch)
+    only and a resumed run replays them): classes come from concatenated random permutations of
+    all classes, each permutation cut to a multiple of the classes per batch, so a batch never
+    repeats a class and every class is used about equally often. Within a class the rows are
+    shuffled and consumed cyclically (``m`` distinct rows, without replacement, when the class
+    has >= m rows); classes with fewer than ``m`` rows are sampled with replacement.
+    ``len(sampler)`` = ``max(1, len(labels) // batch_size)`` batches per epoch.
+
+    >>> s = MPerClassSampler(np.repeat(np.arange(5), 4), m_per_class=2, batch_size=6, seed=0)
+    >>> len(s), [b.shape for b in s.epoch_batches(0)]
+    (3, [(6,), (6,), (6,)])
+    """
+
+    def __init__(self, labels: np.ndarray, m_per_class: int, batch_size: int, seed: int):
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(labels) == 0:
+            raise ValueError("labels must be a non-empty 1-D integer array")
+        if m_per_class < 1 or batch_size < m_per_class or batch_size % m_per_class:
+            raise ValueError(f"batch_size ({batch_size}) must be a positive multiple of "
+                             f"m_per_class ({m_per_class})")
+        self.classes, inverse, self.counts = np.unique(labels, return_inverse=True,
+                                                       return_counts=True)
+        self.classes_per_batch = batch_size // m_per_class
+        if self.classes_per_batch > len(self.classes):
+            raise ValueError(f"batch_size/m_per_class = {self.classes_per_batch} classes per batch "
+                             f"but labels hold only {len(self.classes)} classes")
+        self.labels, self.inverse = labels, inverse
+        self.m, self.batch_size, self.seed = m_per_class, batch_size, seed
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+
+    def __len__(self) -> int:
+        return max(1, len(self.labels) // self.batch_size)
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The batches of ``epoch``: arrays of ``batch_size`` row positions into ``labels``."""
+        rng = np.random.default_rng([self.seed, epoch])
+        n_batches, cpb, n_cls, m = len(self), self.classes_per_batch, len(self.classes), self.m
+        per_perm = n_cls // cpb
+        n_perms = -(-n_batches // per_perm)
+        perms = rng.random((n_perms, n_cls)).argsort(axis=1)[:, :per_perm * cpb]
+        slots = perms.reshape(-1)[:n_batches * cpb]  # class (0..C-1) of each batch slot
+        # rows grouped by class, shuffled within each class
+        grouped = np.lexsort((rng.random(len(self.labels)), self.inverse))
+        # k-th occurrence of a class among the slots → its k-th block of m rows, cyclically
+        order = np.argsort(slots, kind="stable")
+        first = np.searchsorted(slots[order], slots[order])
+        occurrence = np.empty_like(slots)
+        occurrence[order] = np.arange(len(slots)) - first
+        counts = self.counts[slots][:, None]
+        cyclic = (occurrence[:, None] * m + np.arange(m)) % counts
+        random = (rng.random((len(slots), m)) * counts).astype(np.int64)
+        offset = np.where(counts >= m, cyclic, random)
+        rows = grouped[self.starts[slots][:, None] + offset]
+        return list(rows.reshape(n_batches, self.batch_size).astype(np.int64))

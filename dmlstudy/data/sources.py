@@ -1,0 +1,185 @@
+"""Where dataset files come from: the data directory, downloads, archive readers.
+
+Look-up order for each file of a dataset ``name``:
+
+1. ``<data_dir>/<name>/<filename>`` — the documented data directory (may be read-only; env var
+   ``DMLSTUDY_DATA_DIR`` overrides the argument). Local copies are verified by layout and counts.
+2. ``<work_dir>/downloads/<name>/<filename>`` — an earlier verified download.
+3. Download from the upstream URL into (2), resuming a partial file and verifying the md5.
+
+Archives that allow random access (zip) are read in place; tar.gz archives are extracted once into
+``<work_dir>/extracted/<name>/`` (never into ``data_dir``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import urllib.error
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import pandas as pd
+
+from .download import download_file
+from .errors import DatasetLayoutError, DatasetNotFoundError
+
+DATA_DIR_ENV = "DMLSTUDY_DATA_DIR"
+WORK_DIR_ENV = "DMLSTUDY_WORK_DIR"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data directory: ``$DMLSTUDY_DATA_DIR`` if set, else ``data_dir`` (env var > argument)."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    if data_dir is None:
+        raise ValueError(f"no data directory: pass data_dir or set the {DATA_DIR_ENV} env var")
+    return Path(data_dir).expanduser()
+
+
+def default_work_dir() -> Path:
+    """Writable dir for downloads and extractions: ``$DMLSTUDY_WORK_DIR`` or ~/.cache/dmlstudy."""
+    return Path(os.environ.get(WORK_DIR_ENV, Path.home() / ".cache" / "dmlstudy")).expanduser()
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One upstream file: name, URL, md5 (None: manual-only source without a public checksum)."""
+
+    filename: str
+    url: str
+    md5: str | None
+
+
+class Reader(Protocol):
+    """Reads image bytes by index path."""
+
+    def read(self, path: str) -> bytes: ...
+
+    def exists(self, paths: list[str]) -> list[bool]: ...
+
+
+class ZipReader:
+    """Reads members of zip archives, routed by the first path component (picklable, lazy).
+
+    >>> ZipReader({"images_background": Path("x.zip")}).archive_for("images_background/a/b.png")
+    PosixPath('x.zip')
+    """
+
+    def __init__(self, archives: dict[str, Path]):
+        self.archives = {k: Path(v) for k, v in archives.items()}
+        self._open: dict[str, zipfile.ZipFile] = {}
+
+    def __getstate__(self) -> dict:
+        return {"archives": self.archives, "_open": {}}
+
+    def archive_for(self, path: str) -> Path:
+        top = path.split("/", 1)[0]
+        if top not in self.archives:
+            raise DatasetLayoutError(f"no archive holds {path!r} (known: {sorted(self.archives)})")
+        return self.archives[top]
+
+    def _zip(self, path: str) -> zipfile.ZipFile:
+        top = path.split("/", 1)[0]
+        if top not in self._open:
+            self._open[top] = zipfile.ZipFile(self.archive_for(path))
+        return self._open[top]
+
+    def names(self, top: str) -> list[str]:
+        return self._zip(top + "/").namelist()
+
+    def read(self, path: str) -> bytes:
+        try:
+            return self._zip(path).read(path)
+        except KeyError:
+            raise DatasetLayoutError(f"{self.archive_for(path)} has no member {path!r}") from None
+
+    def exists(self, paths: list[str]) -> list[bool]:
+        tops = {p.split("/", 1)[0] for p in paths}
+        names = {n for t in tops if t in self.archives for n in self.names(t)}
+        return [p in names for p in paths]
+
+
+class DirReader:
+    """Reads files below a directory (an extracted archive)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def read(self, path: str) -> bytes:
+        try:
+            return (self.root / path).read_bytes()
+        except FileNotFoundError:
+            raise DatasetLayoutError(f"missing file {self.root / path}") from None
+
+    def exists(self, paths: list[str]) -> list[bool]:
+        return [(self.root / p).is_file() for p in paths]
+
+
+def extract_once(archive: Path, dest: Path) -> Path:
+    """Extract a tar archive into ``dest`` once (tmp dir + rename, so never half-extracted)."""
+    marker = dest / ".extracted"
+    if marker.is_file() and marker.read_text() == archive.name:
+        return dest
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetLayoutError(f"cannot extract {archive}: {err}; replace the file") from err
+    (tmp / ".extracted").write_text(archive.name)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: upstream files, channels, expected counts, and its layout parser.
+
+    ``open`` turns ``{filename: local path}`` plus a work dir into a Reader; ``build`` turns the
+    files and reader into an index (columns of :mod:`dmlstudy.data.index`); ``expected`` maps
+    split → (classes, images) of the full official dataset.
+    """
+
+    name: str
+    files: tuple[RemoteFile, ...]
+    channels: int
+    expected: dict[str, tuple[int, int]]
+    open: Callable[[dict[str, Path], Path], Reader]
+    build: Callable[[dict[str, Path], Reader], pd.DataFrame]
+    homepage: str = ""
+    notes: str = field(default="", compare=False)
+
+
+def locate_files(spec: DatasetSpec, data_dir: Path, work_dir: Path,
+                 download: bool = True) -> dict[str, Path]:
+    """Map every file of ``spec`` to a local path (data dir, earlier download, or new download)."""
+    found: dict[str, Path] = {}
+    for rf in spec.files:
+        local = data_dir / spec.name / rf.filename
+        cached = work_dir / "downloads" / spec.name / rf.filename
+        if local.is_file():
+            found[rf.filename] = local
+        elif cached.is_file():
+            found[rf.filename] = cached
+        else:
+            hint = (f"dataset '{spec.name}' needs {rf.filename}: put it at {local} "
+                    f"(data directory {data_dir}, env var {DATA_DIR_ENV})")
+            if rf.md5 is None:
+                raise DatasetNotFoundError(f"{hint}; download it manually from {rf.url}")
+            if not download:
+                raise DatasetNotFoundError(f"{hint}, or allow downloading it from {rf.url}")
+            try:
+                found[rf.filename] = download_file(rf.url, cached, rf.md5)
+            except (urllib.error.URLError, OSError) as err:
+                raise DatasetNotFoundError(
+                    f"{hint}; downloading it from {rf.url} failed ({err})") from err
+    return found

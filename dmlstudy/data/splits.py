@@ -1,0 +1,57 @@
+"""Class-disjoint validation split and the class subset of the tiny profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def assign_validation_split(index: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
+    """Copy of ``index`` where ``round(val_fraction × n_train_classes)`` train classes become "val".
+
+    Classes are drawn with ``np.random.default_rng(seed)``; the split is class-disjoint (zero-shot
+    model selection, as the test split). Val rows are both query and gallery.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"label": [0, 0, 1, 1, 2, 3], "split": ["train"] * 4 + ["test"] * 2})
+    >>> out = assign_validation_split(df, 0.5, seed=0)
+    >>> sorted(out["split"].value_counts().items())
+    [('test', 2), ('train', 2), ('val', 2)]
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if (index["split"] == "val").any():
+        raise ValueError("index already has a 'val' split")
+    train_classes = np.unique(index.loc[index["split"] == "train", "label"].to_numpy())
+    n_val = int(round(val_fraction * len(train_classes)))
+    if val_fraction > 0 and not 1 <= n_val < len(train_classes):
+        raise ValueError(f"val_fraction={val_fraction} of {len(train_classes)} train classes "
+                         f"gives {n_val} validation classes; need 1..{len(train_classes) - 1}")
+    rng = np.random.default_rng(seed)
+    val_classes = rng.choice(train_classes, size=n_val, replace=False)
+    out = index.copy()
+    out.loc[out["label"].isin(val_classes) & (out["split"] == "train"), "split"] = "val"
+    return out
+
+
+def select_classes(index: pd.DataFrame, max_classes_per_split: int) -> pd.DataFrame:
+    """Keep at most ``max_classes_per_split`` classes per split, evenly spaced in label order.
+
+    Deterministic and seed-independent; spreading the picks over the sorted labels spans the
+    coarse classes (e.g. Omniglot alphabets) instead of taking the first alphabet only.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"label": range(10), "split": ["train"] * 6 + ["test"] * 4})
+    >>> select_classes(df, 2)["label"].tolist()
+    [0, 5, 6, 9]
+    """
+    if max_classes_per_split < 1:
+        raise ValueError(f"max_classes_per_split must be >= 1, got {max_classes_per_split}")
+    keep = []
+    for _, part in index.groupby("split", sort=False):
+        labels = np.unique(part["label"].to_numpy())
+        if len(labels) > max_classes_per_split:
+            pos = np.linspace(0, len(labels) - 1, max_classes_per_split).round().astype(int)
+            labels = labels[pos]
+        keep.append(labels)
+    return index[index["label"].isin(np.concatenate(keep))].reset_index(drop=True)

@@ -1,0 +1,67 @@
+"""Resumable md5-checked download against a loopback HTTP server (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from dmlstudy.data import ChecksumError
+from dmlstudy.data.download import download_file, md5sum
+
+PAYLOAD = os.urandom(3 * 2**20 + 123)  # > one 1 MiB chunk, odd size
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+def test_md5sum_matches_hashlib(tmp_path):
+    (tmp_path / "f").write_bytes(PAYLOAD)
+    assert md5sum(tmp_path / "f") == MD5
+
+
+def test_fresh_download(http_server, tmp_path):
+    http_server.handler.files["/a.zip"] = PAYLOAD
+    dest = download_file(http_server.url("/a.zip"), tmp_path / "d" / "a.zip", MD5, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert not (tmp_path / "d" / "a.zip.part").exists()
+    assert http_server.handler.log == [("/a.zip", None)]
+
+
+def test_resume_after_truncated_part(http_server, tmp_path):
+    http_server.handler.files["/a.zip"] = PAYLOAD
+    part = tmp_path / "a.zip.part"
+    part.write_bytes(PAYLOAD[:1_000_001])
+    dest = download_file(http_server.url("/a.zip"), tmp_path / "a.zip", MD5, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert http_server.handler.log == [("/a.zip", "bytes=1000001-")]
+    assert not part.exists()
+
+
+def test_server_ignoring_range_restarts_from_zero(http_server, tmp_path):
+    http_server.handler.files["/a.zip"] = PAYLOAD
+    http_server.handler.honour_range = False
+    (tmp_path / "a.zip.part").write_bytes(b"garbage-prefix")
+    dest = download_file(http_server.url("/a.zip"), tmp_path / "a.zip", MD5, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_complete_part_file_is_finished_without_refetch(http_server, tmp_path):
+    http_server.handler.files["/a.zip"] = PAYLOAD
+    (tmp_path / "a.zip.part").write_bytes(PAYLOAD)
+    dest = download_file(http_server.url("/a.zip"), tmp_path / "a.zip", MD5, progress=False)
+    assert dest.read_bytes() == PAYLOAD  # server answered 416: nothing left to fetch
+
+
+def test_checksum_mismatch_names_file_and_url_and_leaves_nothing(http_server, tmp_path):
+    http_server.handler.files["/a.zip"] = PAYLOAD[:-1] + b"\x00"
+    url = http_server.url("/a.zip")
+    with pytest.raises(ChecksumError) as err:
+        download_file(url, tmp_path / "a.zip", MD5, progress=False)
+    assert "a.zip" in str(err.value) and url in str(err.value) and MD5 in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_final_file_is_trusted(http_server, tmp_path):
+    (tmp_path / "a.zip").write_bytes(b"done")
+    assert download_file(http_server.url("/a.zip"), tmp_path / "a.zip", MD5).read_bytes() == b"done"
+    assert http_server.handler.log == []

@@ -1,0 +1,138 @@
+"""Locating files: data dir, env var, earlier downloads, downloads, offline/manual errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import socket
+from pathlib import Path
+
+import pytest
+
+from dmlstudy.data import (
+    DATA_DIR_ENV,
+    DATASETS,
+    ChecksumError,
+    DatasetNotFoundError,
+    load_index,
+    resolve_data_dir,
+)
+from dmlstudy.data.sources import RemoteFile, ZipReader, extract_once, locate_files
+
+
+def test_resolve_data_dir_env_overrides_argument(monkeypatch, tmp_path):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    with pytest.raises(ValueError, match=DATA_DIR_ENV):
+        resolve_data_dir(None)
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "env"))
+    assert resolve_data_dir(tmp_path / "arg") == tmp_path / "env"
+    assert DATA_DIR_ENV == "DMLSTUDY_DATA_DIR"
+
+
+def test_load_index_reads_env_data_dir(monkeypatch, tmp_path, tiny_dataset):
+    data_dir = tiny_dataset("omniglot")
+    monkeypatch.setenv(DATA_DIR_ENV, str(data_dir))
+    index = load_index("omniglot", tmp_path / "nowhere", work_dir=tmp_path / "w")
+    assert len(index) == 15
+
+
+def _closed_port_url(name: str) -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"  # nothing listens there: like being offline
+
+
+def _point_at(monkeypatch, name: str, urls: dict[str, tuple[str, str]]) -> None:
+    spec = DATASETS[name]
+    files = tuple(RemoteFile(f.filename, *urls[f.filename]) for f in spec.files)
+    monkeypatch.setitem(DATASETS, name, dataclasses.replace(spec, files=files))
+
+
+def test_offline_without_local_copy_gives_one_clear_error(monkeypatch, tmp_path):
+    url = _closed_port_url("images_background.zip")
+    _point_at(monkeypatch, "omniglot", {"images_background.zip": (url, "0" * 32),
+                                        "images_evaluation.zip": (url, "0" * 32)})
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_index("omniglot", tmp_path / "data", work_dir=tmp_path / "w")
+    msg = str(err.value)
+    assert url in msg and "images_background.zip" in msg
+    assert str(tmp_path / "data" / "omniglot" / "images_background.zip") in msg
+    assert not (tmp_path / "w" / "downloads" / "omniglot" / "images_background.zip").exists()
+
+
+def test_no_download_flag_and_manual_source(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="allow downloading it from https://raw"):
+        load_index("omniglot", tmp_path, work_dir=tmp_path / "w", download=False)
+    with pytest.raises(DatasetNotFoundError, match="download it manually from https://drive"):
+        load_index("inshop", tmp_path, work_dir=tmp_path / "w")
+
+
+def test_download_then_reuse(monkeypatch, tmp_path, http_server, makers, tiny_counts):
+    src = makers["omniglot"](tmp_path / "upstream") / "omniglot"
+    urls = {}
+    for f in ("images_background.zip", "images_evaluation.zip"):
+        data = (src / f).read_bytes()
+        http_server.handler.files["/" + f] = data
+        urls[f] = (http_server.url("/" + f), hashlib.md5(data).hexdigest())
+    _point_at(monkeypatch, "omniglot", urls)
+    tiny_counts("omniglot")
+    work = tmp_path / "w"
+    index = load_index("omniglot", tmp_path / "empty_data_dir", work_dir=work)
+    assert len(index) == 15
+    assert (work / "downloads" / "omniglot" / "images_evaluation.zip").is_file()
+    n_requests = len(http_server.handler.log)
+    assert n_requests == 2
+    load_index("omniglot", tmp_path / "empty_data_dir", work_dir=work)
+    assert len(http_server.handler.log) == n_requests  # second call uses the verified download
+
+
+def test_download_with_wrong_checksum_fails_naming_the_file(monkeypatch, tmp_path, http_server):
+    http_server.handler.files["/cars_annos.mat"] = b"not the file"
+    http_server.handler.files["/car_ims.tgz"] = b"x"
+    _point_at(monkeypatch, "cars196", {
+        "car_ims.tgz": (http_server.url("/car_ims.tgz"), hashlib.md5(b"x").hexdigest()),
+        "cars_annos.mat": (http_server.url("/cars_annos.mat"), "0" * 32)})
+    with pytest.raises(ChecksumError, match="cars_annos.mat"):
+        load_index("cars196", tmp_path / "data", work_dir=tmp_path / "w")
+
+
+def test_local_copy_wins_over_download(monkeypatch, tmp_path, tiny_dataset):
+    data_dir = tiny_dataset("sop")
+    url = _closed_port_url("Stanford_Online_Products.zip")
+    _point_at(monkeypatch, "sop", {"Stanford_Online_Products.zip": (url, "0" * 32)})
+    spec = DATASETS["sop"]
+    found = locate_files(spec, data_dir, tmp_path / "w")
+    assert found == {"Stanford_Online_Products.zip":
+                     data_dir / "sop" / "Stanford_Online_Products.zip"}
+
+
+def test_extract_once_is_atomic_and_cached(tmp_path, makers):
+    data_dir = makers["cub200"](tmp_path / "d")
+    archive = data_dir / "cub200" / "CUB_200_2011.tgz"
+    dest = extract_once(archive, tmp_path / "x" / "cub200")
+    assert (dest / "CUB_200_2011" / "images.txt").is_file()
+    (dest / "CUB_200_2011" / "images.txt").write_text("touched")
+    extract_once(archive, dest)  # marker present: not extracted again
+    assert (dest / "CUB_200_2011" / "images.txt").read_text() == "touched"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["cub200"]
+
+
+def test_extract_corrupt_tgz_names_file(tmp_path):
+    bad = tmp_path / "car_ims.tgz"
+    bad.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(Exception, match="car_ims.tgz"):
+        extract_once(bad, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_zip_reader_routes_and_reports_missing(tmp_path, makers):
+    d = makers["omniglot"](tmp_path) / "omniglot"
+    r = ZipReader({"images_background": d / "images_background.zip"})
+    assert r.read("images_background/Latin/character01/0001_01.png")[:4] == b"\x89PNG"
+    with pytest.raises(Exception, match="no member"):
+        r.read("images_background/Latin/character09/x.png")
+    with pytest.raises(Exception, match="no archive holds"):
+        r.read("images_evaluation/x.png")
+    assert isinstance(Path(r.archive_for("images_background/a")), Path)
