@@ -1,0 +1,205 @@
+"""DAAL — Density-Aware Adaptive Line margin loss (Gebrerufael et al., arXiv 2410.05438):
+the study's **own reconstruction** (the paper's equations were not available to us; see
+``shared/design/losses.md``).  Each class ``c`` is a line segment between learnable vertices
+``a_c, b_c``; the parts, each switchable for ablation:
+
+1. point-to-segment distance ``d_c(x) = ‖x − (a_c + t*·(b_c − a_c))‖`` with
+   ``t* = clamp(⟨x − a_c, b_c − a_c⟩ / ‖b_c − a_c‖², 0, 1)``;
+2. margin softmax over segments ``−log e^{−s(d_y+m)} / (e^{−s(d_y+m)} + Σ_{c≠y} e^{−s·d_c})``;
+3. ``elastic``: ``λ_len · mean_c (‖b_c − a_c‖ − κ·σ_c)²`` over the classes in the batch, where
+   ``σ_c`` is a running (EMA, no gradient) RMS radius of class ``c``'s embeddings,
+   ``sqrt(mean ‖x − μ_c‖²)``.  ``σ`` is explicit state: the buffer ``running_spread`` (plus
+   ``spread_seen``), saved in ``state_dict``, updated by ``forward`` **only in training mode**
+   (first observation initialises, then ``σ ← (1−β)σ + β·σ̂``), from classes with ≥ 2 samples in
+   the batch; the term uses the updated value.  ``κ = 2`` makes the segment span ±σ around the mean.
+4. ``density``: ``λ_den · mean_c [1/12 − Var_c(t)]_+`` over the classes with ≥ 2 samples, with
+   ``t = ⟨x − a_c, b_c − a_c⟩ / ‖b_c − a_c‖²`` the *unclamped* projection coordinate.  Why this
+   choice: the margin softmax is indifferent to *where* along its segment a sample lies (every
+   point of the segment has distance 0), so nothing stops the class from collapsing onto one
+   point of it, which turns the segment back into a point proxy and erases intra-class density.
+   A one-sided hinge at the variance of the uniform distribution on [0, 1] (1/12) penalises only
+   such collapse (or a segment longer than the data, ``L² > 12·Var(⟨x,u⟩)``); spread-out or
+   multi-modal arrangements (two sub-clusters at both ends: Var ≈ 1/4) cost nothing, unlike a
+   uniformity (Wasserstein-to-uniform) term that would fill the gap between sub-clusters.  The
+   unclamped ``t`` keeps a gradient even when all samples project beyond one end.
+
+``prototype="point"`` uses ``b_c ≡ a_c`` (no second vertex): ``t* = 0`` and the very same code is a
+point-proxy margin softmax (the first ablation); it has no segment, so ``elastic`` and ``density``
+must then be False.
+
+Embeddings are L2-normalized (the study's cosine default: retrieval by cosine, and ``s``/``m``
+keep a fixed meaning since distances lie in [0, 2] + the vertex offset).  The vertices are **not**
+normalized: they are free points of R^d.  A chord between two points of the sphere lies inside
+the ball (sagitta ``1 − cos(θ/2)`` for an arc of angle θ), so normalized vertices would not put
+the segment on the sphere anyway; free vertices let the optimizer place the segment where it best
+fits the class's arc (slightly inside the sphere), and the point ablation gets the same freedom.
+Vertices are initialised from torch's default generator (like ``nn.Linear``; the trainer seeds
+it): centres on the unit sphere, random directions, length ``init_length``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmlstudy.losses.base import DMLLoss, register_loss
+
+__all__ = ["DensityAwareAdaptiveLineLoss", "segment_projection"]
+
+_EPS = 1e-12
+
+
+def segment_projection(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances (B×C) from ``x`` (B×d) to the segments ``[a_c, b_c]`` (C×d), and the unclamped ``t``.
+
+    Memory O(B·C) (inner products only, no B×C×d tensor).  A segment of length 0 gives ``t = 0``
+    and the point distance ``‖x − a_c‖``.
+
+    >>> d, t = segment_projection(torch.tensor([[0.5, 1.0], [3.0, 0.0]]), torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
+    >>> d.squeeze(1).tolist(), t.squeeze(1).tolist()
+    ([1.0, 2.0], [0.5, 3.0])
+    """
+    v = b - a
+    length_sq = (v * v).sum(1)  # C
+    xa = x @ v.T - (a * v).sum(1)[None, :]  # <x - a_c, v_c>, B×C
+    t = xa / length_sq.clamp(min=_EPS)[None, :]
+    tc = t.clamp(0.0, 1.0)
+    x_minus_a_sq = (x * x).sum(1, keepdim=True) + (a * a).sum(1)[None, :] - 2.0 * x @ a.T
+    dist_sq = x_minus_a_sq - 2.0 * tc * xa + tc * tc * length_sq[None, :]
+    return dist_sq.clamp(min=_EPS).sqrt(), t
+
+
+def _per_class_variance(
+    x: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class sample counts (C) and mean squared distance to the class mean (C; 0 if absent).
+
+    >>> _per_class_variance(torch.tensor([[0.0], [2.0], [5.0]]), torch.tensor([0, 0, 1]), 2)
+    (tensor([2, 1]), tensor([1., 0.]))
+    """
+    counts = torch.bincount(labels, minlength=num_classes)
+    denom = counts.clamp(min=1).to(x.dtype)
+    means = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device).index_add(0, labels, x)
+    means = means / denom[:, None]
+    sq = ((x - means[labels]) ** 2).sum(1)
+    return counts, torch.zeros(num_classes, dtype=x.dtype, device=x.device).index_add(0, labels, sq) / denom
+
+
+@register_loss("daal")
+class DensityAwareAdaptiveLineLoss(DMLLoss):
+    """Segment-prototype margin softmax + elastic length + density terms (reconstruction; module doc).
+
+    Args:
+        num_classes, embedding_dim: runtime values.
+        prototype: ``"segment"`` (two vertices per class) or ``"point"`` (one; the ablation).
+        scale, margin: ``s`` and ``m`` of the margin softmax on distances.
+        elastic, elastic_weight, kappa, spread_momentum: the elastic length term (λ_len, κ, β).
+        density, density_weight: the density term (λ_den).
+        init_length: initial segment length (segment prototype only).
+        proxy_lr_multiplier: vertices' learning rate = ``base_lr ×`` this.
+    """
+
+    metric = "cosine"
+    normalize_embeddings = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        prototype: Literal["segment", "point"] = "segment",
+        scale: float = 16.0,
+        margin: float = 0.2,
+        elastic: bool = True,
+        elastic_weight: float = 1.0,
+        kappa: float = 2.0,
+        spread_momentum: float = 0.1,
+        density: bool = True,
+        density_weight: float = 1.0,
+        init_length: float = 0.1,
+        proxy_lr_multiplier: float = 100.0,
+    ) -> None:
+        super().__init__()
+        if prototype not in ("segment", "point"):
+            raise ValueError(f"daal: prototype must be 'segment' or 'point', got {prototype!r}")
+        if prototype == "point" and (elastic or density):
+            raise ValueError("daal: prototype='point' has no segment; set elastic=False and density=False")
+        if num_classes < 2 or embedding_dim < 1:
+            raise ValueError(f"daal needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, {embedding_dim}")
+        if not 0.0 < spread_momentum <= 1.0:
+            raise ValueError(f"daal: spread_momentum must be in (0, 1], got {spread_momentum}")
+        self.num_classes, self.embedding_dim, self.prototype = num_classes, embedding_dim, prototype
+        self.scale, self.margin = float(scale), float(margin)
+        self.elastic, self.elastic_weight, self.kappa = bool(elastic), float(elastic_weight), float(kappa)
+        self.spread_momentum = float(spread_momentum)
+        self.density, self.density_weight = bool(density), float(density_weight)
+        self.proxy_lr_multiplier = float(proxy_lr_multiplier)
+
+        centres = F.normalize(torch.randn(num_classes, embedding_dim), dim=1)
+        self.vertices_a = nn.Parameter(centres.clone())
+        if prototype == "segment":
+            direction = F.normalize(torch.randn(num_classes, embedding_dim), dim=1) * (init_length / 2)
+            self.vertices_a.data -= direction
+            self.vertices_b = nn.Parameter(centres + direction)
+        else:
+            self.vertices_b = None
+        self.register_buffer("running_spread", torch.zeros(num_classes))
+        self.register_buffer("spread_seen", torch.zeros(num_classes, dtype=torch.bool))
+
+    def segments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vertices ``(a, b)``; ``b`` is ``a`` itself for the point prototype."""
+        return self.vertices_a, (self.vertices_b if self.vertices_b is not None else self.vertices_a)
+
+    @torch.no_grad()
+    def _update_spread(self, x: torch.Tensor, labels: torch.Tensor) -> None:
+        counts, spread_sq = _per_class_variance(x, labels, self.num_classes)
+        ok = counts >= 2
+        spread = spread_sq.clamp(min=0).sqrt().to(self.running_spread.dtype)
+        beta = torch.where(self.spread_seen, self.spread_momentum, 1.0).to(spread.dtype)
+        updated = (1 - beta) * self.running_spread + beta * spread
+        self.running_spread.copy_(torch.where(ok, updated, self.running_spread))
+        self.spread_seen |= ok
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
+            raise ValueError(f"daal expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}")
+        labels = labels.long()
+        if labels.numel() == 0:
+            raise ValueError("daal: empty batch")
+        if int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
+            raise ValueError(f"daal: labels must lie in 0..{self.num_classes - 1} (contiguous class ids)")
+        x = F.normalize(embeddings, dim=1)
+        a, b = (v.to(x.dtype) for v in self.segments())
+        dist, t = segment_projection(x, a, b)
+        logits = -self.scale * (dist + self.margin * F.one_hot(labels, self.num_classes).to(x.dtype))
+        loss = F.cross_entropy(logits, labels)
+        if self.training and self.elastic:
+            self._update_spread(x.detach(), labels)
+        if self.elastic:
+            loss = loss + self.elastic_weight * self.elastic_term(labels)
+        if self.density:
+            loss = loss + self.density_weight * self.density_term(t, labels)
+        return loss
+
+    def elastic_term(self, labels: torch.Tensor) -> torch.Tensor:
+        """``mean_c (‖b_c − a_c‖ − κ·σ_c)²`` over batch classes whose spread has been observed."""
+        a, b = self.segments()
+        classes = labels.unique()
+        classes = classes[self.spread_seen[classes]]
+        length = (b[classes] - a[classes]).norm(dim=1)
+        sq = (length - self.kappa * self.running_spread[classes].to(length.dtype)) ** 2
+        return sq.mean() if classes.numel() else length.sum() * 0.0
+
+    def density_term(self, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``mean_c [1/12 − Var_c(t)]_+`` over batch classes with ≥ 2 samples (unclamped own-class t)."""
+        t_own = t.gather(1, labels[:, None])
+        counts, var = _per_class_variance(t_own, labels, self.num_classes)
+        ok = counts >= 2
+        return F.relu(1.0 / 12.0 - var[ok]).mean() if bool(ok.any()) else t_own.sum() * 0.0
+
+    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        params = [p for p in (self.vertices_a, self.vertices_b) if p is not None]
+        return [{"params": params, "lr": base_lr * self.proxy_lr_multiplier}]
