@@ -97,7 +97,7 @@ def language_kl(
     log_p_lang = F.log_softmax(language_sims.masked_fill(same_class, maskval) / temperature, dim=-1)
     log_p_img = F.log_softmax(image_sims.masked_fill(same_class, maskval) / temperature, dim=-1)
     kl = (log_p_img.exp() * (log_p_img - log_p_lang)).sum()
-    return kl * temperature**2 / image_sims.shape[0]
+    return kl * temperature**2 / max(image_sims.shape[0], 1)
 
 
 @register_loss("language")

@@ -149,6 +149,8 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
             raise ValueError(f"rsw expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}")
+        if embeddings.shape[0] == 0:
+            raise ValueError("rsw: empty batch (no embeddings); the sampler must yield at least one sample")
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"rsw: labels must lie in 0..{self.num_classes - 1} (contiguous class ids)")
         return F.cross_entropy(-self.warped_logits(embeddings, labels), labels.long())

@@ -1,0 +1,196 @@
+"""Pair-based losses: contrastive, triplet, N-pair, multi-similarity.
+
+All four are vectorized over the batch (B×B matrices, no loops over anchors).  Their reductions
+follow pytorch-metric-learning (PML), which the tests use as an exact oracle.
+
+>>> g = torch.Generator().manual_seed(0)
+>>> x, y = torch.randn(8, 4, generator=g), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+>>> all(torch.isfinite(build_loss(n)(x, y)) for n in ("contrastive", "triplet", "npair", "multi_similarity"))
+True
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dmlstudy.losses.base import DMLLoss, build_loss, register_loss  # noqa: F401 (doctest)
+from dmlstudy.losses.miners import (
+    TRIPLET_STRATEGIES,
+    TripletStrategy,
+    euclidean_distance,
+    gram,
+    mine_triplets,
+    multi_similarity_mining,
+    pair_masks,
+)
+
+
+def mean_nonzero(values: torch.Tensor) -> torch.Tensor:
+    """Mean over the strictly positive entries (PML ``AvgNonZeroReducer``); 0 when there are none.
+
+    ``values`` must be ≥ 0 with excluded entries already set to 0.  The empty case returns an exact
+    zero that stays connected to the graph (zero gradient, never NaN).
+    """
+    count = torch.count_nonzero(values)
+    return values.sum() / count.clamp_min(1)
+
+
+def log1p_sum_exp(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``log(1 + Σ_{j∈mask} e^{z_ij})``, stable, 0 for empty rows with finite gradients."""
+    z = z.masked_fill(~mask, float("-inf"))
+    z = torch.cat([z, torch.zeros_like(z[:, :1])], dim=1)
+    return torch.logsumexp(z, dim=1)
+
+
+def _check_nonneg(**values: float) -> None:
+    for key, value in values.items():
+        if value < 0:
+            raise ValueError(f"{key} must be >= 0, got {value}")
+
+
+@register_loss("contrastive")
+class ContrastiveLoss(DMLLoss):
+    """Contrastive loss (Hadsell, Chopra, LeCun, CVPR 2006) in PML's form.
+
+    ``L = mean_{nz}([d_ij − m_pos]_+ over positive pairs) + mean_{nz}([m_neg − d_ij]_+ over negative
+    pairs)``, ``d`` the L2 distance of L2-normalized embeddings; each mean runs over the non-zero
+    terms only (PML ``ContrastiveLoss`` + ``AvgNonZeroReducer``).
+
+    Args:
+        pos_margin: positives closer than this are not pulled further (default 0, PML default).
+        neg_margin: negatives farther than this are not pushed (default 0.5; PML's default 1 is the
+            unnormalized-distance value; MLRC tuned −0.20/0.38 on CUB for cosine similarity).
+    """
+
+    def __init__(self, *, pos_margin: float = 0.0, neg_margin: float = 0.5) -> None:
+        super().__init__()
+        self.pos_margin = float(pos_margin)
+        self.neg_margin = float(neg_margin)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        dist = euclidean_distance(F.normalize(embeddings, dim=1))
+        pos, neg = pair_masks(labels)
+        pos_loss = F.relu(dist - self.pos_margin).masked_fill(~pos, 0.0)
+        neg_loss = F.relu(self.neg_margin - dist).masked_fill(~neg, 0.0)
+        return mean_nonzero(pos_loss) + mean_nonzero(neg_loss)
+
+
+@register_loss("triplet")
+class TripletLoss(DMLLoss):
+    """Triplet margin loss (Weinberger & Saul 2009; Schroff et al., FaceNet 2015).
+
+    ``L = mean_{nz} [d_ap − d_an + m]_+`` over the mined triplets, ``d`` the L2 distance of
+    L2-normalized embeddings, mean over non-zero terms (PML ``TripletMarginLoss`` default reducer).
+
+    Args:
+        margin: m (default 0.1, the study's setting for normalized embeddings).
+        miner: ``"all"`` (every triplet), ``"semihard"`` (``0 < d_an − d_ap ≤ m``, PML
+            ``TripletMarginMiner``) or ``"hard"`` (batch-hard, Hermans et al. 2017). Default ``"all"``.
+    """
+
+    def __init__(self, *, margin: float = 0.1, miner: TripletStrategy = "all") -> None:
+        super().__init__()
+        _check_nonneg(margin=margin)
+        if miner not in TRIPLET_STRATEGIES:
+            raise ValueError(f"Unknown miner {miner!r}; valid choices: {', '.join(TRIPLET_STRATEGIES)}")
+        self.margin = float(margin)
+        self.miner = miner
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        dist = euclidean_distance(F.normalize(embeddings, dim=1))
+        a, p, neg_mask = mine_triplets(dist, labels, self.miner, self.margin)
+        violation = F.relu(dist[a, p][:, None] - dist[a] + self.margin).masked_fill(~neg_mask, 0.0)
+        return mean_nonzero(violation)
+
+
+@register_loss("npair")
+class NPairLoss(DMLLoss):
+    """Multi-class N-pair loss (Sohn, NeurIPS 2016, Eq. 6) with L2 embedding regularization.
+
+    Per class the first two samples in batch order form the (anchor, positive) pair — exactly PML's
+    ``NPairsLoss`` pairing; samples beyond the second of a class are unused by the cross-entropy
+    (Sohn's batches hold exactly 2 per class).  ``L = mean_i CE(softmax_j(f_i·f_j⁺), i) +
+    w·mean_b ‖x_b‖²`` on **unnormalized** embeddings: Sohn regularizes the embedding norm instead of
+    normalizing (the TensorFlow reference: "Embeddings should not be l2 normalized").  The loss
+    depends on the within-class order of the batch, not on anything else.
+
+    Args:
+        l2_reg_weight: w (default 0.001).  No official code exists and we found no weight in the
+            paper text available to us; the widely used reference implementation (TensorFlow
+            ``contrib.losses.metric_learning.npairs_loss``, ``reg_lambda=0.002``) computes
+            ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` = ``0.001·mean`` over the 2N embeddings, which our
+            default reproduces (the PML oracle: ``LpRegularizer(power=2)``, weight w); 0 disables it.
+    """
+
+    normalize_embeddings = False
+
+    def __init__(self, *, l2_reg_weight: float = 0.001) -> None:
+        super().__init__()
+        _check_nonneg(l2_reg_weight=l2_reg_weight)
+        self.l2_reg_weight = float(l2_reg_weight)
+
+    @staticmethod
+    def first_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per label (ascending) the indices of its first and second occurrence, if it has two."""
+        order = torch.argsort(labels, stable=True)
+        sorted_labels = labels[order]
+        starts = torch.ones_like(sorted_labels, dtype=torch.bool)
+        starts[1:] = sorted_labels[1:] != sorted_labels[:-1]
+        start = torch.nonzero(starts).squeeze(1)
+        start = start[start + 1 < len(labels)]
+        start = start[sorted_labels[start + 1] == sorted_labels[start]]
+        return order[start], order[start + 1]
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        a, p = self.first_pairs(labels)
+        reg = self.l2_reg_weight * (embeddings * embeddings).sum() / max(len(embeddings), 1)
+        if len(a) == 0:
+            return reg + 0.0 * embeddings.sum()
+        logits = embeddings[a] @ embeddings[p].T
+        target = torch.arange(len(a), device=embeddings.device)
+        return F.cross_entropy(logits, target) + reg
+
+
+@register_loss("multi_similarity")
+class MultiSimilarityLoss(DMLLoss):
+    """Multi-Similarity loss (Wang et al., CVPR 2019, Eq. 12) with MS mining (Eq. 7–8).
+
+    ``L = mean_i [ 1/α log(1 + Σ_{p∈P_i} e^{−α(S_ip − λ)}) + 1/β log(1 + Σ_{n∈N_i} e^{β(S_in − λ)}) ]``
+    on cosine similarities; ``P_i``, ``N_i`` are the pairs kept by the miner; the mean runs over all
+    B anchors (PML ``MultiSimilarityLoss`` + ``MultiSimilarityMiner``).
+
+    Args:
+        alpha: positive scale α (default 2, paper).
+        beta: negative scale β (default 50, paper; the official code's CUB config uses 40).
+        threshold: λ, the similarity offset (default 0.5, paper; official code ``thresh``, PML
+            ``base``).
+        epsilon: ε, the mining margin (default 0.1, paper).
+        mining: apply MS mining (default True); False uses every pair.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 2.0,
+        beta: float = 50.0,
+        threshold: float = 0.5,
+        epsilon: float = 0.1,
+        mining: bool = True,
+    ) -> None:
+        super().__init__()
+        if alpha <= 0 or beta <= 0:
+            raise ValueError(f"alpha and beta must be > 0, got alpha={alpha}, beta={beta}")
+        _check_nonneg(epsilon=epsilon)
+        self.alpha, self.beta, self.threshold = float(alpha), float(beta), float(threshold)
+        self.epsilon, self.mining = float(epsilon), bool(mining)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        sim = gram(F.normalize(embeddings, dim=1))
+        if self.mining:
+            pos, neg = multi_similarity_mining(sim, labels, self.epsilon)
+        else:
+            pos, neg = pair_masks(labels)
+        pos_term = log1p_sum_exp(-self.alpha * (sim - self.threshold), pos) / self.alpha
+        neg_term = log1p_sum_exp(self.beta * (sim - self.threshold), neg) / self.beta
+        return (pos_term + neg_term).sum() / max(len(labels), 1)

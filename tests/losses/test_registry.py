@@ -1,0 +1,73 @@
+"""The loss registry: names, clear errors, defaults, runtime values (integration check of all losses)."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from dmlstudy.losses import DMLLoss, build_loss, get_loss_class, list_losses, loss_hyperparameters
+from dmlstudy.losses.base import RUNTIME_KEYS
+
+EXPECTED = {
+    "contrastive", "triplet", "npair", "multi_similarity", "proxy_nca", "proxy_nca_pp", "proxy_anchor",
+    "proxy_gml", "soft_triple", "arcface", "cosface", "direction", "language", "daal", "rsw",
+}
+
+
+def _fake_encoder(texts: list[str]) -> np.ndarray:
+    return np.array([[t.count(ch) + 0.1 for ch in "aeiou rst"] for t in texts])
+
+
+def test_all_fifteen_losses_are_registered() -> None:
+    public = {name for name in list_losses() if not name.startswith("_")}
+    assert public == EXPECTED, f"missing: {sorted(EXPECTED - public)}, extra: {sorted(public - EXPECTED)}"
+    assert list_losses() == sorted(list_losses())
+
+
+def test_unknown_name_lists_choices_and_suggests() -> None:
+    with pytest.raises(ValueError, match="Valid choices: .*contrastive.*triplet") as err:
+        build_loss("tripplet")
+    assert "Did you mean 'triplet'" in str(err.value)
+
+
+def test_misspelt_keyword_lists_choices_and_suggests() -> None:
+    with pytest.raises(TypeError, match="Valid choices: margin, miner") as err:
+        build_loss("triplet", margn=0.2)
+    assert "did you mean 'margin'" in str(err.value)
+    with pytest.raises(TypeError, match="Valid choices: pos_margin, neg_margin"):
+        build_loss("contrastive", learning_rate=1.0)
+
+
+def test_none_means_default() -> None:
+    loss = build_loss("multi_similarity", alpha=None, beta=None, threshold=None, epsilon=None, mining=None)
+    assert (loss.alpha, loss.beta, loss.threshold, loss.epsilon, loss.mining) == (2.0, 50.0, 0.5, 0.1, True)
+    assert build_loss("triplet", margin=None, miner="hard").miner == "hard"
+
+
+def test_runtime_values_ignored_or_required() -> None:
+    loss = build_loss("triplet", num_classes=7, embedding_dim=16, class_names=["a"] * 7)  # ignored
+    assert loss.margin == 0.1
+    with pytest.raises(ValueError, match="num_classes"):
+        build_loss("proxy_anchor", embedding_dim=8)
+    assert build_loss("proxy_anchor", num_classes=3, embedding_dim=8).proxies.shape == (3, 8)
+
+
+def test_loss_hyperparameters_are_the_constructor_defaults() -> None:
+    assert loss_hyperparameters("triplet") == {"margin": 0.1, "miner": "all"}
+    for name in EXPECTED & set(list_losses()):
+        params = loss_hyperparameters(name)
+        assert not set(params) & set(RUNTIME_KEYS), name
+        missing = [k for k, v in params.items() if v is inspect.Parameter.empty]
+        assert not missing, f"{name}: hyper-parameters without a default: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_loss_builds_with_runtime_values(name: str) -> None:
+    if name not in list_losses():
+        pytest.fail(f"loss {name!r} is not registered yet")
+    extra = {"encoder": _fake_encoder} if name == "language" else {}
+    loss = build_loss(name, num_classes=4, embedding_dim=8, class_names=["ab", "cd", "ef", "gh"], **extra)
+    assert isinstance(loss, DMLLoss) and get_loss_class(name) is type(loss)
+    assert loss.registry_name == name
