@@ -22,3 +22,10 @@ def shared_omniglot_dir() -> Path:
     if not (path / "images_background.zip").is_file():
         pytest.skip(f"offline Omniglot archives not found at {path} (set DMLSTUDY_SHARED_DATA)")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests use tiny tensors: one intra-op thread is faster than two and immune to a busy machine."""
+    import torch
+
+    torch.set_num_threads(1)
