@@ -1,0 +1,94 @@
+"""SoftTriple (Qian et al., "SoftTriple Loss: Deep Metric Learning Without Triplet Sampling",
+ICCV 2019; official code ``idstcv/SoftTriple`` ``loss/SoftTriple.py``).
+
+Each class has ``K`` centres (rows ``c·K … c·K+K−1`` of ``proxies``).  Relaxed similarity (eq. 7)
+``S'_{i,c} = Σ_k softmax_k(s_{i,c,k}/γ)·s_{i,c,k}`` with ``s`` the cosine to the centres; loss (eq. 10)
+``CE(λ·(S' − δ·1[c = y]), y)`` plus ``τ·R`` where the centre regularizer (eq. 13) follows the
+official code: ``R = Σ_c Σ_{k<k'} sqrt(2 + 1e-5 − 2 w_{c,k}·w_{c,k'}) / (C·K·(K−1))`` — the sum runs
+over unordered pairs while the divisor counts ordered ones (paper: the mean over pairs), and the
+1e-5 keeps the square root differentiable for coincident centres.  The embedding is L2-normalized
+here (the official model normalizes its output).  pytorch-metric-learning's ``SoftTripleLoss``
+omits the regularizer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.proxy_common import ProxyLoss, check_inputs, compute_dtype, cosine_to_proxies, zero_loss
+
+REG_EPS = 1e-5  # official: sqrt(2.0 + 1e-5 - 2·sim)
+
+
+def center_regularizer(normalized_centers: torch.Tensor, num_classes: int, per_class: int) -> torch.Tensor:
+    """SoftTriple eq. 13 as in the official code (see the module docstring); 0 when ``per_class == 1``."""
+    if per_class < 2:
+        return normalized_centers.sum() * 0.0
+    grouped = normalized_centers.view(num_classes, per_class, -1)
+    sims = grouped @ grouped.transpose(1, 2)  # C×K×K
+    upper = torch.triu_indices(per_class, per_class, offset=1, device=sims.device)
+    pair_sims = sims[:, upper[0], upper[1]]
+    return torch.sqrt(2.0 + REG_EPS - 2.0 * pair_sims).sum() / (num_classes * per_class * (per_class - 1))
+
+
+@register_loss("soft_triple")
+class SoftTripleLoss(ProxyLoss):
+    """SoftTriple loss; defaults are the paper's / official ``train.py`` (K 10, λ 20, γ 0.1, τ 0.2,
+    δ 0.01).  ``proxy_lr_multiplier`` 100 = official centre lr 0.01 over model lr 1e-4 (official:
+    Adam, ``eps=0.01``, weight decay 1e-4); the centres' group carries ``eps=0.01``
+    (``proxy_group_options``), which the multiplier assumes.  Centres: ``kaiming_uniform_(a=√5)`` on
+    the official d×(C·K) layout, stored transposed.
+    """
+
+    proxy_group_options: ClassVar[dict[str, float]] = {"eps": 0.01}
+    optimizer_hints: ClassVar[dict[str, float]] = {"adam_eps": 0.01, "weight_decay": 1e-4}
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        centers_per_class: int = 10,
+        la: float = 20.0,
+        gamma: float = 0.1,
+        tau: float = 0.2,
+        margin: float = 0.01,
+        proxy_lr_multiplier: float = 100.0,
+    ) -> None:
+        super().__init__(num_classes, embedding_dim, proxy_lr_multiplier)
+        if centers_per_class < 1:
+            raise ValueError(f"centers_per_class must be ≥ 1, got {centers_per_class}")
+        if gamma <= 0:
+            raise ValueError(f"gamma must be > 0, got {gamma}")
+        self.centers_per_class = centers_per_class
+        self.la = la
+        self.gamma = gamma
+        self.tau = tau
+        self.margin = margin
+        official_layout = torch.empty(embedding_dim, num_classes * centers_per_class)
+        nn.init.kaiming_uniform_(official_layout, a=math.sqrt(5))
+        self.proxies = nn.Parameter(official_layout.T.contiguous())
+
+    def relaxed_similarity(self, embeddings: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        """``S'`` (B×C) of eq. 7 from raw embeddings and L2-normalized centres."""
+        sims = cosine_to_proxies(embeddings, centers, normalized=True)
+        sims = sims.view(-1, self.num_classes, self.centers_per_class)
+        return (torch.softmax(sims / self.gamma, dim=2) * sims).sum(dim=2)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_inputs(embeddings, labels, self.num_classes)
+        if embeddings.shape[0] == 0:
+            return zero_loss(embeddings, self.proxies)
+        centers = F.normalize(self.proxies.to(compute_dtype(embeddings)), dim=1)
+        relaxed = self.relaxed_similarity(embeddings, centers)
+        with_margin = relaxed.scatter_add(1, labels[:, None], relaxed.new_full((len(labels), 1), -self.margin))
+        loss = F.cross_entropy(self.la * with_margin, labels)
+        if self.tau > 0 and self.centers_per_class > 1:
+            loss = loss + self.tau * center_regularizer(centers, self.num_classes, self.centers_per_class)
+        return loss
