@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from .catalog import get_spec, open_dataset
 from .index import SPLITS
-from .sources import Reader
+from .errors import DatasetLayoutError
+from .sources import Reader, ZipReader
 from .splits import assign_validation_split, select_classes
 
 FORMAT_VERSION = 1
@@ -71,10 +72,23 @@ def _init_worker(reader: Reader) -> None:
     _READER = pickle.loads(pickle.dumps(reader))
 
 
+def _decode_one(reader: Reader, path: str, channels: int, size: int) -> np.ndarray:
+    """Decode one image; an undecodable member is reported with its path and archive."""
+    data = reader.read(path)
+    try:
+        return decode_image(data, channels, size)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:  # PIL's decode errors
+        where = (reader.archive_for(path) if isinstance(reader, ZipReader)
+                 else getattr(reader, "root", "?"))
+        raise DatasetLayoutError(
+            f"{where}: cannot decode image {path!r} ({err}); the archive is corrupt or not the "
+            "official one: replace it") from err
+
+
 def _decode_chunk(args: tuple[list[str], int, int]) -> np.ndarray:
     paths, channels, size = args
     assert _READER is not None
-    return np.stack([decode_image(_READER.read(p), channels, size) for p in paths])
+    return np.stack([_decode_one(_READER, p, channels, size) for p in paths])
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

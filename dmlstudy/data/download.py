@@ -60,6 +60,12 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
             for chunk in iter(lambda: resp.read(CHUNK), b""):
                 out.write(chunk)
                 bar.update(len(chunk))
+                have += len(chunk)
+    # http.client's read() returns b"" when the server drops the connection early, so a short
+    # body is only visible by its length: keep the part file for the next call to resume.
+    if total is not None and have < total:
+        raise ConnectionError(f"download of {url} stopped after {have} of {total} bytes; the "
+                              f"partial file {part} is kept: run again to resume")
 
 
 def download_file(url: str, dest: str | Path, md5: str, *, timeout: float = 60.0,
@@ -68,8 +74,9 @@ def download_file(url: str, dest: str | Path, md5: str, *, timeout: float = 60.0
 
     A finished ``dest`` is trusted as is (it was only renamed there after its md5 matched).
     Raises ChecksumError naming the URL and file when the complete download has the wrong md5
-    (the bad part file is deleted so the next call starts afresh), and lets urllib's URLError
-    through when the server cannot be reached.
+    (the bad part file is deleted so the next call starts afresh), lets urllib's URLError
+    through when the server cannot be reached, and raises ConnectionError (part file kept, so
+    the next call resumes) when the connection drops before the announced length arrived.
     """
     dest = Path(dest)
     if dest.exists():

@@ -9,9 +9,11 @@ class MPerClassSampler:
     """Batches of ``batch_size // m_per_class`` distinct classes × ``m_per_class`` samples.
 
     Per epoch (``rng = np.random.default_rng([seed, epoch])``, so batches depend on (seed, epoch)
-    only and a resumed run replays them): classes come from concatenated random permutations of
-    all classes, each permutation cut to a multiple of the classes per batch, so a batch never
-    repeats a class and every class is used about equally often. Within a class the rows are
+    only and a resumed run replays them): classes are dealt from a shuffled deck of all classes;
+    when the deck runs out mid-batch, a fresh shuffled deck completes the batch with classes not
+    already in it (those are moved to the deck's end). So a batch never repeats a class and,
+    within one epoch, every class is used its fair share rounded down or up (±1 at a deck
+    boundary) — no class is left out of a whole deck. Within a class the rows are
     shuffled and consumed cyclically (``m`` distinct rows, without replacement, when the class
     has >= m rows); classes with fewer than ``m`` rows are sampled with replacement.
     ``len(sampler)`` = ``max(1, len(labels) // batch_size)`` batches per epoch.
@@ -41,14 +43,28 @@ class MPerClassSampler:
     def __len__(self) -> int:
         return max(1, len(self.labels) // self.batch_size)
 
+    def _class_slots(self, rng: np.random.Generator, n_batches: int) -> np.ndarray:
+        """Classes of the ``n_batches × classes_per_batch`` slots, dealt from shuffled decks."""
+        cpb, n_cls = self.classes_per_batch, len(self.classes)
+        out = np.empty((n_batches, cpb), dtype=np.int64)
+        deck, pos = rng.permutation(n_cls), 0
+        for b in range(n_batches):
+            take = deck[pos:pos + cpb]
+            pos += len(take)
+            if len(take) < cpb:  # deck exhausted: new deck, classes of this batch moved last
+                deck = rng.permutation(n_cls)
+                dup = np.isin(deck, take)
+                deck = np.concatenate([deck[~dup], deck[dup]])
+                pos = cpb - len(take)
+                take = np.concatenate([take, deck[:pos]])
+            out[b] = take
+        return out.reshape(-1)
+
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The batches of ``epoch``: arrays of ``batch_size`` row positions into ``labels``."""
         rng = np.random.default_rng([self.seed, epoch])
         n_batches, cpb, n_cls, m = len(self), self.classes_per_batch, len(self.classes), self.m
-        per_perm = n_cls // cpb
-        n_perms = -(-n_batches // per_perm)
-        perms = rng.random((n_perms, n_cls)).argsort(axis=1)[:, :per_perm * cpb]
-        slots = perms.reshape(-1)[:n_batches * cpb]  # class (0..C-1) of each batch slot
+        slots = self._class_slots(rng, n_batches)  # class (0..C-1) of each batch slot
         # rows grouped by class, shuffled within each class
         grouped = np.lexsort((rng.random(len(self.labels)), self.inverse))
         # k-th occurrence of a class among the slots → its k-th block of m rows, cyclically

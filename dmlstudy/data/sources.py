@@ -18,6 +18,7 @@ import shutil
 import tarfile
 import urllib.error
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -86,17 +87,27 @@ class ZipReader:
     def _zip(self, path: str) -> zipfile.ZipFile:
         top = path.split("/", 1)[0]
         if top not in self._open:
-            self._open[top] = zipfile.ZipFile(self.archive_for(path))
+            archive = self.archive_for(path)
+            try:
+                self._open[top] = zipfile.ZipFile(archive)
+            except (zipfile.BadZipFile, OSError) as err:  # truncated copy, not a zip, unreadable
+                raise DatasetLayoutError(f"{archive} is not a readable zip archive ({err}); "
+                                         "replace it with the official file") from err
         return self._open[top]
 
     def names(self, top: str) -> list[str]:
         return self._zip(top + "/").namelist()
 
     def read(self, path: str) -> bytes:
+        archive = self._zip(path)
         try:
-            return self._zip(path).read(path)
+            return archive.read(path)
         except KeyError:
             raise DatasetLayoutError(f"{self.archive_for(path)} has no member {path!r}") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # bad CRC, corrupt data
+            raise DatasetLayoutError(f"{self.archive_for(path)}: member {path!r} is corrupt "
+                                     f"({err}); replace the archive with the official file"
+                                     ) from err
 
     def exists(self, paths: list[str]) -> list[bool]:
         tops = {p.split("/", 1)[0] for p in paths}
@@ -121,9 +132,15 @@ class DirReader:
 
 
 def extract_once(archive: Path, dest: Path) -> Path:
-    """Extract a tar archive into ``dest`` once (tmp dir + rename, so never half-extracted)."""
+    """Extract a tar archive into ``dest`` once (tmp dir + rename, so never half-extracted).
+
+    The marker records the archive's name, size and mtime, so a replaced archive (e.g. a wrong
+    file swapped for the official one) is extracted again instead of reusing a stale tree.
+    """
     marker = dest / ".extracted"
-    if marker.is_file() and marker.read_text() == archive.name:
+    st = archive.stat()
+    stamp = f"{archive.name} {st.st_size} {st.st_mtime_ns}"
+    if marker.is_file() and marker.read_text() == stamp:
         return dest
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -134,7 +151,7 @@ def extract_once(archive: Path, dest: Path) -> Path:
     except (tarfile.TarError, EOFError, OSError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DatasetLayoutError(f"cannot extract {archive}: {err}; replace the file") from err
-    (tmp / ".extracted").write_text(archive.name)
+    (tmp / ".extracted").write_text(stamp)
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return dest
@@ -163,6 +180,8 @@ def locate_files(spec: DatasetSpec, data_dir: Path, work_dir: Path,
                  download: bool = True) -> dict[str, Path]:
     """Map every file of ``spec`` to a local path (data dir, earlier download, or new download)."""
     found: dict[str, Path] = {}
+    absent = [rf for rf in spec.files if not (data_dir / spec.name / rf.filename).is_file()
+              and not (work_dir / "downloads" / spec.name / rf.filename).is_file()]
     for rf in spec.files:
         local = data_dir / spec.name / rf.filename
         cached = work_dir / "downloads" / spec.name / rf.filename
@@ -171,15 +190,17 @@ def locate_files(spec: DatasetSpec, data_dir: Path, work_dir: Path,
         elif cached.is_file():
             found[rf.filename] = cached
         else:
+            others = "".join(f"; it also needs {o.filename} at {data_dir / spec.name / o.filename}"
+                             f" (from {o.url})" for o in absent[absent.index(rf) + 1:])  # not tried yet
             hint = (f"dataset '{spec.name}' needs {rf.filename}: put it at {local} "
                     f"(data directory {data_dir}, env var {DATA_DIR_ENV})")
             if rf.md5 is None:
-                raise DatasetNotFoundError(f"{hint}; download it manually from {rf.url}")
+                raise DatasetNotFoundError(f"{hint}; download it manually from {rf.url}{others}")
             if not download:
-                raise DatasetNotFoundError(f"{hint}, or allow downloading it from {rf.url}")
+                raise DatasetNotFoundError(f"{hint}, or allow downloading it from {rf.url}{others}")
             try:
                 found[rf.filename] = download_file(rf.url, cached, rf.md5)
             except (urllib.error.URLError, OSError) as err:
                 raise DatasetNotFoundError(
-                    f"{hint}; downloading it from {rf.url} failed ({err})") from err
+                    f"{hint}; downloading it from {rf.url} failed ({err}){others}") from err
     return found

@@ -192,6 +192,7 @@ def tiny_dataset(tmp_path, tiny_counts):
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     honour_range = True
+    cut_after: int | None = None  # send only this many body bytes, then drop the connection
     log: list[tuple[str, str | None]] = []
 
     def do_GET(self):  # noqa: N802 (http.server API)
@@ -208,6 +209,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
+        if self.cut_after is not None:
+            self.wfile.write(data[start:start + self.cut_after])
+            self.close_connection = True
+            return
         self.wfile.write(data[start:])
 
     def log_message(self, *args):
@@ -217,7 +222,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def http_server():
     """Loopback-only server: ``server.files[path] = bytes``; ``server.url(path)``; request log."""
-    handler = type("H", (_Handler,), {"files": {}, "log": [], "honour_range": True})
+    handler = type("H", (_Handler,), {"files": {}, "log": [], "honour_range": True,
+                                      "cut_after": None})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()

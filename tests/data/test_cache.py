@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -128,3 +129,24 @@ def test_bad_image_size(tmp_path):
     with pytest.raises(ValueError, match="image_size"):
         prepare_dataset("omniglot", tmp_path, tmp_path / "o", image_size=0, val_fraction=0.1,
                         seed=0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_undecodable_image_is_named(workers, tiny_dataset, tmp_path):
+    """A listed image whose bytes are not an image (corrupt archive member) fails the prepare
+    with an error naming that member, not PIL's "cannot identify image file <BytesIO>"."""
+    from dmlstudy.data import DatasetLayoutError
+
+    data_dir = tiny_dataset("sop")
+    bad = "Stanford_Online_Products/chair_final/100003_1.JPG"
+    archive = data_dir / "sop" / "Stanford_Online_Products.zip"
+    with zipfile.ZipFile(archive) as z:
+        items = {n: (b"not a jpeg" if n == bad else z.read(n)) for n in z.namelist()}
+    with zipfile.ZipFile(archive, "w") as z:
+        for n, data in items.items():
+            z.writestr(n, data)
+    with pytest.raises(DatasetLayoutError, match=f"{bad}.*Stanford_Online_Products.zip|"
+                                                 f"Stanford_Online_Products.zip.*{bad}"):
+        prepare_dataset("sop", data_dir, tmp_path / "o", image_size=4, val_fraction=0.0,
+                        seed=0, work_dir=tmp_path / "w", workers=workers)
+    assert not (tmp_path / "o" / "meta.json").exists()

@@ -81,3 +81,19 @@ def test_bad_arguments():
         MPerClassSampler(labels, 2, 8, seed=0)
     with pytest.raises(ValueError, match="integer array"):
         MPerClassSampler(labels.astype(float), 2, 4, seed=0)
+
+
+@pytest.mark.parametrize("n_classes", [83, 85, 31])
+def test_fair_class_coverage_when_classes_do_not_divide(n_classes):
+    """CUB/Cars-like: ~85 train classes, 30 classes per batch (120 = 30 x 4). Every class must
+    be used floor or ceil of its fair share within ONE epoch (give or take one at a deck
+    boundary), not dropped from whole permutations: cutting each permutation of 85 classes to
+    60 left 25 random classes out per permutation and spread one epoch's use over 4..10."""
+    labels = labels_with_sizes([59] * n_classes)
+    s = MPerClassSampler(labels, m_per_class=4, batch_size=120, seed=0)
+    for epoch in range(3):
+        batches = s.epoch_batches(epoch)
+        for b in batches:  # still no class twice in a batch
+            assert len(np.unique(labels[b])) == 30
+        uses = np.unique(labels[np.concatenate(batches)], return_counts=True)[1] // 4
+        assert len(uses) == n_classes and uses.max() - uses.min() <= 2, np.bincount(uses)

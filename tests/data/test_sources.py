@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import socket
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from dmlstudy.data import (
     DATA_DIR_ENV,
     DATASETS,
     ChecksumError,
+    DatasetLayoutError,
     DatasetNotFoundError,
     load_index,
     resolve_data_dir,
@@ -136,3 +140,54 @@ def test_zip_reader_routes_and_reports_missing(tmp_path, makers):
     with pytest.raises(Exception, match="no archive holds"):
         r.read("images_evaluation/x.png")
     assert isinstance(Path(r.archive_for("images_background/a")), Path)
+
+
+@pytest.mark.parametrize("name,archive", [("omniglot", "images_background.zip"),
+                                          ("sop", "Stanford_Online_Products.zip")])
+def test_truncated_zip_in_data_dir_names_the_file(name, archive, tiny_dataset, tmp_path):
+    """A local copy that is not a complete zip (interrupted copy) gets a DatasetLayoutError naming
+    the file and the fix, not zipfile's bare 'File is not a zip file'."""
+    data_dir = tiny_dataset(name)
+    path = data_dir / name / archive
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DatasetLayoutError, match=f"{archive}.*not a readable zip.*replace"):
+        load_index(name, data_dir, work_dir=tmp_path / "w")
+
+
+def test_corrupt_zip_member_names_the_archive(tmp_path, makers):
+    d = makers["omniglot"](tmp_path) / "omniglot"
+    path = d / "images_background.zip"
+    member = "images_background/Latin/character01/0001_01.png"
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        offset = z.getinfo(member).header_offset
+    at = data.index(b"\x89PNG", offset)  # members are stored uncompressed
+    data[at + 20] ^= 0xFF  # flip a byte of the member: its CRC check fails on read
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetLayoutError, match="images_background.zip.*0001_01.png"):
+        ZipReader({"images_background": path}).read(member)
+
+
+def test_replaced_tgz_is_extracted_again(tmp_path):
+    """extract_once must notice that the archive behind the marker changed (same file name,
+    e.g. a wrong archive replaced by the official one): a stale extraction would keep failing
+    the count check after the user followed the error's advice."""
+    archive = tmp_path / "a.tgz"
+    for content in (b"old", b"new content"):
+        with tarfile.open(archive, "w:gz") as tar:
+            info = tarfile.TarInfo("x/f.txt")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        out = extract_once(archive, tmp_path / "ex")
+        assert (out / "x" / "f.txt").read_bytes() == content
+
+
+def test_error_lists_every_missing_file_at_once(tmp_path):
+    """In-Shop (manual download) with nothing in place: ONE error names both files, where each
+    goes and where each comes from, instead of one file per attempt."""
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_index("inshop", tmp_path / "data", work_dir=tmp_path / "w")
+    msg = str(err.value)
+    for f in ("img.zip", "list_eval_partition.txt"):
+        assert str(tmp_path / "data" / "inshop" / f) in msg
+    assert "Eval/list_eval_partition.txt" in msg and "Img/img.zip" in msg
