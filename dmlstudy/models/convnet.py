@@ -1,0 +1,76 @@
+"""A small from-scratch ConvNet for Omniglot, registered with timm as ``"convnet4"``.
+
+The 4-block network of Vinyals et al., "Matching Networks for One Shot Learning" (NeurIPS 2016)
+and Snell et al., "Prototypical Networks" (NeurIPS 2017): four blocks of
+conv3×3 (64 channels) → BatchNorm → ReLU → 2×2 max-pool.  A 28×28 input gives a 64×1×1 map.
+
+Registered through ``timm.models.register_model`` so ``timm.create_model("convnet4", ...)`` builds it
+with the same keyword arguments as any timm backbone (``in_chans``, ``num_classes``, ``global_pool``).
+
+>>> import timm, torch
+>>> net = timm.create_model("convnet4", in_chans=1, num_classes=0, global_pool="")
+>>> tuple(net(torch.zeros(2, 1, 28, 28)).shape)
+(2, 64, 1, 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from timm.models import register_model
+from torch import nn
+
+
+class ConvNet4(nn.Module):
+    """Four conv3×3-BN-ReLU-maxpool blocks; timm-style ``forward_features`` / ``forward_head``."""
+
+    def __init__(
+        self,
+        in_chans: int = 1,
+        num_classes: int = 0,
+        global_pool: str = "avg",
+        channels: int = 64,
+        depth: int = 4,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        unknown = set(kwargs) - {"pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "drop_rate"}
+        if unknown:
+            raise TypeError(f"convnet4 got unknown argument(s) {sorted(unknown)}")
+        if global_pool not in ("", "avg", "max"):
+            raise ValueError(f"convnet4 global_pool must be '', 'avg' or 'max', got {global_pool!r}")
+        blocks: list[nn.Module] = []
+        for i in range(depth):
+            blocks += [
+                nn.Conv2d(in_chans if i == 0 else channels, channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+        self.features = nn.Sequential(*blocks)
+        self.num_features = channels
+        self.global_pool = global_pool
+        self.num_classes = num_classes
+        self.fc = nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        if self.global_pool == "avg":
+            x = x.mean(dim=(2, 3))
+        elif self.global_pool == "max":
+            x = x.amax(dim=(2, 3))
+        return self.fc(x) if self.num_classes > 0 else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@register_model
+def convnet4(pretrained: bool = False, **kwargs: Any) -> ConvNet4:
+    """Omniglot ConvNet (4 blocks × 64 channels), from scratch only."""
+    if pretrained:
+        raise ValueError("convnet4 has no pretrained weights; set pretrained: false")
+    return ConvNet4(**kwargs)

@@ -1,0 +1,11 @@
+"""Training engine: settings, device-side augmentation, optimizer, loop, checkpoint/resume.
+
+``train(TrainSettings(...)) -> metrics`` writes checkpoint.pt, best.pt, embeddings_{val,test}.npz,
+metrics.json and dvclive/ into ``settings.out_dir``.
+"""
+
+from dmlstudy.training.settings import TrainSettings
+from dmlstudy.training.epoch import NonFiniteLossError
+from dmlstudy.training.loop import train
+
+__all__ = ["NonFiniteLossError", "TrainSettings", "train"]

@@ -1,0 +1,115 @@
+"""Run inputs (labels per level, evaluation subsets) and outputs (dvclive, final embeddings,
+metrics.json) of :func:`dmlstudy.training.train`."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dmlstudy.evaluation import evaluate
+from dmlstudy.training.augment import Preprocess
+from dmlstudy.training.checkpoint import atomic_json, load_checkpoint
+from dmlstudy.training.inference import embed_images
+from dmlstudy.training.settings import TrainSettings
+
+
+def train_labels(ds: Any, level: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(rows, contiguous labels 0..C-1, class names) of the train split at ``level``."""
+    rows, labels = ds.split("train")
+    if level == "fine":
+        return np.asarray(rows), np.asarray(labels, dtype=np.int64), list(ds.class_names("train"))
+    coarse = np.asarray(ds.coarse_labels("train"))
+    if (coarse < 0).any():
+        raise ValueError("label_level: coarse needs coarse labels, but this dataset has none (coarse_label -1); "
+                         "use label_level: fine")
+    ids, contiguous = np.unique(coarse, return_inverse=True)
+    index = ds.index.iloc[np.asarray(rows)]
+    if "coarse_name" in index.columns:
+        first = index.groupby("coarse_label")["coarse_name"].first()
+        names = [str(first[i]) for i in ids]
+    else:
+        names = [f"coarse class {i}" for i in ids]
+    return np.asarray(rows), contiguous.astype(np.int64), names
+
+
+def _level_labels(ds: Any, rows: np.ndarray, level: str) -> np.ndarray:
+    col = "label" if level == "fine" else "coarse_label"
+    return ds.index[col].to_numpy()[rows]
+
+
+def eval_rows(ds: Any, split: str, s: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and labels (at the training label level) of ``split``, at most ``limit_eval`` images:
+    whole classes in a seeded order, so no query loses its positives."""
+    rows, _ = ds.split(split)
+    rows = np.asarray(rows)
+    if len(rows) == 0:
+        raise ValueError(f"the prepared dataset has no {split!r} images; prepare it with val_fraction > 0")
+    if s.limit_eval is not None and len(rows) > s.limit_eval:
+        fine = ds.index["label"].to_numpy()[rows]
+        classes = np.random.default_rng(s.seed).permutation(np.unique(fine))
+        counts = np.array([(fine == c).sum() for c in classes])
+        keep = classes[: max(2, int(np.searchsorted(np.cumsum(counts), s.limit_eval, side="right")))]
+        rows = rows[np.isin(fine, keep)]
+    return rows, _level_labels(ds, rows, s.label_level)
+
+
+def open_live(out_dir: Path, *, resume: bool) -> Any:
+    """dvclive logger that never touches git / DVC experiments."""
+    from dvclive import Live
+
+    return Live(dir=str(out_dir / "dvclive"), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def _test_metrics(emb: np.ndarray, labels: np.ndarray, q: np.ndarray, g: np.ndarray, metric: str,
+                  seed: int) -> dict:
+    if q.all() and g.all():
+        return evaluate(emb, labels, metric=metric, seed=seed)
+    return evaluate(emb[q], labels[q], gallery_embeddings=emb[g], gallery_labels=labels[g], metric=metric,
+                    seed=seed)
+
+
+def finalize(s: TrainSettings, ds: Any, model: torch.nn.Module, loss_fn: Any, state: dict[str, Any],
+             device: torch.device, pre: Preprocess) -> dict[str, Any]:
+    """Reload best.pt, write embeddings_{val,test}.npz and metrics.json; return the metrics."""
+    best = load_checkpoint(s.out_dir / "best.pt", map_location=device)
+    model.load_state_dict(best["model_state"])
+    idx = ds.index
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for split in ("val", "test"):
+        rows, labels = eval_rows(ds, split, s)
+        emb = embed_images(model, ds.images, pre, rows=rows, device=device, batch_size=s.eval_batch_size,
+                           amp=s.amp, channels_last=s.channels_last)
+        q, g = idx["is_query"].to_numpy()[rows], idx["is_gallery"].to_numpy()[rows]
+        np.savez(s.out_dir / f"embeddings_{split}.npz", embeddings=emb, labels=idx["label"].to_numpy()[rows],
+                 coarse_labels=idx["coarse_label"].to_numpy()[rows], is_query=q, is_gallery=g, rows=rows)
+        if split == "test":
+            out["test"] = {k: float(v) for k, v in _test_metrics(emb, labels, q, g, loss_fn.metric, s.seed).items()}
+            if s.label_level == "coarse":
+                fine = idx["label"].to_numpy()[rows]
+                out["test_fine"] = {k: float(v) for k, v in _test_metrics(emb, fine, q, g, loss_fn.metric, s.seed).items()}
+    metrics = {
+        "best_epoch": int(state["best_epoch"]),
+        "selected_on": "val map@r",
+        "val": best["val"],
+        **out,
+        "train_seconds": state["train_seconds"],
+        "train_images_per_s": state["train_images"] / state["train_seconds"] if state["train_seconds"] else None,
+        "final_embedding_seconds": time.perf_counter() - t0,
+        "wall_seconds": state["wall_seconds"] + time.perf_counter() - t0,
+        "epochs": s.epochs,
+        "metric": loss_fn.metric,
+        "device": str(device),
+        "torch": torch.__version__,
+        "host": platform.node(),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "settings": s.model_dump(mode="json"),
+        "history": state["history"],
+    }
+    atomic_json(metrics, s.out_dir / "metrics.json")
+    return metrics
