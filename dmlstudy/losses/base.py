@@ -93,13 +93,25 @@ def get_loss_class(name: str) -> type[DMLLoss]:
 
 
 def loss_hyperparameters(name: str) -> dict[str, Any]:
-    """The constructor's hyper-parameters of loss ``name`` with their defaults (runtime keys excluded)."""
+    """The constructor's hyper-parameters of loss ``name`` with their defaults (runtime keys excluded).
+
+    Every hyper-parameter must have a default (``None`` in params.yaml means "the default"); one
+    without raises ``TypeError`` instead of returning ``inspect.Parameter.empty``.
+    """
     sig = inspect.signature(get_loss_class(name).__init__)
-    return {
+    params = {
         p.name: p.default
         for p in list(sig.parameters.values())[1:]
         if p.name not in RUNTIME_KEYS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     }
+    missing = [key for key, value in params.items() if value is inspect.Parameter.empty]
+    if missing:
+        raise TypeError(
+            f"Loss {name!r} has hyper-parameter(s) without a default: {', '.join(missing)}. "
+            f"Give them a default in {get_loss_class(name).__qualname__}.__init__ (runtime values must be "
+            f"one of {', '.join(RUNTIME_KEYS)})"
+        )
+    return params
 
 
 def build_loss(

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import DMLLoss, register_loss
+from dmlstudy.losses.proxy_common import compute_dtype
 
 __all__ = ["DensityAwareAdaptiveLineLoss", "segment_projection"]
 
@@ -164,6 +165,7 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         self.spread_seen |= ok
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
             raise ValueError(f"daal expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}")
         labels = labels.long()

@@ -18,7 +18,13 @@ tuned γ ≈ 0.49), except that we average over the non-zero terms as the triple
 * ``proxy_nca``: the negative logits become ``−s·D(x̂, p̂_c) − γ·cos(p̂_c − x̂, p̂_y − x̂)`` for c ≠ y
   (ProxyNCA as :class:`~dmlstudy.losses.proxy.ProxyNCALoss`, with its own proxies).
 
-Cosines of a zero vector are taken as 0 (``u·v / max(‖u‖‖v‖, 1e-8)``).
+Cosines of a zero vector are taken as 0: ``u·v / (max(‖u‖, τ)·max(‖v‖, τ))`` clamped to [−1, 1],
+``τ = 10·√eps`` of the dtype (float32 3.5e-3, float64 1.5e-7).  Distances computed from dot products
+(``√(2 − 2·cos)``) cannot resolve lengths below ≈ √eps, so below τ the numerator is rounding noise;
+flooring each length (not the product) makes the cosine go continuously to 0 there with a gradient
+bounded by ~1/τ (a 1e-8 floor on the product gave |cos| ≫ 1 in float32 and ~1e6 gradients when an
+embedding sits on its own proxy or a negative on its anchor).  Inputs below float32 (bf16) are
+computed in float32.
 """
 
 from __future__ import annotations
@@ -45,16 +51,27 @@ from dmlstudy.losses.proxy import check_inputs, nca_losses
 
 DirectionBase = Literal["triplet", "multi_similarity", "proxy_nca"]
 DIRECTION_BASES: tuple[str, ...] = ("triplet", "multi_similarity", "proxy_nca")
-COS_EPS = 1e-8
+
+
+def length_floor(dtype: torch.dtype) -> float:
+    """τ = 10·√eps: lengths below it are rounding noise when computed from dot products."""
+    return 10.0 * torch.finfo(dtype).eps ** 0.5
 
 
 def direction_cosines(dot_tr: torch.Tensor, dot_to: torch.Tensor, dot_or: torch.Tensor, dot_oo: torch.Tensor,
                       dist_to: torch.Tensor, dist_ro: torch.Tensor) -> torch.Tensor:
     """``cos(t − o, r − o)`` from dot products only (no extra matmul over the embedding dimension):
-    ``(t·r − t·o − o·r + o·o) / (‖t − o‖·‖r − o‖)``, 0 where a vector is zero.  Arguments broadcast
-    (rows: origins ``o`` with references ``r``; columns: targets ``t``).
+    ``(t·r − t·o − o·r + o·o) / (max(‖t − o‖, τ)·max(‖r − o‖, τ))`` clamped to [−1, 1], so it goes
+    to 0 with a vanishing vector (module docstring).  Arguments broadcast (rows: origins ``o`` with
+    references ``r``; columns: targets ``t``).
+
+    >>> d = torch.tensor(2.0).sqrt()
+    >>> round(float(direction_cosines(torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0), 1.0, d, d)), 6)
+    0.5
     """
-    return (dot_tr - dot_to - dot_or + dot_oo) / (dist_to * dist_ro).clamp_min(COS_EPS)
+    tau = length_floor(dist_to.dtype)
+    cos = (dot_tr - dot_to - dot_or + dot_oo) / (dist_to.clamp_min(tau) * dist_ro.clamp_min(tau))
+    return cos.clamp(-1.0, 1.0)
 
 
 @register_loss("direction")
@@ -123,6 +140,7 @@ class DirectionLoss(DMLLoss):
         return [{"params": [self.proxies], "lr": base_lr * self.proxy_lr_multiplier, "name": "direction.proxies"}]
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = embeddings.to(torch.promote_types(embeddings.dtype, torch.float32))
         if self.base == "triplet":
             return self._triplet(F.normalize(embeddings, dim=1), labels)
         if self.base == "multi_similarity":

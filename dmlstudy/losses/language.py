@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses.base import DMLLoss, build_loss, register_loss
+from dmlstudy.losses.proxy_common import compute_dtype
 
 __all__ = ["LanguageGuidanceLoss", "encode_prompts", "language_kl"]
 
@@ -161,7 +162,7 @@ class LanguageGuidanceLoss(DMLLoss):
         labels = labels.long()
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"language: labels must lie in 0..{self.num_classes - 1} (one class name per label)")
-        x = F.normalize(embeddings, dim=1)
+        x = F.normalize(embeddings.to(compute_dtype(embeddings)), dim=1)  # bf16 → float32
         text = self.text_embeddings[labels].to(x.dtype)
         same = labels[:, None] == labels[None, :]
         return language_kl(x @ x.T, text @ text.T + self.shift, same, shift=self.shift, temperature=self.temperature)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses.base import DMLLoss, build_loss, register_loss  # noqa: F401 (doctest)
+from dmlstudy.losses.proxy_common import compute_dtype
 from dmlstudy.losses.miners import (
     TRIPLET_STRATEGIES,
     TripletStrategy,
@@ -69,6 +70,7 @@ class ContrastiveLoss(DMLLoss):
         self.neg_margin = float(neg_margin)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         dist = euclidean_distance(F.normalize(embeddings, dim=1))
         pos, neg = pair_masks(labels)
         pos_loss = F.relu(dist - self.pos_margin).masked_fill(~pos, 0.0)
@@ -98,6 +100,7 @@ class TripletLoss(DMLLoss):
         self.miner = miner
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         dist = euclidean_distance(F.normalize(embeddings, dim=1))
         a, p, neg_mask = mine_triplets(dist, labels, self.miner, self.margin)
         violation = F.relu(dist[a, p][:, None] - dist[a] + self.margin).masked_fill(~neg_mask, 0.0)
@@ -143,6 +146,7 @@ class NPairLoss(DMLLoss):
         return order[start], order[start + 1]
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         a, p = self.first_pairs(labels)
         reg = self.l2_reg_weight * (embeddings * embeddings).sum() / max(len(embeddings), 1)
         if len(a) == 0:
@@ -186,6 +190,7 @@ class MultiSimilarityLoss(DMLLoss):
         self.epsilon, self.mining = float(epsilon), bool(mining)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         sim = gram(F.normalize(embeddings, dim=1))
         if self.mining:
             pos, neg = multi_similarity_mining(sim, labels, self.epsilon)

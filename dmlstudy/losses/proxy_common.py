@@ -55,6 +55,8 @@ def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: in
         )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    if labels.dtype != torch.long:  # gather/scatter/one_hot/cross_entropy need int64 indices
+        raise TypeError(f"labels must be int64 (torch.long) class ids, got {labels.dtype}; pass labels.long()")
     if labels.numel() and bool(((labels < 0) | (labels >= num_classes)).any()):
         raise ValueError(
             f"labels must be contiguous class ids in 0..{num_classes - 1} (num_classes={num_classes}); "

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import DMLLoss, register_loss
+from dmlstudy.losses.proxy_common import compute_dtype
 
 __all__ = ["RealignedSoftmaxWarpingLoss", "euclidean_distances", "warp_true_distance"]
 
@@ -147,6 +148,7 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         return p["temperature"] * d.scatter(1, idx, w_y)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
             raise ValueError(f"rsw expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}")
         if embeddings.shape[0] == 0:

@@ -106,3 +106,30 @@ def test_param_groups_cover_every_learnable_parameter_once(name: str) -> None:
     assert {id(p) for p in grouped} == learnable
     for g in groups:
         assert g.get("lr", 1e-3) > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_input_is_computed_in_float32(name: str) -> None:
+    """bf16 embeddings (an autocast output) are promoted, not reduced in bf16: scaled logits
+    (β 50, s 64) and RSW's unnormalized ‖x‖² + ‖p‖² − 2x·p lose ~1e-2 relative in bf16."""
+    gen = torch.Generator().manual_seed(2)
+    x = (3.0 * torch.randn(18, DIM, generator=gen)).to(torch.bfloat16)
+    y = torch.arange(NUM_CLASSES).repeat(3)
+    loss = _build(name).float()
+    low = copy.deepcopy(loss)(x, y)
+    assert low.dtype == torch.float32, low.dtype
+    torch.testing.assert_close(low, copy.deepcopy(loss)(x.float(), y))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_int32_labels_work_or_raise_clearly(name: str) -> None:
+    """Labels that are int32 (e.g. from numpy) give the int64 result or a TypeError naming the fix,
+    never an internal index-dtype error from gather/one_hot/cross_entropy."""
+    x, y = _batches()["regular"]
+    loss = _build(name)
+    try:
+        value = copy.deepcopy(loss)(x, y.int())
+    except TypeError as err:
+        assert "int64" in str(err) and ".long()" in str(err), err
+    else:
+        torch.testing.assert_close(value, copy.deepcopy(loss)(x, y))

@@ -3,6 +3,7 @@ the base losses at γ = 0, gradcheck, learning sanity, edge cases, proxies in pa
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses import build_loss, loss_hyperparameters
+from dmlstudy.losses.direction import length_floor
 from tests.losses import pair_checks as checks
 
 BASES = ("triplet", "multi_similarity", "proxy_nca")
@@ -183,3 +185,34 @@ def test_proxy_param_groups() -> None:
     groups = loss.param_groups(0.01)
     assert len(groups) == 1 and groups[0]["params"][0] is loss.proxies
     assert groups[0]["lr"] == pytest.approx(0.1)
+
+
+def _degenerate_batches(loss) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
+    """Configurations where a direction vector is (numerically) zero."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(8, 6, generator=gen, dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    out = {"negatives_on_anchors": (x[[0, 1, 0, 1, 4, 5, 4, 5]], y)}
+    if loss.proxies is not None:  # embeddings on their own proxy: p_y − x = 0
+        out["on_own_proxy"] = (loss.proxies.detach()[y].clone(), y)
+    return out
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_zero_direction_vectors_are_stable_in_float32(base: str) -> None:
+    """Where ``n − a`` (or ``p_y − x``) vanishes the cosine is 0 up to rounding: float32 agrees with
+    float64 and the gradient stays bounded (a 1e-8 floor on ‖u‖‖v‖ gave |cos| ≫ 1 from rounding
+    noise in float32, values off by 100%, and ~1e6 gradients)."""
+    loss64 = _build(base, num_classes=4)
+    for case, (x, y) in _degenerate_batches(loss64).items():
+        values = {}
+        for dtype in (torch.float64, torch.float32):
+            loss = copy.deepcopy(loss64).to(dtype)
+            emb = x.detach().to(dtype).clone().requires_grad_(True)
+            value = loss(emb, y)
+            value.backward()
+            # |∇cos| ~ 1/‖v‖ near v = 0 is the formula's own; the floor τ bounds it by ~γ/τ
+            bound = 10.0 / length_floor(dtype)  # float32: 2.9e3
+            assert torch.isfinite(emb.grad).all() and emb.grad.norm() < bound, (case, dtype, emb.grad.norm())
+            values[dtype] = value.item()
+        assert values[torch.float32] == pytest.approx(values[torch.float64], rel=1e-3, abs=1e-4), (case, values)

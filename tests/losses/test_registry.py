@@ -71,3 +71,21 @@ def test_every_loss_builds_with_runtime_values(name: str) -> None:
     loss = build_loss(name, num_classes=4, embedding_dim=8, class_names=["ab", "cd", "ef", "gh"], **extra)
     assert isinstance(loss, DMLLoss) and get_loss_class(name) is type(loss)
     assert loss.registry_name == name
+
+
+def test_loss_hyperparameters_never_returns_empty() -> None:
+    """A hyper-parameter without a default is a registration mistake: a clear error, never
+    ``inspect.Parameter.empty`` leaking into params.yaml / reports."""
+    from dmlstudy.losses import base as loss_base
+
+    class _NoDefault(DMLLoss):
+        def __init__(self, num_classes: int, *, margin: float, scale: float = 1.0) -> None:
+            super().__init__()
+
+    name = "_test_no_default"
+    loss_base.register_loss(name)(_NoDefault)
+    try:
+        with pytest.raises(TypeError, match="margin"):
+            loss_hyperparameters(name)
+    finally:
+        loss_base._REGISTRY.pop(name)
