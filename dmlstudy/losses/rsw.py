@@ -158,4 +158,6 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         return F.cross_entropy(-self.warped_logits(embeddings, labels), labels.long())
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        return [{"params": [self.proxies], "lr": base_lr * self.proxy_lr_multiplier}]
+        # The official recipe trains with Adam eps=1.0; the proxy lr multiplier only means what it
+        # meant there with that eps, so the proxies' group carries it (Adam/AdamW honour it).
+        return [{"params": [self.proxies], "lr": base_lr * self.proxy_lr_multiplier, "eps": 1.0, "name": "rsw.proxies"}]

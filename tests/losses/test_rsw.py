@@ -114,6 +114,7 @@ def test_registry_defaults_and_param_groups():
     assert loss.metric == "euclidean" and loss.normalize_embeddings is False
     groups = loss.param_groups(0.01)
     assert groups[0]["lr"] == pytest.approx(1.0) and groups[0]["params"][0] is loss.proxies
+    assert groups[0]["eps"] == 1.0  # official Adam eps for the proxies
     # kaiming_normal_(fan_out) on (C, d): std sqrt(2 / C)
     big = build_loss("rsw", num_classes=50, embedding_dim=2000)
     assert big.proxies.std().item() == pytest.approx(math.sqrt(2 / 50), rel=0.05)
