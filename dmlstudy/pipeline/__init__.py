@@ -1,0 +1,1 @@
+"""The study pipeline: params validation, notebook runner, run layout and report helpers."""

@@ -1,0 +1,94 @@
+"""First pipeline stage: validate the whole ``params.yaml`` before any work is done.
+
+``python -m dmlstudy.pipeline.check_params params.yaml work/params.ok`` checks every section
+(:func:`dmlstudy.config.load_config`), then builds the ``TrainSettings`` of every run the study
+will start (study datasets × losses, the ablation variants, the multi-modal runs) so that
+cross-field errors (``batch_size`` not a multiple of ``m_per_class``…) also surface here. On
+success it writes a constant marker file: downstream stages depend on it for ordering only, so a
+params edit that passes validation never invalidates them through this file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from dmlstudy.config import StudyConfig, load_config
+from dmlstudy.losses import build_loss
+from dmlstudy.pipeline.runs import ablation_variants, train_settings
+from dmlstudy.pipeline.validate import ParamsError
+from dmlstudy.training.settings import TrainSettings
+
+MARKER = "params.yaml validated by dmlstudy.pipeline.check_params\n"
+
+
+def _offline_text_encoder(names: list[str]) -> np.ndarray:
+    """Stand-in text encoder for the construction check only (no model download/load)."""
+    return np.eye(len(names), dtype=np.float32)
+
+
+def check_loss_builds(s: TrainSettings, where: str) -> None:
+    """Build the run's loss on 4 toy classes and walk its epoch schedule: catches combinations
+    the constructor or ``schedule`` rejects (e.g. RSW phase2_epochs >= epochs) before training.
+    The language loss gets a stand-in text encoder here (its encoder is loaded at training)."""
+    params = dict(s.loss_params)
+    if s.loss == "language":
+        params["encoder"] = _offline_text_encoder
+    try:
+        loss = build_loss(s.loss, num_classes=4, embedding_dim=s.embedding_dim,
+                          class_names=["a", "b", "c", "d"], **params)
+        for epoch in range(s.epochs):
+            loss.schedule(epoch, s.epochs)
+    except (ValueError, TypeError) as exc:
+        raise ParamsError(f"{where}: loss {s.loss!r} rejects its settings: {exc}") from None
+
+
+def check_runs(config: StudyConfig) -> int:
+    """Build every run's TrainSettings; return how many runs the study defines."""
+    n = 0
+
+    def build(where: str, dataset: str, loss: str, **kw: object) -> None:
+        nonlocal n
+        try:
+            s = train_settings(config, dataset, loss, 0, prepared_dir=".", out_dir=".", **kw)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+            raise ParamsError(f"{where}: the merged training settings are invalid: {msgs}") from None
+        check_loss_builds(s, where)
+        n += 1
+
+    for d in config.study.datasets:
+        for loss in config.study.losses:
+            build(f"datasets.{d} + losses.{loss}", d, loss)
+        for name in config.study.ablations:
+            for v in ablation_variants(config, name):
+                build(f"ablations.{name} ({v.label}) on {d}", d, v.loss, loss_params=v.loss_params, extra=v.train)
+    for d in config.study.multimodal:
+        for loss in config.study.losses:
+            build(f"multimodal on {d} + losses.{loss}", d, loss, label_level="coarse", extra=config.multimodal.train)
+    return n * len(config.study.seeds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m dmlstudy.pipeline.check_params PARAMS_YAML MARKER_FILE", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args[0])
+        runs = check_runs(config)
+    except (ParamsError, ValueError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    marker = Path(args[1])
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(MARKER)
+    print(f"{args[0]}: OK ({runs} training runs)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

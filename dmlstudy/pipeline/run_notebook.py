@@ -1,0 +1,122 @@
+"""Execute a jupytext percent-format notebook with papermill and render it to HTML.
+
+papermill has no jupytext engine, so the source is read with jupytext and handed to
+``papermill.execute_notebook`` as a notebook object::
+
+    python -m dmlstudy.pipeline.run_notebook notebooks/train.py work/nb/train.ipynb \\
+        --html reports/train.html -p dataset omniglot -p seed 0
+
+``-p KEY VALUE`` values are parsed as YAML (``-p seeds "[0, 1]"`` is a list, ``-p lr 1e-3`` a
+float). The kernel is ``python3`` — jupyter_client starts it with the *running* interpreter
+(``sys.executable``) because the kernelspec's command is plain ``python``; so running this module
+with the project's venv python runs the notebook in the venv (no ``ipykernel install`` needed).
+Output folders are created (papermill does not). Figures are captured by matplotlib's inline
+backend even when ``MPLBACKEND=Agg`` is set for the caller; tqdm bars are off (``TQDM_DISABLE``).
+
+>>> parse_parameters([("seed", "3"), ("lr", "1e-3"), ("name", "omniglot"), ("xs", "[1, 2]")])
+{'seed': 3, 'lr': 0.001, 'name': 'omniglot', 'xs': [1, 2]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def parse_parameters(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """``[(key, text)]`` → ``{key: value}`` with each text parsed as YAML (``1e-3`` is a float)."""
+    out: dict[str, Any] = {}
+    for key, text in pairs:
+        value = yaml.safe_load(text)
+        if isinstance(value, str) and _NUMBER.match(value):
+            value = float(value)  # YAML 1.1 reads "1e-3" as a string; notebooks expect a number
+        out[key] = value
+    return out
+
+
+def execute(
+    source: str | Path,
+    output: str | Path,
+    parameters: dict[str, Any] | None = None,
+    *,
+    html: str | Path | None = None,
+    kernel_name: str = "python3",
+    cwd: str | Path | None = None,
+    progress: bool = False,
+) -> Path:
+    """Run ``source`` (jupytext ``.py``) with ``parameters`` injected after its ``parameters``
+    cell; write the executed ``.ipynb`` to ``output`` and, if ``html`` is given, a self-contained
+    HTML page (code hidden, figures embedded). Raises ``papermill.PapermillExecutionError`` with
+    the failing cell's traceback when the notebook fails (the partial notebook is still written)."""
+    import jupytext
+    import papermill
+
+    source, output = Path(source), Path(output)
+    if not source.is_file():
+        raise FileNotFoundError(f"notebook source not found: {source}")
+    nb = jupytext.read(source)
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        raise ValueError(f"{source} has no cell tagged 'parameters' (# %% tags=[\"parameters\"])")
+    nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": "Python 3", "language": "python"}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["MPLBACKEND"] = INLINE_BACKEND  # inherited by the kernel: figures become outputs
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are noise in a rendered report
+    try:
+        papermill.execute_notebook(
+            nb,
+            str(output),
+            parameters=parameters or {},
+            kernel_name=kernel_name,
+            cwd=str(cwd) if cwd else None,
+            progress_bar=progress,
+            log_output=False,
+        )
+    finally:
+        if html is not None and output.is_file():
+            render_html(output, html)
+    return output
+
+
+def render_html(notebook: str | Path, html: str | Path, *, hide_code: bool = True) -> Path:
+    """Render an executed notebook to one self-contained HTML file (PNG figures embedded)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = hide_code
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    html = Path(html)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="jupytext percent-format notebook (.py)")
+    parser.add_argument("output", help="executed notebook (.ipynb); folders are created")
+    parser.add_argument("--html", help="also render a self-contained HTML page here")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument("--kernel", default="python3")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    execute(args.source, args.output, parse_parameters(args.parameter), html=args.html, kernel_name=args.kernel)
+    print(f"{args.source} -> {args.output} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

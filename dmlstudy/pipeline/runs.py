@@ -1,0 +1,106 @@
+"""From validated params to training runs: ``TrainSettings`` per (dataset, loss, seed) and the
+variants of each ablation study.
+
+Loss hyper-parameters: ``losses.<loss>`` → ``datasets.<d>.loss_overrides.<loss>`` →
+``profiles.<profile>.loss_overrides.<loss>`` → ablation variant.
+Precedence of training settings (later wins): ``train`` (common) → ``datasets.<d>.train``
+(protocol) → ``profiles.<profile>.train`` (tiny) → ablation/multimodal budget → variant.
+
+>>> from dmlstudy.pipeline.runs import run_path
+>>> run_path("work/runs/omniglot", "triplet", 2).as_posix()
+'work/runs/omniglot/triplet/seed2'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dmlstudy.config import StudyConfig
+from dmlstudy.pipeline.validate import check_loss_params, check_train_overrides
+from dmlstudy.training.settings import TrainSettings
+
+#: One run's folder below a runs root; dvc.yaml's train stage writes the same layout
+#: (tests/pipeline/test_dvc_yaml.py checks that they agree).
+RUN_LAYOUT = "{loss}/seed{seed}"
+
+
+def run_path(runs_root: str | Path, loss: str, seed: int) -> Path:
+    """Folder of one training run below ``runs_root``."""
+    return Path(runs_root) / RUN_LAYOUT.format(loss=loss, seed=seed)
+
+
+def train_overrides(config: StudyConfig, dataset: str) -> dict[str, Any]:
+    """TrainSettings values for ``dataset`` under the active profile (no paths/loss/seed)."""
+    values = {**config.train, **config.datasets[dataset].train}
+    if config.study.profile != "full":
+        values.update(config.profiles[config.study.profile].train)
+    return values
+
+
+def train_settings(
+    config: StudyConfig,
+    dataset: str,
+    loss: str,
+    seed: int,
+    *,
+    prepared_dir: str | Path,
+    out_dir: str | Path,
+    label_level: str = "fine",
+    loss_params: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> TrainSettings:
+    """The ``TrainSettings`` of one run; ``loss_params`` update ``losses.<loss>``, ``extra``
+    updates the training values (budget overrides of ablations / the multi-modal experiment)."""
+    params = {**config.loss_params(dataset, loss), **(loss_params or {})}
+    values = {**train_overrides(config, dataset), **(extra or {})}
+    return TrainSettings(
+        prepared_dir=Path(prepared_dir),
+        out_dir=Path(out_dir),
+        loss=loss,
+        loss_params=params,
+        seed=seed,
+        label_level=label_level,
+        **values,
+    )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of an ablation: a label, the loss, and what it changes."""
+
+    label: str
+    loss: str
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    value: Any = None  # the swept value (sweeps), else None
+
+
+def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
+    """The variants of ``ablations.<name>``: its named ``variants`` then its ``sweep`` values."""
+    abl = config.ablations[name]
+    out: list[Variant] = []
+    for label, spec in abl.variants.items():
+        unknown = set(spec) - {"loss_params", "train"}
+        if unknown:
+            raise ValueError(f"ablations.{name}.variants.{label}: unknown key(s) {sorted(unknown)}; "
+                             "valid keys: loss_params, train")
+        check_loss_params(abl.loss, spec.get("loss_params", {}), f"ablations.{name}.variants.{label}.loss_params")
+        check_train_overrides(spec.get("train", {}), f"ablations.{name}.variants.{label}.train")
+        out.append(Variant(label, abl.loss, dict(spec.get("loss_params", {})), {**abl.train, **spec.get("train", {})}))
+    for key, values in abl.sweep.items():
+        section, _, param = key.partition(".")
+        if section not in ("loss_params", "train") or not param:
+            raise ValueError(f"ablations.{name}.sweep.{key}: keys are 'loss_params.<name>' or 'train.<name>'")
+        for value in values:
+            where = f"ablations.{name}.sweep.{key}"
+            if section == "loss_params":
+                check_loss_params(abl.loss, {param: value}, where)
+                out.append(Variant(f"{param}={value}", abl.loss, {param: value}, dict(abl.train), value))
+            else:
+                check_train_overrides({param: value}, where)
+                out.append(Variant(f"{param}={value}", abl.loss, {}, {**abl.train, param: value}, value))
+    if not out:
+        raise ValueError(f"ablations.{name} has neither variants nor sweep values")
+    return out

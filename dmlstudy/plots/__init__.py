@@ -1,0 +1,17 @@
+"""Figures shared by the notebooks; every function returns a ``matplotlib.figure.Figure``."""
+
+from dmlstudy.plots.geometry import force_panels, warp_curves
+from dmlstudy.plots.images import image_grid, retrieval_gallery
+from dmlstudy.plots.results import ablation_lines, metric_points, projection_2d, recall_at_k, training_curves
+
+__all__ = [
+    "ablation_lines",
+    "force_panels",
+    "image_grid",
+    "metric_points",
+    "projection_2d",
+    "recall_at_k",
+    "retrieval_gallery",
+    "training_curves",
+    "warp_curves",
+]

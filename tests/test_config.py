@@ -1,0 +1,90 @@
+"""params.yaml ↔ dmlstudy.config: the shipped file is valid, loss sections mirror the
+constructors, and bad values fail naming the key and the valid choices."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dmlstudy.config import ABLATIONS, DATASETS, config_from_dict, load_config
+from dmlstudy.losses import list_losses, loss_hyperparameters
+from dmlstudy.pipeline.validate import ParamsError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_shipped_params_are_valid_and_default_to_all_losses_on_omniglot(raw):
+    config = load_config(REPO / "params.yaml")
+    assert config.study.datasets == ["omniglot"]
+    assert sorted(config.study.losses) == list_losses() and len(config.study.losses) == 15
+    assert config.study.profile == "full"
+    assert set(config.datasets) == set(DATASETS)
+    assert set(config.ablations) == set(ABLATIONS)
+
+
+def _norm(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+@pytest.mark.parametrize("name", list_losses())
+def test_loss_section_equals_constructor_keywords_and_defaults(raw, name):
+    defaults = {k: _norm(v) for k, v in loss_hyperparameters(name).items()}
+    assert raw["losses"][name] == defaults
+
+
+def test_photo_presets_follow_published_protocol(raw):
+    for d in ("cub200", "cars196", "sop", "inshop"):
+        t = raw["datasets"][d]["train"]
+        assert (t["backbone"], t["pretrained"], t["embedding_dim"], t["image_size"]) == ("resnet50", True, 512, 224)
+
+
+BAD = [
+    (("study", "losses"), ["triplet", "tripplet"], "study.losses", "did you mean 'triplet'"),
+    (("study", "datasets"), ["cub"], "study.datasets", "Valid choices: omniglot, cub200"),
+    (("study", "seeds"), [], "study.seeds", "must not be empty"),
+    (("study", "seds"), [0], "study", "did you mean 'seeds'"),
+    (("losses", "proxy_anchor", "alpah"), 32.0, "losses.proxy_anchor.alpah", "did you mean 'alpha'"),
+    (("losses", "proxy_anchor", "alpha"), "big", "losses.proxy_anchor.alpha", "valid number"),
+    (("datasets", "omniglot", "train", "epochs"), 2.5, "datasets.omniglot.train.epochs", "integer"),
+    (("datasets", "omniglot", "train", "lr"), -1.0, "datasets.omniglot.train.lr", "greater than 0"),
+    (("train", "optimiser"), "adam", "train.optimiser", "did you mean 'optimizer'"),
+    (("study", "ablations"), ["dall_parts"], "study.ablations", "did you mean 'daal_parts'"),
+]
+
+
+@pytest.mark.parametrize("path,value,key,expected", BAD, ids=[b[2] + ":" + str(b[1]) for b in BAD])
+def test_bad_params_name_the_key_and_choices(raw, path, value, key, expected):
+    bad = copy.deepcopy(raw)
+    node = bad
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    with pytest.raises(ParamsError) as err:
+        config_from_dict(bad)
+    assert key in str(err.value) and expected in str(err.value), str(err.value)
+
+
+def test_loss_params_merge_dataset_and_profile_overrides(raw):
+    config = config_from_dict(raw)
+    assert config.loss_params("omniglot", "rsw")["phase2_epochs"] == 1
+    assert config.loss_params("cub200", "rsw")["phase2_epochs"] == 30
+    tiny = copy.deepcopy(raw)
+    tiny["study"]["profile"] = "tiny"
+    assert config_from_dict(tiny).loss_params("omniglot", "rsw")["phase2_epochs"] == 0
+    assert config_from_dict(tiny).prepare_settings("omniglot").max_classes_per_split == 40
+
+
+def test_data_dir_env_overrides_params(raw, monkeypatch):
+    config = config_from_dict(raw)
+    monkeypatch.setenv("DMLSTUDY_DATA_DIR", "/somewhere")
+    assert config.data_dir() == Path("/somewhere")
+    monkeypatch.delenv("DMLSTUDY_DATA_DIR")
+    assert config.data_dir() == Path(raw["data"]["dir"])
