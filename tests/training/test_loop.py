@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from dmlstudy.losses import DMLLoss, register_loss
+from dmlstudy.losses import DMLLoss
+from dmlstudy.losses import base as loss_base
 from dmlstudy.models import build_embedder
 from dmlstudy.training import NonFiniteLossError, TrainSettings, train
 from dmlstudy.training.checkpoint import load_checkpoint
 from dmlstudy.training.loop import seeded
 
 
-@register_loss("_test_nan_after_first_epoch")
 class _NaNLoss(DMLLoss):
     """Mean squared norm, but NaN from epoch 1 step 1 on (the trainer's schedule() tells the epoch)."""
 
@@ -99,7 +99,11 @@ def test_same_seed_same_init_other_seed_differs() -> None:
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's global RNG is untouched
 
 
-def test_nan_loss_stops_with_epoch_step_and_value(make_settings: Callable[..., TrainSettings], tmp_path: Path) -> None:
+def test_nan_loss_stops_with_epoch_step_and_value(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Registered for this test only, so the registry other tests see lists just the study's losses.
+    monkeypatch.setitem(loss_base._REGISTRY, "_test_nan_after_first_epoch", _NaNLoss)
     s = make_settings(tmp_path / "nan", loss="_test_nan_after_first_epoch")
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss nan at epoch 1 \(0-based\), step 1"):
         train(s)
