@@ -14,12 +14,14 @@ Usage::
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from dmlstudy.data.cache import decode_image
 from dmlstudy.models import Embedder, build_embedder
@@ -33,7 +35,7 @@ class RetrievalModel:
 
     def __init__(self, model: Embedder, preprocess: Preprocess, cache_image_size: int, metric: str,
                  device: torch.device, batch_size: int = 256, info: dict[str, Any] | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, amp: bool = True) -> None:
         self.model = model.eval()
         self.preprocess = preprocess
         self.cache_image_size = cache_image_size
@@ -43,20 +45,31 @@ class RetrievalModel:
         self.channels = int(model.config["in_chans"])
         self.info = info or {}
         self.channels_last = channels_last
+        self.amp = amp  # bf16 autocast on CUDA, only if the trainer evaluated with it (settings.amp)
 
     @property
     def embedding_dim(self) -> int:
         return int(self.model.config["embedding_dim"])
 
     def embed_arrays(self, images: np.ndarray) -> np.ndarray:
-        """Embed uint8 N×H×W×C images (N×H×W accepted for grayscale) → float32 N×d."""
+        """Embed uint8 N×H×W×C images (N×H×W accepted for grayscale) → float32 N×d; images not at
+        the cache's size are first resized/cropped with the cache's policy, like ``embed_paths``."""
         images = np.asarray(images)
         if images.ndim == 3 and self.channels == 1:
             images = images[..., None]
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != self.channels:
             raise ValueError(f"expected uint8 N×H×W×{self.channels} images, got {images.dtype} {images.shape}")
+        size = self.cache_image_size
+        if images.shape[1:3] != (size, size):  # not cache-sized: resize exactly as the cache did
+            images = np.stack([self._to_cache_size(img) for img in images])
         return embed_images(self.model, images, self.preprocess, device=self.device, batch_size=self.batch_size,
-                            channels_last=self.channels_last)
+                            channels_last=self.channels_last, amp=self.amp)
+
+    def _to_cache_size(self, image: np.ndarray) -> np.ndarray:
+        """One H×W×C array through the cache's decode/resize policy (lossless PNG round trip)."""
+        buf = io.BytesIO()
+        Image.fromarray(image[..., 0] if self.channels == 1 else image).save(buf, "PNG")
+        return decode_image(buf.getvalue(), self.channels, self.cache_image_size)
 
     def decode(self, paths: Sequence[str | Path]) -> np.ndarray:
         """Decode image files with the cache's resize policy → uint8 N×S×S×C."""
@@ -80,9 +93,11 @@ def load(checkpoint: str | Path, device: str = "cpu") -> RetrievalModel:
     model = build_embedder(**config)
     model.load_state_dict(ckpt["model_state"])
     model.to(dev)
-    channels_last = bool(ckpt.get("settings", {}).get("channels_last", False))
+    settings = ckpt.get("settings", {})
+    channels_last = bool(settings.get("channels_last", False))
+    amp = bool(settings.get("amp", True))  # same autocast as the trainer's validation/test embeddings
     if channels_last:  # same memory format as in training → same numerics
         model.to(memory_format=torch.channels_last)
     info = {k: ckpt.get(k) for k in ("loss_name", "epoch", "val", "class_names")}
     return RetrievalModel(model, Preprocess.from_dict(ckpt["preprocess"]), int(ckpt["cache_image_size"]),
-                          str(ckpt["metric"]), dev, info=info, channels_last=channels_last)
+                          str(ckpt["metric"]), dev, info=info, channels_last=channels_last, amp=amp)

@@ -48,7 +48,32 @@ def test_embed_paths_uses_the_cache_resize_policy(trained: tuple[Path, Path], tm
     expected = np.stack([decode_image(f.read_bytes(), 3, 20) for f in files])
     np.testing.assert_array_equal(expected[0], np.asarray(Image.open(files[0])))
     np.testing.assert_allclose(model.embed_paths(files), model.embed_arrays(expected), rtol=0, atol=1e-6)
+    raw = np.stack([np.asarray(Image.open(files[1]))] * 2)  # 31×47 arrays: same policy as the file
+    np.testing.assert_allclose(model.embed_arrays(raw), model.embed_paths([files[1]] * 2), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="uint8"):
         model.embed_arrays(expected.astype(np.float32))
     with pytest.raises(FileNotFoundError):
         dmlstudy.embed.load(tmp_path / "missing.pt")
+
+
+def test_embed_uses_the_trainers_autocast_setting(trained: tuple[Path, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run trained/evaluated with amp=False must not be embedded in bf16 on CUDA by the API."""
+    import torch
+
+    from dmlstudy.training.checkpoint import atomic_save, load_checkpoint
+
+    _, run = trained
+    ckpt = load_checkpoint(run / "best.pt")
+    ckpt["settings"] = {**ckpt["settings"], "amp": False}
+    atomic_save(ckpt, tmp_path / "no_amp.pt")
+    seen: list[bool] = []
+
+    def spy(*args: object, **kwargs: object) -> np.ndarray:
+        seen.append(bool(kwargs.get("amp", True)))
+        return np.zeros((1, 8), np.float32)
+
+    monkeypatch.setattr(dmlstudy.embed, "embed_images", spy)
+    dmlstudy.embed.load(tmp_path / "no_amp.pt").embed_arrays(np.zeros((1, 20, 20, 3), np.uint8))
+    dmlstudy.embed.load(run / "best.pt").embed_arrays(np.zeros((1, 20, 20, 3), np.uint8))
+    assert seen == [False, True] and torch.is_tensor(ckpt["model_state"]["head.weight"])

@@ -54,8 +54,13 @@ class Embedder(nn.Module):
         self.backbone = timm.create_model(
             backbone, pretrained=pretrained, in_chans=in_chans, num_classes=0, global_pool=""
         )
-        feat_dim = int(self.backbone.num_features)
+        # Channels of backbone(x) with global_pool="": timm's head_hidden_size where the model keeps a
+        # conv head after pooling (MobileNetV3/V4, GhostNet: num_features is the pre-head width).
+        feat_dim = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
         self.pooling = pooling
+        # Swin-style timm models return B×H×W×C maps (output_fmt "NHWC"), not B×C×H×W.
+        fmt = getattr(self.backbone, "output_fmt", "NCHW")
+        self.nhwc = getattr(fmt, "value", fmt) == "NHWC"
         self.normalize = normalize
         self.freeze_bn = freeze_bn
         # RSW's official head uses LayerNorm without affine parameters.
@@ -77,9 +82,9 @@ class Embedder(nn.Module):
         return self
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
-        """Global pooling of a B×C×H×W map (or B×N×C token sequence) to B×C."""
+        """Global pooling of a B×C×H×W map (B×H×W×C for NHWC backbones, or B×N×C tokens) to B×C."""
         if features.ndim == 4:
-            dims: tuple[int, ...] = (2, 3)
+            dims: tuple[int, ...] = (1, 2) if self.nhwc else (2, 3)
         elif features.ndim == 3:  # transformers with global_pool="" return tokens
             dims = (1,)
         elif features.ndim == 2:

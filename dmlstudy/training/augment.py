@@ -59,6 +59,18 @@ def default_mean_std(channels: int) -> tuple[tuple[float, ...], tuple[float, ...
     raise ValueError(f"no default mean/std for {channels} channels; set mean and std explicitly")
 
 
+def backbone_mean_std(backbone: Any, channels: int, pretrained: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Default normalization of a run: a pretrained timm backbone's own statistics (its
+    ``pretrained_cfg``: ImageNet for ResNets, 0.5 for many ViT / Inception weights), else
+    :func:`default_mean_std`.  Feeding pretrained weights other statistics than they were trained
+    with silently degrades them."""
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if pretrained and mean is not None and std is not None and len(mean) == len(std) == channels:
+        return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    return default_mean_std(channels)
+
+
 def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
     """CPU generator seeded from (seed, epoch, step) via numpy's SeedSequence (well-mixed)."""
     state = np.random.SeedSequence([seed, epoch, step]).generate_state(2, dtype=np.uint32)

@@ -23,7 +23,7 @@ from dmlstudy.data import PreparedDataset, MPerClassSampler
 from dmlstudy.evaluation import evaluate
 from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
-from dmlstudy.training.augment import Preprocess, default_mean_std
+from dmlstudy.training.augment import Preprocess, backbone_mean_std
 from dmlstudy.training.checkpoint import atomic_save, load_checkpoint
 from dmlstudy.training.epoch import train_epoch
 from dmlstudy.training.inference import embed_images, resolve_device
@@ -97,8 +97,6 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     rows, labels, class_names = train_labels(ds, s.label_level)
     val_rows, val_labels = eval_rows(ds, "val", s)
     channels = int(ds.images.shape[-1])
-    mean, std = (s.mean, s.std) if s.mean is not None else default_mean_std(channels)
-    pre = Preprocess(s.image_size, s.eval_resize or s.image_size, tuple(mean), tuple(std))
 
     with seeded(s.seed):
         loss_fn = build_loss(s.loss, num_classes=len(class_names), embedding_dim=s.embedding_dim,
@@ -107,6 +105,11 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
         model = build_embedder(s.backbone, embedding_dim=s.embedding_dim, in_chans=channels,
                                pretrained=s.pretrained, pooling=s.pooling, layer_norm=s.layer_norm,
                                normalize=normalize, freeze_bn=s.freeze_bn)
+    if s.mean is not None:
+        mean, std = s.mean, s.std or ()
+    else:  # pretrained weights get the statistics they were trained with
+        mean, std = backbone_mean_std(model.backbone, channels, s.pretrained)
+    pre = Preprocess(s.image_size, s.eval_resize or s.image_size, tuple(mean), tuple(std))
     model.to(device)
     loss_fn.to(device)
     if s.channels_last:  # faster on CUDA and, for convnet4, ~25% on CPU too (benchmarks/)

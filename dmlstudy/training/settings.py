@@ -60,8 +60,9 @@ class TrainSettings(BaseModel):
     crop_scale: tuple[float, float] = Field((0.16, 1.0), description="random-resized-crop area range")
     crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="random-resized-crop aspect range")
     hflip: bool = Field(True, description="random horizontal flip (turn off for Omniglot characters)")
-    mean: tuple[float, ...] | None = Field(None, description="per-channel mean; None = ImageNet (RGB) / 0.5 (gray)")
-    std: tuple[float, ...] | None = Field(None, description="per-channel std; None = ImageNet (RGB) / 0.5 (gray)")
+    mean: tuple[float, ...] | None = Field(None, description="per-channel mean; None = the pretrained backbone's own (timm pretrained_cfg), "
+                                         "else ImageNet (RGB) / 0.5 (gray)")
+    std: tuple[float, ...] | None = Field(None, description="per-channel std; None = as mean")
     # --- optimisation -------------------------------------------------------------------------
     epochs: int = Field(10, gt=0)
     warmup_epochs: int = Field(0, ge=0, description="first epochs train only head + loss parameters")

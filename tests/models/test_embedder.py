@@ -65,6 +65,21 @@ def test_any_timm_backbone_grayscale() -> None:
     assert net.config["backbone"] == "resnet18"
 
 
+def test_backbone_with_conv_head_after_pooling() -> None:
+    """MobileNetV3 keeps a 1×1 conv head in forward_head: its output width is head_hidden_size,
+    not num_features (was: shape mismatch in the linear head)."""
+    net = build_embedder("mobilenetv3_small_050", embedding_dim=8, in_chans=3).eval()
+    assert tuple(net(torch.zeros(1, 3, 64, 64)).shape) == (1, 8)
+
+
+def test_nhwc_backbone_pools_over_space() -> None:
+    """Swin returns B×H×W×C maps (timm output_fmt NHWC); pooling must reduce H, W — not W, C."""
+    net = build_embedder("swin_tiny_patch4_window7_224", embedding_dim=4, in_chans=3, pooling="avgmax",
+                         normalize=False).eval()
+    feats = torch.randn(2, 7, 7, 768)
+    torch.testing.assert_close(net.pool(feats), feats.mean(dim=(1, 2)) + feats.amax(dim=(1, 2)))
+
+
 def test_unknown_backbone_and_pooling_raise() -> None:
     with pytest.raises(ValueError, match="timm"):
         build_embedder("resnet_does_not_exist", embedding_dim=4, in_chans=1)

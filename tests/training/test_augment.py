@@ -78,3 +78,17 @@ def test_eval_transform_matches_torchvision() -> None:
     ref = TF.center_crop(TF.resize(x.permute(0, 3, 1, 2).float() / 255, 28, antialias=True), 24)
     torch.testing.assert_close(eval_transform(x, p), ref, atol=1e-5, rtol=0)
     assert math.isclose(p.to_dict()["eval_resize"], 28) and Preprocess.from_dict(p.to_dict()) == p
+
+
+def test_pretrained_backbone_gets_its_own_normalization() -> None:
+    """A pretrained timm backbone is fed the statistics its weights were trained with (ViT/Inception
+    weights use 0.5, not ImageNet's); non-pretrained / channel mismatch → the documented defaults."""
+    import timm
+
+    from dmlstudy.training.augment import IMAGENET_MEAN, IMAGENET_STD, backbone_mean_std
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    assert backbone_mean_std(vit, 3, pretrained=True) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert backbone_mean_std(vit, 3, pretrained=False) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert backbone_mean_std(vit, 1, pretrained=True) == ((0.5,), (0.5,))  # gray default, not 3 values
+    assert backbone_mean_std(object(), 3, pretrained=True) == (IMAGENET_MEAN, IMAGENET_STD)

@@ -141,3 +141,20 @@ def test_same_settings_same_embeddings_bitwise(runs: dict[str, Any], tmp_path: P
     assert again["test"] == ref["test"]
     other = train(ref_s.model_copy(update={"out_dir": tmp_path / "seed1", "seed": 1}))
     assert other["history"][0]["loss"] != ref["history"][0]["loss"]
+
+
+def test_pretrained_run_uses_the_backbones_normalization(make_settings: Callable[..., TrainSettings],
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer (and so best.pt / dmlstudy.embed) uses the pretrained weights' own mean/std."""
+    import dmlstudy.training.loop as loop
+
+    def fake_pretrained(*args: Any, **kwargs: Any) -> Any:  # no downloads: stand-in "pretrained" weights
+        model = build_embedder(*args, **{**kwargs, "pretrained": False})
+        model.backbone.pretrained_cfg = {"mean": (0.25,), "std": (0.125,)}
+        return model
+
+    monkeypatch.setattr(loop, "build_embedder", fake_pretrained)
+    s = make_settings(tmp_path / "pre", pretrained=True, epochs=1, max_steps_per_epoch=1)
+    train(s)
+    assert load_checkpoint(s.out_dir / "best.pt")["preprocess"]["mean"] == [0.25]
+    assert load_checkpoint(s.out_dir / "best.pt")["preprocess"]["std"] == [0.125]
