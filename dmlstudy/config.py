@@ -27,6 +27,8 @@ from dmlstudy.pipeline.validate import ParamsError, check_loss_params, check_tra
 DATASETS = ("omniglot", "cub200", "cars196", "sop", "inshop")
 ABLATIONS = ("daal_parts", "rsw_warp", "direction_gamma", "language_omega", "embedding_size", "m_per_class")
 DATA_DIR_ENV = "DMLSTUDY_DATA_DIR"
+#: Datasets with coarse labels (the multi-modal experiment trains on them); CUB-200 has none.
+COARSE_DATASETS = ("omniglot", "cars196", "sop", "inshop")
 
 
 def _choices(value: str, valid: tuple[str, ...] | list[str], what: str) -> str:
@@ -165,6 +167,7 @@ class StudyConfig(_Strict):
             if d not in self.datasets:
                 raise ValueError(f"study lists dataset {d!r} but params has no preset datasets.{d}")
         for d in self.study.multimodal:
+            _choices(d, COARSE_DATASETS, "dataset with coarse labels (study.multimodal)")
             if d not in self.study.datasets:
                 raise ValueError(f"study.multimodal lists {d!r}, which is not in study.datasets; add it there")
         for d in self.study.ablations:
@@ -206,14 +209,14 @@ class StudyConfig(_Strict):
     def loss_params(self, dataset: str, loss: str) -> dict[str, Any]:
         """``losses.<loss>`` updated by the dataset's and the active profile's loss_overrides."""
         values = {**self.losses.get(loss, {}), **self.datasets[dataset].loss_overrides.get(loss, {})}
-        if self.study.profile != "full":
+        if self.study.profile in self.profiles:
             values.update(self.profiles[self.study.profile].loss_overrides.get(loss, {}))
         return values
 
     def prepare_settings(self, dataset: str) -> PrepareSection:
         """The dataset's prepare settings with the active profile applied."""
         base = self.datasets[dataset].prepare.model_dump()
-        if self.study.profile != "full":
+        if self.study.profile in self.profiles:
             base.update(self.profiles[self.study.profile].prepare)
         return PrepareSection.model_validate(base)
 

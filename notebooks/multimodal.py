@@ -38,7 +38,7 @@ import pandas as pd
 
 from dmlstudy.config import load_config
 from dmlstudy.evaluation import fine_structure_metrics
-from dmlstudy.pipeline.results import load_embeddings, summarize
+from dmlstudy.pipeline.results import load_embeddings, load_run, summarize
 from dmlstudy.pipeline.runs import run_path, train_settings
 from dmlstudy.plots import metric_points, projection_2d
 from dmlstudy.training import train
@@ -76,4 +76,5 @@ best = table.groupby("loss")["fine_recall@1"].mean().idxmax()
 e = load_embeddings(run_path(runs_dir, best, config.study.seeds[0]))
 alphabet = e["coarse_labels"] == np.bincount(e["coarse_labels"]).argmax()
 projection_2d(e["embeddings"][alphabet], e["labels"][alphabet], method="tsne",
+              metric=load_run(run_path(runs_dir, best, config.study.seeds[0]))["metric"],
               title=f"{best}: t-SNE of one test alphabet, coloured by character")

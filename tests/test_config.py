@@ -88,3 +88,22 @@ def test_data_dir_env_overrides_params(raw, monkeypatch):
     assert config.data_dir() == Path("/somewhere")
     monkeypatch.delenv("DMLSTUDY_DATA_DIR")
     assert config.data_dir() == Path(raw["data"]["dir"])
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_every_dataset_runs_under_each_profile(raw, dataset):
+    """The tiny profile (tests/CI) must give valid runs on every preset, photo datasets included
+    (their warm-up epoch must not consume the tiny profile's single epoch)."""
+    from dmlstudy.pipeline.check_params import check_runs
+
+    for profile in ("full", "tiny"):
+        r = copy.deepcopy(raw)
+        r["study"].update(datasets=[dataset], profile=profile)
+        assert check_runs(config_from_dict(r)) == len(r["study"]["losses"]) * len(r["study"]["seeds"])
+
+
+def test_multimodal_needs_a_dataset_with_coarse_labels(raw):
+    r = copy.deepcopy(raw)
+    r["study"].update(datasets=["cub200"], multimodal=["cub200"])
+    with pytest.raises(ParamsError, match=r"study\.multimodal.*Valid choices: omniglot, cars196, sop, inshop"):
+        config_from_dict(r)

@@ -34,7 +34,7 @@ def run_path(runs_root: str | Path, loss: str, seed: int) -> Path:
 def train_overrides(config: StudyConfig, dataset: str) -> dict[str, Any]:
     """TrainSettings values for ``dataset`` under the active profile (no paths/loss/seed)."""
     values = {**config.train, **config.datasets[dataset].train}
-    if config.study.profile != "full":
+    if config.study.profile in config.profiles:
         values.update(config.profiles[config.study.profile].train)
     return values
 

@@ -20,6 +20,18 @@ from matplotlib.figure import Figure
 from dmlstudy.evaluation import mean_ci
 
 
+def t_interval(values: pd.Series) -> tuple[float, float]:
+    """seaborn ``errorbar`` callable: the Student-t 95% CI of the mean over seeds
+    (:func:`dmlstudy.evaluation.mean_ci`, as in the tables); no band for a single seed.
+
+    >>> tuple(round(v, 3) for v in t_interval(pd.Series([1.0, 2.0, 3.0])))
+    (-0.484, 4.484)
+    """
+    mean, half = mean_ci(np.asarray(values, dtype=np.float64))
+    half = 0.0 if np.isnan(half) else half
+    return mean - half, mean + half
+
+
 def metric_points(runs: pd.DataFrame, metric: str, *, title: str | None = None) -> Figure:
     """Mean of ``metric`` per loss (best on top) with a Student-t 95% CI over seeds, seeds as dots."""
     stats = runs.groupby("loss")[metric].apply(lambda v: mean_ci(v.to_numpy())).apply(pd.Series)
@@ -43,7 +55,7 @@ def recall_at_k(curves: pd.DataFrame, *, title: str = "Recall@K") -> Figure:
     """Recall@K against K (log2 axis) per loss; bands are 95% CIs over seeds."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    sns.lineplot(data=curves, x="k", y="recall", hue="loss", marker="o", errorbar=("ci", 95), ax=ax)
+    sns.lineplot(data=curves, x="k", y="recall", hue="loss", marker="o", errorbar=t_interval, ax=ax)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(curves["k"].unique()), [str(k) for k in sorted(curves["k"].unique())])
     ax.legend(fontsize=7, ncols=2)
@@ -61,7 +73,7 @@ def training_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("train_l
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     for ax, m in zip(axes, metrics):
         sns.lineplot(data=history.dropna(subset=[m]), x="epoch", y=m, hue="loss" if "loss" in history else None,
-                     marker="o", errorbar=("ci", 95), ax=ax, legend=ax is axes[-1])
+                     marker="o", errorbar=t_interval, ax=ax, legend=ax is axes[-1])
         ax.set_title(m)
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), fontsize=7)
@@ -78,10 +90,10 @@ def ablation_lines(results: pd.DataFrame, x: str, y: str = "map@r", *, hue: str 
     if categorical is None:
         categorical = not pd.api.types.is_numeric_dtype(results[x])
     if categorical:
-        sns.pointplot(data=results, x=x, y=y, hue=hue, errorbar=("ci", 95), capsize=0.1, ax=ax)
+        sns.pointplot(data=results, x=x, y=y, hue=hue, errorbar=t_interval, capsize=0.1, ax=ax)
         ax.tick_params(axis="x", labelrotation=20)
     else:
-        sns.lineplot(data=results, x=x, y=y, hue=hue, marker="o", errorbar=("ci", 95), ax=ax)
+        sns.lineplot(data=results, x=x, y=y, hue=hue, marker="o", errorbar=t_interval, ax=ax)
     ax.set_title(title or f"{y} vs {x}")
     ax.grid(alpha=0.3)
     return fig

@@ -83,4 +83,54 @@ def test_stage_params_exist_in_params_yaml():
             for dataset in PARAMS["datasets"]:
                 concrete = key.replace("${item.dataset}", dataset).replace("${item}", dataset)
                 concrete = concrete.replace("${item.loss}", "triplet").replace("${item.ablation}", "daal_parts")
-                assert has(concrete), f"stage {name}: params key {concrete} missing from params.yaml"
+                for profile in ("full", "tiny"):  # every study.profile value must resolve
+                    key_p = concrete.replace("${study.profile}", profile)
+                    assert has(key_p), f"stage {name}: params key {key_p} missing from params.yaml"
+
+
+def test_only_the_active_profile_invalidates_work_stages():
+    """Editing profiles.tiny must not rerun full-profile preparations/trainings (hours):
+    work stages depend on profiles.${study.profile}, only check_params on all of profiles."""
+    for name, stage in DVC["stages"].items():
+        keys = stage.get("do", stage).get("params", [])
+        if name == "check_params":
+            assert "profiles" in keys
+            continue
+        assert "profiles" not in keys, f"stage {name} depends on every profile"
+        if "study.profile" in keys:
+            assert "profiles.${study.profile}" in keys, f"stage {name} misses its active profile's values"
+
+
+def _stage_for(notebook: str) -> dict:
+    for stage in DVC["stages"].values():
+        body = stage.get("do", stage)
+        if f"notebooks/{notebook}.py" in body["cmd"]:
+            return body
+    raise AssertionError(f"no stage runs notebooks/{notebook}.py")
+
+
+@pytest.mark.parametrize("notebook", ["train", "ablation", "multimodal"])
+def test_training_stages_depend_on_all_code_that_shapes_a_run(notebook):
+    """A training's result depends on the sampler/prepared data (dmlstudy/data), the validation
+    metric that selects its epoch (dmlstudy/evaluation) and the params merge (pipeline/runs.py):
+    an edit there must rerun it."""
+    deps = _stage_for(notebook)["deps"]
+    for code in ("dmlstudy/losses", "dmlstudy/models", "dmlstudy/training", "dmlstudy/data",
+                 "dmlstudy/evaluation", "dmlstudy/pipeline/runs.py"):
+        assert code in deps, f"stage running notebooks/{notebook}.py lacks dep {code}"
+
+
+def test_index_page_waits_for_every_rendered_page():
+    """reports/index.html links every rendered page: the report stage must run after the stages
+    whose pages are not already upstream of it through results/ (geometry writes no results)."""
+    assert "reports/geometry.html" in _stage_for("report")["deps"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_projections_use_the_runs_metric(path):
+    """projection_2d L2-normalizes by default (cosine): RSW's Euclidean embeddings must be
+    projected raw, so every call passes the run's metric."""
+    code = "\n".join(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
+    for node in ast.walk(ast.parse("\n".join(l for l in code.splitlines() if not l.startswith("%")))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "projection_2d":
+            assert "metric" in {k.arg for k in node.keywords}, f"{path.name}: projection_2d without metric="

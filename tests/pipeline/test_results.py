@@ -62,3 +62,28 @@ def test_recall_curves_and_gallery_neighbors_match_brute_force(tmp_path):
     assert q_rows.tolist() == [100, 107]
     np.testing.assert_array_equal(nb_rows, 100 + order[[0, 7], :3])
     np.testing.assert_array_equal(hits, labels[order[[0, 7], :3]] == labels[[0, 7], None])
+
+
+def test_euclidean_query_gallery_runs_use_raw_distances(tmp_path):
+    """RSW-style run (metric euclidean, unnormalized) in In-Shop mode (disjoint query/gallery):
+    Recall@K and gallery neighbours use Euclidean distance on raw embeddings, query → gallery."""
+    d = run_path(tmp_path, "rsw", 0)
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(6), 6)
+    emb = (rng.normal(size=(36, 4)) * rng.uniform(0.2, 5.0, size=(36, 1)) + 2.0 * np.eye(4)[labels % 4]).astype(np.float32)
+    is_query = np.tile([True, True, False, False, False, False], 6)
+    np.savez(d / "embeddings_test.npz", embeddings=emb, labels=labels, coarse_labels=labels // 3,
+             is_query=is_query, is_gallery=~is_query, rows=np.arange(36) + 500)
+    (d / "metrics.json").write_text(json.dumps({"metric": "euclidean"}))
+    qi, gi = np.flatnonzero(is_query), np.flatnonzero(~is_query)
+    dist = np.linalg.norm(emb[qi, None] - emb[None, gi], axis=2)
+    order = np.argsort(dist, axis=1, kind="stable")
+    hits = labels[gi][order] == labels[qi, None]
+    curves = R.recall_curves(tmp_path, ["rsw"], [0], ks=(1, 4))
+    for k in (1, 4):
+        assert curves.loc[curves["k"] == k, "recall"].item() == pytest.approx(hits[:, :k].any(axis=1).mean())
+    q_rows, nb_rows, nb_hits = R.gallery_neighbors(d, qi[:3], k=4)
+    assert q_rows.tolist() == (qi[:3] + 500).tolist()
+    np.testing.assert_array_equal(nb_rows, gi[order[:3, :4]] + 500)
+    np.testing.assert_array_equal(nb_hits, hits[:3, :4])

@@ -56,3 +56,20 @@ def test_force_panels_and_warp_curves():
     below = w["d"] < 24.68
     assert (w["phase2"][below] >= w["d"][below] - 1e-9).all()  # outward warp: w >= d below alpha
     assert isinstance(plots.warp_curves(w["d"], {"p1": w["phase1"]}), Figure)
+
+
+def test_seed_bands_are_student_t_intervals():
+    """Bands over seeds are the Student-t 95% CI of dmlstudy.evaluation.mean_ci (as the tables),
+    not seaborn's bootstrap (which, for 2 seeds, spans only [min, max])."""
+    import pandas as pd
+    from matplotlib.collections import PolyCollection
+
+    from dmlstudy.evaluation import mean_ci
+    from dmlstudy.plots.results import ablation_lines
+
+    results = pd.DataFrame({"value": [1, 1, 2, 2], "seed": [0, 1, 0, 1], "map@r": [0.0, 1.0, 0.4, 0.6]})
+    fig = ablation_lines(results, x="value", y="map@r", categorical=False)
+    band = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)][0]
+    ys = band.get_paths()[0].vertices[:, 1]
+    m, h = mean_ci([0.0, 1.0])
+    assert ys.min() == pytest.approx(m - h) and ys.max() == pytest.approx(m + h)
