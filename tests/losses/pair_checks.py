@@ -3,25 +3,11 @@ sanity, zero-loss edge cases, permutation invariance).  Oracle comparisons live 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses import DMLLoss
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run tiny-tensor loops on one intra-op thread (restored after): on the shared 2-core machine
-    two spinning OpenMP threads make 100-element ops ~20× slower under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def make_batch(seed: int, per_class: int, num_classes: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,8 +29,7 @@ def recall_at_1(embeddings: torch.Tensor, labels: torch.Tensor) -> float:
 def assert_gradcheck(loss: DMLLoss, x: torch.Tensor, y: torch.Tensor) -> None:
     """float64 finite differences agree with autograd (inputs are generic, away from hinge kinks)."""
     x = x.clone().requires_grad_(True)
-    with single_thread():
-        assert torch.autograd.gradcheck(lambda a: loss(a, y), (x,), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(lambda a: loss(a, y), (x,), eps=1e-6, atol=1e-5)
 
 
 def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 80, lr: float = 0.05, per_class: int = 4) -> None:
@@ -55,10 +40,9 @@ def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 80, lr: float = 
     params = [x, *loss.parameters()]
     state: dict[int, list[torch.Tensor]] = {}
     first, r1_before = loss(x, y).item(), recall_at_1(x, y)
-    with single_thread():
-        for step in range(1, steps + 1):
-            grads = torch.autograd.grad(loss(x, y), params, allow_unused=True)
-            _adam_step(params, grads, state, step, lr)
+    for step in range(1, steps + 1):
+        grads = torch.autograd.grad(loss(x, y), params, allow_unused=True)
+        _adam_step(params, grads, state, step, lr)
     last, r1_after = loss(x, y).item(), recall_at_1(x, y)
     assert last < first - 1e-3, (first, last)
     assert r1_after > r1_before and r1_after >= 0.9, (r1_before, r1_after)

@@ -5,9 +5,8 @@ Each ``test_<loss>.py`` calls these with its own loss; the oracle comparisons li
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,18 +15,6 @@ from torch.func import functional_call
 from dmlstudy.losses import DMLLoss, build_loss
 
 Factory = Callable[..., DMLLoss]
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run tiny-tensor loops on one intra-op thread: on the shared 2-core machine, thread
-    hand-offs make 100 optimizer steps on a 30×8 batch take ~15 s instead of ~0.3 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def make_loss(name: str, num_classes: int, embedding_dim: int, seed: int = 0, **params) -> DMLLoss:
@@ -66,8 +53,7 @@ def assert_gradcheck(loss: DMLLoss, x: torch.Tensor, y: torch.Tensor) -> None:
     """float64 finite differences agree with autograd through embeddings AND proxies."""
     x = x.clone().requires_grad_(True)
     proxies = loss.proxies.detach().clone().requires_grad_(True)
-    with single_thread():
-        assert torch.autograd.gradcheck(lambda a, p: loss_of(loss, a, y, p), (x, proxies), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(lambda a, p: loss_of(loss, a, y, p), (x, proxies), eps=1e-6, atol=1e-5)
 
 
 def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 100, lr: float = 0.05) -> None:
@@ -78,12 +64,11 @@ def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 100, lr: float =
     opt = torch.optim.Adam([x, *loss.parameters()], lr=lr)
     first = loss(x, y).item()
     r1_before = recall_at_1(x, y)
-    with single_thread():
-        for _ in range(steps):
-            opt.zero_grad()
-            value = loss(x, y)
-            value.backward()
-            opt.step()
+    for _ in range(steps):
+        opt.zero_grad()
+        value = loss(x, y)
+        value.backward()
+        opt.step()
     last = loss(x, y).item()
     r1_after = recall_at_1(x, y)
     assert last < first - 1e-3, (first, last)

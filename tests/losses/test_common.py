@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from dmlstudy.losses import DMLLoss, build_loss, list_losses
-from tests.losses.pair_checks import single_thread
 
 NUM_CLASSES, DIM = 6, 8
 CLASS_NAMES = ["albatross", "sparrow", "sedan", "pickup truck", "hummingbird", "coupe"]
@@ -45,12 +44,6 @@ def _batches() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         "coincident": (torch.ones(4, DIM, dtype=torch.float64), torch.tensor([0, 0, 1, 1])),
         "empty": (x[:0], torch.zeros(0, dtype=torch.long)),
     }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_thread():
-        yield
 
 
 @pytest.mark.parametrize("name", NAMES)

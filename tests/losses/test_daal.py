@@ -12,15 +12,6 @@ from dmlstudy.losses import build_loss, loss_hyperparameters
 from dmlstudy.losses.daal import DensityAwareAdaptiveLineLoss, segment_projection
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin contention on the shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def naive_daal(x, y, a, b, *, s, m, spread=None, seen=None, kappa=2.0, lam_len=1.0, lam_den=1.0,
                elastic=True, density=True):
     """Per-sample / per-class loop straight from the formulas in the module docstring."""

@@ -18,15 +18,6 @@ from dmlstudy.losses.language import LanguageGuidanceLoss, encode_prompts, langu
 NAMES = ["albatross", "sparrow", "sedan", "pickup truck", "hummingbird"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin contention on the shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def fake_encoder(texts: list[str]) -> np.ndarray:
     """Deterministic stand-in text encoder: letter-count features (no randomness, no network)."""
     return np.array([[t.count(ch) + 0.1 for ch in "abcdefghijklmnopqrstuvwxyz "] for t in texts])
@@ -206,8 +197,7 @@ def test_learns_and_moves_image_structure_toward_language():
     kl_before = loss.guidance(x, y).item()
     checks.assert_learns(loss)  # same seed/batch as above: make_batch(0, 4, 6, 8)
     x = x.clone().requires_grad_(True)
-    with checks.single_thread():
-        for _ in range(60):  # plain gradient descent on the KL term alone
-            (grad,) = torch.autograd.grad(loss.guidance(x, y), x)
-            x = (x - 20.0 * grad).detach().requires_grad_(True)
+    for _ in range(60):  # plain gradient descent on the KL term alone
+        (grad,) = torch.autograd.grad(loss.guidance(x, y), x)
+        x = (x - 20.0 * grad).detach().requires_grad_(True)
     assert loss.guidance(x, y).item() < 0.5 * kl_before, (kl_before, loss.guidance(x, y).item())

@@ -11,15 +11,6 @@ from dmlstudy.losses import build_loss, loss_hyperparameters
 from dmlstudy.losses.rsw import RealignedSoftmaxWarpingLoss, warp_true_distance
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin contention on the shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def naive_rsw(x, y, proxies, *, T, alpha, k1, k2, m):
     """Per-sample loop straight from the paper / official code (values only)."""
     total = 0.0

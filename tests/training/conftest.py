@@ -30,14 +30,3 @@ def make_settings(tiny_prepared: Path) -> Callable[..., TrainSettings]:
         return TrainSettings(**base)
 
     return make
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tiny models on a shared 2-core CPU: one intra-op thread is ~10× faster than two under load."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
