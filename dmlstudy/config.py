@@ -118,9 +118,24 @@ class DatasetPreset(_Strict):
 
     prepare: PrepareSection
     train: dict[str, Any] = Field(default_factory=dict)
-    loss_overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="loss -> hyper-parameters that differ on this dataset (e.g. epoch counts)"
-    )
+
+
+#: Keys of a ``losses.<loss>`` section that are not constructor keywords: ``train`` (TrainSettings
+#: the loss is defined with on every dataset, e.g. RSW's LayerNorm head) and ``per_dataset``
+#: (``<dataset>: {<hyper-parameter>: value, train: {...}}``: departures chosen on that dataset's
+#: validation split). Keeping them inside the loss's section means a train stage depends on
+#: ``losses.<its loss>`` only: editing one loss never reruns the others.
+LOSS_SECTION_KEYS = ("train", "per_dataset")
+
+
+def split_loss_section(section: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    """``losses.<loss>`` → (constructor keywords, ``train`` overrides, ``per_dataset`` overrides).
+
+    >>> split_loss_section({"margin": 0.1, "train": {"pooling": "max"}, "per_dataset": {"omniglot": {"margin": 0.2}}})
+    ({'margin': 0.1}, {'pooling': 'max'}, {'omniglot': {'margin': 0.2}})
+    """
+    params = {k: v for k, v in section.items() if k not in LOSS_SECTION_KEYS}
+    return params, dict(section.get("train") or {}), dict(section.get("per_dataset") or {})
 
 
 class ProfileSection(_Strict):
@@ -177,9 +192,20 @@ class StudyConfig(_Strict):
             raise ValueError(f"study.profile is {self.study.profile!r} but params has no profiles.{self.study.profile}")
         from dmlstudy.losses import list_losses
 
-        for name, values in self.losses.items():
+        for name, section in self.losses.items():
             _choices(name, list_losses(), "loss (losses.<name>)")
-            check_loss_params(name, values, f"losses.{name}")
+            params, train, per_dataset = split_loss_section(section)
+            check_loss_params(name, params, f"losses.{name}")
+            check_train_overrides(train, f"losses.{name}.train")
+            if not isinstance(per_dataset, dict):
+                raise ValueError(f"losses.{name}.per_dataset must map dataset names to overrides")
+            for d, values in per_dataset.items():
+                _choices(d, DATASETS, f"dataset (losses.{name}.per_dataset.<dataset>)")
+                if not isinstance(values, dict):
+                    raise ValueError(f"losses.{name}.per_dataset.{d} must be a mapping, got {values!r}")
+                check_loss_params(name, {k: v for k, v in values.items() if k != "train"},
+                                  f"losses.{name}.per_dataset.{d}")
+                check_train_overrides(values.get("train") or {}, f"losses.{name}.per_dataset.{d}.train")
         for name in self.study.losses:
             if name not in self.losses:
                 raise ValueError(f"study.losses lists {name!r} but params has no section losses.{name}")
@@ -188,9 +214,10 @@ class StudyConfig(_Strict):
             (f"profiles.{k}", v) for k, v in self.profiles.items()
         ]:
             check_train_overrides(section.train, f"{name}.train")
-            for loss, values in section.loss_overrides.items():
-                _choices(loss, list_losses(), f"loss ({name}.loss_overrides.<loss>)")
-                check_loss_params(loss, values, f"{name}.loss_overrides.{loss}")
+        for name, prof in self.profiles.items():
+            for loss, values in prof.loss_overrides.items():
+                _choices(loss, list_losses(), f"loss (profiles.{name}.loss_overrides.<loss>)")
+                check_loss_params(loss, values, f"profiles.{name}.loss_overrides.{loss}")
         for name, prof in self.profiles.items():
             PrepareSection.model_validate(
                 {"image_size": 1, "val_fraction": 0.5, **prof.prepare}
@@ -207,11 +234,19 @@ class StudyConfig(_Strict):
         return Path(os.environ.get(DATA_DIR_ENV) or self.data.dir)
 
     def loss_params(self, dataset: str, loss: str) -> dict[str, Any]:
-        """``losses.<loss>`` updated by the dataset's and the active profile's loss_overrides."""
-        values = {**self.losses.get(loss, {}), **self.datasets[dataset].loss_overrides.get(loss, {})}
+        """Constructor keywords of ``loss`` on ``dataset``: ``losses.<loss>`` (published) updated by
+        its ``per_dataset.<dataset>`` values, then by the active profile's ``loss_overrides``."""
+        params, _, per_dataset = split_loss_section(self.losses.get(loss, {}))
+        values = {**params, **{k: v for k, v in per_dataset.get(dataset, {}).items() if k != "train"}}
         if self.study.profile in self.profiles:
             values.update(self.profiles[self.study.profile].loss_overrides.get(loss, {}))
         return values
+
+    def loss_train(self, dataset: str, loss: str) -> dict[str, Any]:
+        """TrainSettings that ``loss`` brings on ``dataset``: ``losses.<loss>.train`` updated by
+        ``losses.<loss>.per_dataset.<dataset>.train``."""
+        _, train, per_dataset = split_loss_section(self.losses.get(loss, {}))
+        return {**train, **(per_dataset.get(dataset, {}).get("train") or {})}
 
     def prepare_settings(self, dataset: str) -> PrepareSection:
         """The dataset's prepare settings with the active profile applied."""

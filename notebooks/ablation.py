@@ -45,14 +45,14 @@ from dmlstudy.training import train
 
 config = load_config(params_file)
 variants = ablation_variants(config, ablation)
-pd.DataFrame([{"variant": v.label, "loss": v.loss, "loss_params": v.loss_params, "train": v.train} for v in variants])
+pd.DataFrame([{"variant": v.label, "loss": v.loss, "loss_params": v.loss_params, "train": v.train, "budget": v.budget} for v in variants])
 
 # %%
 rows = []
 for v in variants:
     for seed in config.study.seeds:
         s = train_settings(config, dataset, v.loss, seed, prepared_dir=prepared_dir,
-                           out_dir=run_path(runs_dir, v.label, seed), loss_params=v.loss_params, extra=v.train)
+                           out_dir=run_path(runs_dir, v.label, seed), loss_params=v.loss_params, budget=v.budget, extra=v.train)
         m = train(s)
         rows.append({"variant": v.label, "value": v.value, "seed": seed, **m["test"],
                      "best_epoch": m["best_epoch"], "train_seconds": m["train_seconds"]})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dmlstudy.config import ABLATIONS, DATASETS, config_from_dict, load_config
+from dmlstudy.config import ABLATIONS, DATASETS, config_from_dict, load_config, split_loss_section
 from dmlstudy.losses import list_losses, loss_hyperparameters
 from dmlstudy.pipeline.validate import ParamsError
 
@@ -36,8 +36,9 @@ def _norm(v):
 
 @pytest.mark.parametrize("name", list_losses())
 def test_loss_section_equals_constructor_keywords_and_defaults(raw, name):
+    """The published defaults stay the defaults: what is tuned lives under per_dataset only."""
     defaults = {k: _norm(v) for k, v in loss_hyperparameters(name).items()}
-    assert raw["losses"][name] == defaults
+    assert split_loss_section(raw["losses"][name])[0] == defaults
 
 
 def test_photo_presets_follow_published_protocol(raw):
@@ -57,6 +58,12 @@ BAD = [
     (("datasets", "omniglot", "train", "lr"), -1.0, "datasets.omniglot.train.lr", "greater than 0"),
     (("train", "optimiser"), "adam", "train.optimiser", "did you mean 'optimizer'"),
     (("study", "ablations"), ["dall_parts"], "study.ablations", "did you mean 'daal_parts'"),
+    (("losses", "rsw", "train", "pooling"), "mean", "losses.rsw.train.pooling", "'avg', 'max' or 'avgmax'"),
+    (("losses", "rsw", "per_dataset", "omniglott"), {}, "losses.rsw.per_dataset", "did you mean 'omniglot'"),
+    (("losses", "rsw", "per_dataset", "omniglot", "alfa"), 1.0, "losses.rsw.per_dataset.omniglot.alfa",
+     "did you mean 'alpha'"),
+    (("losses", "rsw", "per_dataset", "omniglot", "train", "epoch"), 1, "losses.rsw.per_dataset.omniglot.train.epoch",
+     "did you mean 'epochs'"),
 ]
 
 
@@ -65,7 +72,7 @@ def test_bad_params_name_the_key_and_choices(raw, path, value, key, expected):
     bad = copy.deepcopy(raw)
     node = bad
     for p in path[:-1]:
-        node = node[p]
+        node = node.setdefault(p, {})
     node[path[-1]] = value
     with pytest.raises(ParamsError) as err:
         config_from_dict(bad)
@@ -76,10 +83,31 @@ def test_loss_params_merge_dataset_and_profile_overrides(raw):
     config = config_from_dict(raw)
     assert config.loss_params("omniglot", "rsw")["phase2_epochs"] == 1
     assert config.loss_params("cub200", "rsw")["phase2_epochs"] == 30
+    assert "per_dataset" not in config.loss_params("omniglot", "rsw")
+    assert "train" not in config.loss_params("omniglot", "rsw")
     tiny = copy.deepcopy(raw)
     tiny["study"]["profile"] = "tiny"
     assert config_from_dict(tiny).loss_params("omniglot", "rsw")["phase2_epochs"] == 0
     assert config_from_dict(tiny).prepare_settings("omniglot").max_classes_per_split == 40
+
+
+def test_loss_train_settings_sit_between_dataset_protocol_and_profile(raw):
+    """RSW's head (losses.rsw.train) reaches its runs on every dataset, a per-dataset train value
+    overrides it, and the tiny profile's budget still wins; other losses are untouched."""
+    from dmlstudy.pipeline.runs import train_settings
+
+    r = copy.deepcopy(raw)
+    r["losses"]["rsw"]["train"] = {"layer_norm": True, "pooling": "avgmax", "epochs": 7}
+    r["losses"]["rsw"]["per_dataset"] = {"omniglot": {"train": {"pooling": "max"}}}
+    config = config_from_dict(r)
+    omni = train_settings(config, "omniglot", "rsw", 0, prepared_dir=".", out_dir=".")
+    cub = train_settings(config, "cub200", "rsw", 0, prepared_dir=".", out_dir=".")
+    other = train_settings(config, "omniglot", "triplet", 0, prepared_dir=".", out_dir=".")
+    assert (omni.layer_norm, omni.pooling, omni.epochs) == (True, "max", 7)
+    assert (cub.layer_norm, cub.pooling, cub.backbone) == (True, "avgmax", "resnet50")
+    assert (other.layer_norm, other.pooling) == (False, "avg")
+    r["study"]["profile"] = "tiny"
+    assert train_settings(config_from_dict(r), "omniglot", "rsw", 0, prepared_dir=".", out_dir=".").epochs == 1
 
 
 def test_data_dir_env_overrides_params(raw, monkeypatch):
@@ -98,8 +126,20 @@ def test_every_dataset_runs_under_each_profile(raw, dataset):
 
     for profile in ("full", "tiny"):
         r = copy.deepcopy(raw)
-        r["study"].update(datasets=[dataset], profile=profile)
+        r["study"].update(datasets=[dataset], profile=profile, ablations=[], multimodal=[])
         assert check_runs(config_from_dict(r)) == len(r["study"]["losses"]) * len(r["study"]["seeds"])
+
+
+def test_default_study_runs_every_section(raw):
+    """The shipped default renders every report section: 15 losses, every ablation, and the
+    multi-modal experiment (15 coarse-label runs) on Omniglot."""
+    from dmlstudy.pipeline.check_params import check_runs
+    from dmlstudy.pipeline.runs import ablation_variants
+
+    config = config_from_dict(raw)
+    assert set(config.study.ablations) == set(ABLATIONS) and config.study.multimodal == ["omniglot"]
+    variants = sum(len(ablation_variants(config, a)) for a in config.study.ablations)
+    assert check_runs(config) == 15 + variants + 15
 
 
 def test_multimodal_needs_a_dataset_with_coarse_labels(raw):

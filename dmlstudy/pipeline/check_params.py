@@ -65,10 +65,11 @@ def check_runs(config: StudyConfig) -> int:
             build(f"datasets.{d} + losses.{loss}", d, loss)
         for name in config.study.ablations:
             for v in ablation_variants(config, name):
-                build(f"ablations.{name} ({v.label}) on {d}", d, v.loss, loss_params=v.loss_params, extra=v.train)
+                build(f"ablations.{name} ({v.label}) on {d}", d, v.loss, loss_params=v.loss_params, budget=v.budget,
+                      extra=v.train)
     for d in config.study.multimodal:
         for loss in config.study.losses:
-            build(f"multimodal on {d} + losses.{loss}", d, loss, label_level="coarse", extra=config.multimodal.train)
+            build(f"multimodal on {d} + losses.{loss}", d, loss, label_level="coarse", budget=config.multimodal.train)
     return n * len(config.study.seeds)
 
 

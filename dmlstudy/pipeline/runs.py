@@ -1,10 +1,11 @@
 """From validated params to training runs: ``TrainSettings`` per (dataset, loss, seed) and the
 variants of each ablation study.
 
-Loss hyper-parameters: ``losses.<loss>`` → ``datasets.<d>.loss_overrides.<loss>`` →
-``profiles.<profile>.loss_overrides.<loss>`` → ablation variant.
+Loss hyper-parameters: ``losses.<loss>`` (published) → ``losses.<loss>.per_dataset.<d>`` (tuned
+on validation) → ``profiles.<profile>.loss_overrides.<loss>`` → ablation variant.
 Precedence of training settings (later wins): ``train`` (common) → ``datasets.<d>.train``
-(protocol) → ``profiles.<profile>.train`` (tiny) → ablation/multimodal budget → variant.
+(protocol) → ``losses.<loss>.train`` → ``losses.<loss>.per_dataset.<d>.train`` → ablation/multimodal budget
+→ ``profiles.<profile>.train`` (tiny: it caps every budget) → what an ablation variant changes.
 
 >>> from dmlstudy.pipeline.runs import run_path
 >>> run_path("work/runs/omniglot", "triplet", 2).as_posix()
@@ -31,9 +32,15 @@ def run_path(runs_root: str | Path, loss: str, seed: int) -> Path:
     return Path(runs_root) / RUN_LAYOUT.format(loss=loss, seed=seed)
 
 
-def train_overrides(config: StudyConfig, dataset: str) -> dict[str, Any]:
-    """TrainSettings values for ``dataset`` under the active profile (no paths/loss/seed)."""
+def train_overrides(
+    config: StudyConfig, dataset: str, loss: str | None = None, budget: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """TrainSettings values for ``dataset`` (and ``loss``, and an ablation/multimodal ``budget``)
+    under the active profile (no paths/seed)."""
     values = {**config.train, **config.datasets[dataset].train}
+    if loss is not None:
+        values.update(config.loss_train(dataset, loss))
+    values.update(budget or {})
     if config.study.profile in config.profiles:
         values.update(config.profiles[config.study.profile].train)
     return values
@@ -49,12 +56,14 @@ def train_settings(
     out_dir: str | Path,
     label_level: str = "fine",
     loss_params: dict[str, Any] | None = None,
+    budget: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> TrainSettings:
-    """The ``TrainSettings`` of one run; ``loss_params`` update ``losses.<loss>``, ``extra``
-    updates the training values (budget overrides of ablations / the multi-modal experiment)."""
+    """The ``TrainSettings`` of one run; ``loss_params`` update ``losses.<loss>``; ``budget``
+    (ablations / the multi-modal experiment) applies before the profile, ``extra`` (what a
+    variant changes) after it."""
     params = {**config.loss_params(dataset, loss), **(loss_params or {})}
-    values = {**train_overrides(config, dataset), **(extra or {})}
+    values = {**train_overrides(config, dataset, loss, budget), **(extra or {})}
     return TrainSettings(
         prepared_dir=Path(prepared_dir),
         out_dir=Path(out_dir),
@@ -73,8 +82,9 @@ class Variant:
     label: str
     loss: str
     loss_params: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)  # what this variant changes
     value: Any = None  # the swept value (sweeps), else None
+    budget: dict[str, Any] = field(default_factory=dict)  # ablations.<name>.train, shared by the variants
 
 
 def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
@@ -88,7 +98,8 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                              "valid keys: loss_params, train")
         check_loss_params(abl.loss, spec.get("loss_params", {}), f"ablations.{name}.variants.{label}.loss_params")
         check_train_overrides(spec.get("train", {}), f"ablations.{name}.variants.{label}.train")
-        out.append(Variant(label, abl.loss, dict(spec.get("loss_params", {})), {**abl.train, **spec.get("train", {})}))
+        out.append(Variant(label, abl.loss, dict(spec.get("loss_params", {})), dict(spec.get("train", {})),
+                           budget=dict(abl.train)))
     for key, values in abl.sweep.items():
         section, _, param = key.partition(".")
         if section not in ("loss_params", "train") or not param:
@@ -97,10 +108,10 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
             where = f"ablations.{name}.sweep.{key}"
             if section == "loss_params":
                 check_loss_params(abl.loss, {param: value}, where)
-                out.append(Variant(f"{param}={value}", abl.loss, {param: value}, dict(abl.train), value))
+                out.append(Variant(f"{param}={value}", abl.loss, {param: value}, {}, value, dict(abl.train)))
             else:
                 check_train_overrides({param: value}, where)
-                out.append(Variant(f"{param}={value}", abl.loss, {}, {**abl.train, param: value}, value))
+                out.append(Variant(f"{param}={value}", abl.loss, {}, {param: value}, value, dict(abl.train)))
     if not out:
         raise ValueError(f"ablations.{name} has neither variants nor sweep values")
     return out

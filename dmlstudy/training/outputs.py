@@ -75,13 +75,14 @@ def _test_metrics(emb: np.ndarray, labels: np.ndarray, q: np.ndarray, g: np.ndar
 
 def finalize(s: TrainSettings, ds: Any, model: torch.nn.Module, loss_fn: Any, state: dict[str, Any],
              device: torch.device, pre: Preprocess) -> dict[str, Any]:
-    """Reload best.pt, write embeddings_{val,test}.npz and metrics.json; return the metrics."""
+    """Reload best.pt, write embeddings_{val,test}.npz and metrics.json; return the metrics.
+    With ``evaluate_test=False`` (tuning) the test split is neither embedded nor scored."""
     best = load_checkpoint(s.out_dir / "best.pt", map_location=device)
     model.load_state_dict(best["model_state"])
     idx = ds.index
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
-    for split in ("val", "test"):
+    for split in ("val", "test") if s.evaluate_test else ("val",):
         rows, labels = eval_rows(ds, split, s)
         emb = embed_images(model, ds.images, pre, rows=rows, device=device, batch_size=s.eval_batch_size,
                            amp=s.amp, channels_last=s.channels_last)

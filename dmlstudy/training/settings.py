@@ -87,6 +87,9 @@ class TrainSettings(BaseModel):
     limit_eval: int | None = Field(
         None, gt=0, description="evaluate at most this many val/test images (seeded subset; tiny profile)"
     )
+    evaluate_test: bool = Field(
+        True, description="embed and score the test split at the end (False while tuning on validation)"
+    )
     progress: bool = Field(True, description="tqdm progress bar")
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dmlstudy.config import config_from_dict
+from dmlstudy.config import config_from_dict, split_loss_section
 from dmlstudy.pipeline.runs import ablation_variants, run_path, train_settings
 from dmlstudy.pipeline.validate import ParamsError
 
@@ -25,12 +25,26 @@ def test_precedence_common_dataset_profile_extra(raw):
     raw["train"]["lr"] = 0.5  # common, overridden by the dataset preset
     raw["train"]["grad_clip"] = 3.0  # common only
     s = train_settings(config_from_dict(raw), "omniglot", "proxy_anchor", 7, prepared_dir="p", out_dir="o")
-    assert (s.lr, s.grad_clip, s.seed, s.backbone, s.epochs) == (0.001, 3.0, 7, "convnet4", 3)
-    assert s.loss_params == raw["losses"]["proxy_anchor"]
+    assert (s.lr, s.grad_clip, s.seed, s.backbone, s.epochs) == (0.001, 3.0, 7, "convnet4_050", 3)
+    published, _, per_dataset = split_loss_section(raw["losses"]["proxy_anchor"])
+    assert s.loss_params == {**published, **per_dataset.get("omniglot", {})}
     raw["study"]["profile"] = "tiny"
     s = train_settings(config_from_dict(raw), "omniglot", "rsw", 0, prepared_dir="p", out_dir="o",
                        loss_params={"k1": 1.0}, extra={"epochs": 5})
     assert (s.epochs, s.max_steps_per_epoch, s.loss_params["k1"], s.loss_params["phase2_epochs"]) == (5, 2, 1.0, 0)
+
+
+def test_budget_applies_before_the_profile_and_variant_changes_after(raw):
+    """An ablation budget shortens full-profile runs, the tiny profile caps it (CI stays fast),
+    and what a variant changes (its swept value) beats both."""
+    raw = copy.deepcopy(raw)
+    budget = {"epochs": 2, "max_steps_per_epoch": 50, "m_per_class": 8}
+    s = train_settings(config_from_dict(raw), "omniglot", "triplet", 0, prepared_dir="p", out_dir="o", budget=budget)
+    assert (s.epochs, s.max_steps_per_epoch, s.m_per_class) == (2, 50, 8)
+    raw["study"]["profile"] = "tiny"
+    s = train_settings(config_from_dict(raw), "omniglot", "triplet", 0, prepared_dir="p", out_dir="o", budget=budget,
+                       extra={"m_per_class": 2})
+    assert (s.epochs, s.max_steps_per_epoch, s.m_per_class) == (1, 2, 2)
 
 
 def test_ablation_variants_cover_named_variants_and_sweeps(raw):
@@ -39,6 +53,7 @@ def test_ablation_variants_cover_named_variants_and_sweeps(raw):
     assert daal[0].label == "full" and any(v.loss_params.get("prototype") == "point" for v in daal)
     emb = ablation_variants(config, "embedding_size")
     assert [v.train["embedding_dim"] for v in emb] == [64, 128, 512]
+    assert all(v.budget == raw["ablations"]["embedding_size"]["train"] for v in emb)
     assert [v.value for v in emb] == [64, 128, 512]
     gamma = ablation_variants(config, "direction_gamma")
     assert [v.loss_params["gamma"] for v in gamma] == [0.0, 0.25, 0.5, 1.0]
