@@ -233,6 +233,10 @@ class StudyConfig(_Strict):
         """The data directory: ``$DMLSTUDY_DATA_DIR`` if set, else ``data.dir``."""
         return Path(os.environ.get(DATA_DIR_ENV) or self.data.dir)
 
+    def published_loss_params(self, loss: str) -> dict[str, Any]:
+        """``losses.<loss>`` without its ``train`` / ``per_dataset`` keys: the published defaults."""
+        return split_loss_section(self.losses.get(loss, {}))[0]
+
     def loss_params(self, dataset: str, loss: str) -> dict[str, Any]:
         """Constructor keywords of ``loss`` on ``dataset``: ``losses.<loss>`` (published) updated by
         its ``per_dataset.<dataset>`` values, then by the active profile's ``loss_overrides``."""

@@ -64,6 +64,14 @@ summary[["recall@1"]].reset_index().to_csv(out / "recall_at_1.csv", index=False)
 # %%
 R.display_table(summary, dataset)
 
+# %% [markdown]
+# What a loss ran with beyond the shared protocol: hyper-parameters that differ from the
+# published defaults (chosen on the validation classes: `losses.<loss>.per_dataset` in
+# `params.yaml`) and the loss's own training settings (e.g. RSW's LayerNorm head).
+
+# %%
+R.departures({loss: R.load_run(run_path(runs_dir, loss, seeds[0]))["settings"] for loss in losses})
+
 # %%
 metric_points(runs, "recall@1", title=f"{dataset}: Recall@1 (mean, 95% CI over {len(seeds)} seed(s))")
 

@@ -166,3 +166,34 @@ def histories(runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int])
     frames = [history_frame(load_run(run_path(runs_dir, loss, seed))["history"]).assign(loss=loss, seed=seed)
               for loss in losses for seed in seeds]
     return pd.concat(frames, ignore_index=True)
+
+
+def departures(settings: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """What each loss ran with that is not shared: loss hyper-parameters that differ from the
+    published defaults (``dmlstudy.losses.loss_hyperparameters``) and training settings that differ
+    from the value most losses used. ``settings`` maps loss → its run's ``metrics.json["settings"]``.
+
+    >>> base = {"loss_params": {"margin": 0.1, "miner": "all"}, "pooling": "avg", "lr": 0.001}
+    >>> departures({"triplet": base, "contrastive": {**base, "loss_params": {}},
+    ...             "rsw": {**base, "loss_params": {"alpha": 28.4}, "pooling": "avgmax"}}).values.tolist()
+    [['rsw', 'train', 'pooling', 'avg', 'avgmax']]
+    """
+    from dmlstudy.losses import loss_hyperparameters
+
+    ignored = {"loss", "loss_params", "out_dir", "prepared_dir", "seed"}
+    rows = []
+    for loss, s in settings.items():
+        published = loss_hyperparameters(loss)
+        for key, value in s["loss_params"].items():
+            default = published.get(key)
+            default = list(default) if isinstance(default, tuple) else default
+            if value is not None and value != default:
+                rows.append((loss, "loss", key, default, value))
+        for key, value in s.items():
+            if key in ignored:
+                continue
+            values = pd.Series([json.dumps(other.get(key), sort_keys=True) for other in settings.values()])
+            common = json.loads(values.mode().iloc[0])
+            if value != common:
+                rows.append((loss, "train", key, common, value))
+    return pd.DataFrame(rows, columns=["loss", "kind", "setting", "published / shared", "used"])

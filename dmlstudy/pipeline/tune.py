@@ -66,11 +66,21 @@ def tune(
 ) -> pd.DataFrame:
     """Train every grid point of ``loss`` on ``dataset`` (validation only); one row per point,
     best validation MAP@R first."""
-    from dmlstudy.config import load_config
+    from dmlstudy.config import _choices, load_config
+    from dmlstudy.losses import list_losses
     from dmlstudy.pipeline.runs import train_settings
+    from dmlstudy.pipeline.validate import check_loss_params, check_train_overrides
     from dmlstudy.training import train
 
     config = load_config(params_file)
+    _choices(dataset, list(config.datasets), "dataset (a preset in params.yaml datasets.<name>)")
+    _choices(loss, list_losses(), "loss")
+    for key, values in grid.items():  # every bad key or value fails here, before any training
+        for value in values:
+            if key.startswith("train."):
+                check_train_overrides({key.removeprefix("train."): value}, "--grid train")
+            else:
+                check_loss_params(loss, {key: value}, f"--grid {loss}")
     rows = []
     for point in grid_points(grid):
         loss_params = {k: v for k, v in point.items() if not k.startswith("train.")}

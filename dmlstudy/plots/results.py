@@ -32,6 +32,21 @@ def t_interval(values: pd.Series) -> tuple[float, float]:
     return mean - half, mean + half
 
 
+def loss_palette(losses: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """A fixed colour per loss, the same in every figure: registry order over seaborn's 20-colour
+    ``tab20`` (the default 10-colour cycle repeats within the 15 losses). Unknown names follow.
+
+    >>> pal = loss_palette(["triplet", "rsw"])
+    >>> pal["triplet"] == loss_palette(["npair", "triplet"])["triplet"] and pal["triplet"] != pal["rsw"]
+    True
+    """
+    from dmlstudy.losses import list_losses
+
+    names = list(list_losses()) + [name for name in dict.fromkeys(losses) if name not in list_losses()]
+    colors = sns.color_palette("tab20", max(len(names), 20))
+    return {name: colors[names.index(name) % len(colors)] for name in dict.fromkeys(losses)}
+
+
 def metric_points(runs: pd.DataFrame, metric: str, *, title: str | None = None) -> Figure:
     """Mean of ``metric`` per loss (best on top) with a Student-t 95% CI over seeds, seeds as dots."""
     stats = runs.groupby("loss")[metric].apply(lambda v: mean_ci(v.to_numpy())).apply(pd.Series)
@@ -55,7 +70,8 @@ def recall_at_k(curves: pd.DataFrame, *, title: str = "Recall@K") -> Figure:
     """Recall@K against K (log2 axis) per loss; bands are 95% CIs over seeds."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    sns.lineplot(data=curves, x="k", y="recall", hue="loss", marker="o", errorbar=t_interval, ax=ax)
+    sns.lineplot(data=curves, x="k", y="recall", hue="loss", marker="o", errorbar=t_interval, ax=ax,
+                 palette=loss_palette(curves["loss"].unique()))
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(curves["k"].unique()), [str(k) for k in sorted(curves["k"].unique())])
     ax.legend(fontsize=7, ncols=2)
@@ -72,8 +88,9 @@ def training_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("train_l
     fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     for ax, m in zip(axes, metrics):
-        sns.lineplot(data=history.dropna(subset=[m]), x="epoch", y=m, hue="loss" if "loss" in history else None,
-                     marker="o", errorbar=t_interval, ax=ax, legend=ax is axes[-1])
+        hue = "loss" if "loss" in history else None
+        sns.lineplot(data=history.dropna(subset=[m]), x="epoch", y=m, hue=hue, marker="o", errorbar=t_interval,
+                     ax=ax, legend=ax is axes[-1], palette=loss_palette(history["loss"].unique()) if hue else None)
         ax.set_title(m)
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), fontsize=7)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from dmlstudy.losses import base as loss_base
 from dmlstudy.losses import build_loss, list_losses
-from dmlstudy.losses.language import LanguageGuidanceLoss, encode_prompts, language_kl
+from dmlstudy.losses.language import encode_prompts, language_kl
 
 NAMES = ["albatross", "sparrow", "sedan", "pickup truck", "hummingbird"]
 

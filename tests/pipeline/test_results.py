@@ -87,3 +87,16 @@ def test_euclidean_query_gallery_runs_use_raw_distances(tmp_path):
     assert q_rows.tolist() == (qi[:3] + 500).tolist()
     np.testing.assert_array_equal(nb_rows, gi[order[:3, :4]] + 500)
     np.testing.assert_array_equal(nb_hits, hits[:3, :4])
+
+
+def test_departures_list_tuned_loss_values_and_loss_specific_training():
+    from dmlstudy.pipeline.results import departures
+
+    shared = {"loss_params": {}, "pooling": "avg", "layer_norm": False, "crop_scale": [0.7, 1.0]}
+    table = departures({
+        "triplet": {**shared, "loss_params": {"margin": 0.1, "miner": "all"}},
+        "proxy_anchor": {**shared, "loss_params": {"alpha": 32.0, "proxy_lr_multiplier": 10.0}},
+        "rsw": {**shared, "layer_norm": True},
+    })
+    assert table.values.tolist() == [["proxy_anchor", "loss", "proxy_lr_multiplier", 100.0, 10.0],
+                                     ["rsw", "train", "layer_norm", False, True]]

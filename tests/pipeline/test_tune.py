@@ -29,6 +29,19 @@ def test_grid_points_are_the_cartesian_product_in_given_order():
     assert point_name(points[1]) == "a=1,b=y" and point_name({}) == "defaults"
 
 
+@pytest.mark.parametrize("dataset,loss,grid,expected", [
+    ("omniglott", "triplet", {}, "did you mean 'omniglot'"),
+    ("omniglot", "tripplet", {}, "did you mean 'triplet'"),
+    ("omniglot", "triplet", {"margn": [0.1]}, "--grid triplet.margn: unknown key (did you mean 'margin'?)"),
+    ("omniglot", "triplet", {"train.pooling": ["mean"]}, "--grid train.pooling"),
+])
+def test_bad_grid_fails_before_any_training(tmp_path, dataset, loss, grid, expected):
+    with pytest.raises(ValueError) as err:
+        tune(REPO / "params.yaml", dataset, loss, grid, prepared_dir=tmp_path / "none", out_dir=tmp_path / "t")
+    assert expected in str(err.value)
+    assert not (tmp_path / "t").exists()
+
+
 def test_tune_trains_each_point_on_validation_only(tmp_path):
     prepared = write_synthetic_prepared(tmp_path / "prepared", classes={"train": 6, "val": 3, "test": 3},
                                         per_class=8, image_size=16, channels=1)

@@ -73,3 +73,18 @@ def test_seed_bands_are_student_t_intervals():
     ys = band.get_paths()[0].vertices[:, 1]
     m, h = mean_ci([0.0, 1.0])
     assert ys.min() == pytest.approx(m - h) and ys.max() == pytest.approx(m + h)
+
+
+def test_fifteen_losses_get_fifteen_colours_the_same_in_every_figure():
+    from dmlstudy.losses import list_losses
+    from dmlstudy.plots import loss_palette, recall_at_k
+
+    names = list(list_losses())
+    palette = loss_palette(names)
+    assert len(set(palette.values())) == len(names) == 15
+    assert loss_palette(names[::-1]) == palette  # order of appearance does not change a loss's colour
+    curves = pd.DataFrame({"loss": np.repeat(names, 2), "seed": 0, "k": np.tile([1, 2], 15), "recall": 0.5})
+    fig = recall_at_k(curves)
+    lines = {t.get_text(): h.get_color() for t, h in zip(fig.axes[0].get_legend().get_texts(),
+                                                       fig.axes[0].get_legend().legend_handles)}
+    assert len(set(lines.values())) == 15
