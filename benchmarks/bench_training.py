@@ -3,7 +3,8 @@ embedder → loss → backward → optimizer step (dmlstudy.training.epoch.train
 
 Prints figures; asserts nothing.  Examples::
 
-    python benchmarks/bench_training.py                       # convnet4, Omniglot settings (28 px, b128, CPU)
+    python benchmarks/bench_training.py                       # convnet4_050, Omniglot settings (28 px, b128, CPU)
+    python benchmarks/bench_training.py --backbone convnet4   # the 64-channel ConvNet
     python benchmarks/bench_training.py --device cuda --backbone resnet50 --image-size 224 \
         --cache-size 256 --channels 3 --batch-size 128 --embedding-dim 512   # bf16 + channels_last
 """
@@ -28,7 +29,7 @@ from dmlstudy.training.optim import build_optimizer
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbone", default="convnet4")
+    ap.add_argument("--backbone", default="convnet4_050", help="timm name (the Omniglot preset's by default)")
     ap.add_argument("--image-size", type=int, default=28, help="training crop")
     ap.add_argument("--cache-size", type=int, default=None, help="cached image side (default: image size)")
     ap.add_argument("--channels", type=int, default=1)

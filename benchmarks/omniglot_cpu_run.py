@@ -1,4 +1,4 @@
-"""A short Omniglot run on CPU: prepare the 28 px cache, train convnet4 with one loss for a few
+"""A short Omniglot run on CPU: prepare the 28 px cache, train the preset ConvNet with one loss for a few
 epochs (the params.yaml Omniglot preset), print wall time, images/s and test Recall@1 / MAP@R.
 
 Reference (architecture.md, a 60-line script outside the project: 4-block ConvNet, 28 px,
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--backbone", default="convnet4_050", help="timm name: convnet4_050 (the preset) or convnet4")
     ap.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
                     help="loss hyper-parameter override (float), repeatable, e.g. --loss-param scale=16")
     ap.add_argument("--crop-scale", type=float, nargs=2, default=(0.7, 1.0))
@@ -47,7 +48,7 @@ def main() -> None:
 
         shutil.rmtree(out)
     s = TrainSettings(prepared_dir=prepared, out_dir=out, loss=a.loss, loss_params=loss_params, seed=a.seed,
-                      device="cpu", backbone="convnet4", embedding_dim=64, image_size=28,
+                      device="cpu", backbone=a.backbone, embedding_dim=64, image_size=28,
                       crop_scale=tuple(a.crop_scale), hflip=False, cpu_threads=a.threads,
                       epochs=a.epochs, batch_size=128, m_per_class=4, lr=1e-3, optimizer="adam",
                       weight_decay=0.0, schedule="cosine", eval_every=1, progress=False)

@@ -39,6 +39,11 @@ def _choices(value: str, valid: tuple[str, ...] | list[str], what: str) -> str:
     return value
 
 
+def _mapping(value: Any, key: str, what: str) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"{key} must be a mapping ({what}), got {value!r}")
+
+
 def _unique_nonempty(values: list[Any], key: str) -> list[Any]:
     if not values:
         raise ValueError(f"{key} must not be empty")
@@ -156,10 +161,16 @@ class AblationSection(_Strict):
         default_factory=dict, description="'loss_params.<key>' or 'train.<key>' -> values"
     )
     train: dict[str, Any] = Field(default_factory=dict, description="budget overrides for all variants")
+    loss_params: dict[str, Any] = Field(
+        default_factory=dict, description="hyper-parameters shared by all variants (before each variant's own)"
+    )
 
 
 class MultimodalSection(_Strict):
     train: dict[str, Any] = Field(default_factory=dict, description="budget overrides (coarse-label runs)")
+    loss_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="loss -> hyper-parameters the short budget needs (e.g. rsw phase2_epochs)"
+    )
 
 
 class StudyConfig(_Strict):
@@ -184,7 +195,8 @@ class StudyConfig(_Strict):
         for d in self.study.multimodal:
             _choices(d, COARSE_DATASETS, "dataset with coarse labels (study.multimodal)")
             if d not in self.study.datasets:
-                raise ValueError(f"study.multimodal lists {d!r}, which is not in study.datasets; add it there")
+                raise ValueError(f"study.multimodal lists {d!r}, which is not in study.datasets: add it to "
+                                 f"study.datasets or remove it from study.multimodal")
         for d in self.study.ablations:
             if d not in self.ablations:
                 raise ValueError(f"study.ablations lists {d!r} but params has no ablations.{d}")
@@ -194,15 +206,15 @@ class StudyConfig(_Strict):
 
         for name, section in self.losses.items():
             _choices(name, list_losses(), "loss (losses.<name>)")
+            _mapping(section.get("train"), f"losses.{name}.train", "TrainSettings fields -> values")
+            _mapping(section.get("per_dataset"), f"losses.{name}.per_dataset", "dataset names -> overrides")
             params, train, per_dataset = split_loss_section(section)
             check_loss_params(name, params, f"losses.{name}")
             check_train_overrides(train, f"losses.{name}.train")
-            if not isinstance(per_dataset, dict):
-                raise ValueError(f"losses.{name}.per_dataset must map dataset names to overrides")
             for d, values in per_dataset.items():
                 _choices(d, DATASETS, f"dataset (losses.{name}.per_dataset.<dataset>)")
-                if not isinstance(values, dict):
-                    raise ValueError(f"losses.{name}.per_dataset.{d} must be a mapping, got {values!r}")
+                _mapping(values, f"losses.{name}.per_dataset.{d}", "hyper-parameters (and train) -> values")
+                _mapping(values.get("train"), f"losses.{name}.per_dataset.{d}.train", "TrainSettings fields -> values")
                 check_loss_params(name, {k: v for k, v in values.items() if k != "train"},
                                   f"losses.{name}.per_dataset.{d}")
                 check_train_overrides(values.get("train") or {}, f"losses.{name}.per_dataset.{d}.train")
@@ -226,7 +238,11 @@ class StudyConfig(_Strict):
             _choices(name, ABLATIONS, "ablation (ablations.<name>)")
             _choices(abl.loss, list_losses(), f"loss (ablations.{name}.loss)")
             check_train_overrides(abl.train, f"ablations.{name}.train")
+            check_loss_params(abl.loss, abl.loss_params, f"ablations.{name}.loss_params")
         check_train_overrides(self.multimodal.train, "multimodal.train")
+        for loss, values in self.multimodal.loss_params.items():
+            _choices(loss, list_losses(), "loss (multimodal.loss_params.<loss>)")
+            check_loss_params(loss, values, f"multimodal.loss_params.{loss}")
         return self
 
     def data_dir(self) -> Path:

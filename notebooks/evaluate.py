@@ -43,7 +43,7 @@ import pandas as pd
 from dmlstudy.config import load_config
 from dmlstudy.data import PreparedDataset
 from dmlstudy.pipeline import results as R
-from dmlstudy.pipeline.runs import run_path
+from dmlstudy.pipeline.runs import run_path, train_overrides
 from dmlstudy.plots import metric_points, projection_2d, recall_at_k, retrieval_gallery, training_curves
 
 config = load_config(params_file)
@@ -70,7 +70,8 @@ R.display_table(summary, dataset)
 # `params.yaml`) and the loss's own training settings (e.g. RSW's LayerNorm head).
 
 # %%
-R.departures({loss: R.load_run(run_path(runs_dir, loss, seeds[0]))["settings"] for loss in losses})
+R.departures({loss: R.load_run(run_path(runs_dir, loss, seeds[0]))["settings"] for loss in losses},
+             shared=train_overrides(config, dataset))
 
 # %%
 metric_points(runs, "recall@1", title=f"{dataset}: Recall@1 (mean, 95% CI over {len(seeds)} seed(s))")

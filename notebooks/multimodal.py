@@ -48,7 +48,8 @@ rows = []
 for loss in config.study.losses:
     for seed in config.study.seeds:
         s = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=run_path(runs_dir, loss, seed),
-                           label_level="coarse", budget=config.multimodal.train)
+                           label_level="coarse", budget=config.multimodal.train,
+                           loss_params=config.multimodal.loss_params.get(loss))
         m = train(s)
         e = load_embeddings(s.out_dir)
         fine = fine_structure_metrics(e["embeddings"], e["coarse_labels"], e["labels"], m["metric"], seed=seed)

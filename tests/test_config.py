@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dmlstudy.config import ABLATIONS, DATASETS, config_from_dict, load_config, split_loss_section
+from dmlstudy.config import ABLATIONS, COARSE_DATASETS, DATASETS, config_from_dict, load_config, split_loss_section
 from dmlstudy.losses import list_losses, loss_hyperparameters
 from dmlstudy.pipeline.validate import ParamsError
 
@@ -60,6 +60,14 @@ BAD = [
     (("study", "ablations"), ["dall_parts"], "study.ablations", "did you mean 'daal_parts'"),
     (("losses", "rsw", "train", "pooling"), "mean", "losses.rsw.train.pooling", "'avg', 'max' or 'avgmax'"),
     (("losses", "rsw", "per_dataset", "omniglott"), {}, "losses.rsw.per_dataset", "did you mean 'omniglot'"),
+    (("losses", "rsw", "train"), True, "losses.rsw.train", "must be a mapping"),
+    (("losses", "rsw", "per_dataset"), ["omniglot"], "losses.rsw.per_dataset", "must be a mapping"),
+    (("losses", "rsw", "per_dataset", "omniglot", "train"), 5, "losses.rsw.per_dataset.omniglot.train",
+     "must be a mapping"),
+    (("train", "evaluate_test"), False, "train.evaluate_test", "unknown key"),
+    (("ablations", "rsw_warp", "loss_params", "phase2_epoch"), 0, "ablations.rsw_warp.loss_params.phase2_epoch",
+     "did you mean 'phase2_epochs'"),
+    (("multimodal", "loss_params", "rsw", "alfa"), 1.0, "multimodal.loss_params.rsw.alfa", "did you mean 'alpha'"),
     (("losses", "rsw", "per_dataset", "omniglot", "alfa"), 1.0, "losses.rsw.per_dataset.omniglot.alfa",
      "did you mean 'alpha'"),
     (("losses", "rsw", "per_dataset", "omniglot", "train", "epoch"), 1, "losses.rsw.per_dataset.omniglot.train.epoch",
@@ -81,13 +89,13 @@ def test_bad_params_name_the_key_and_choices(raw, path, value, key, expected):
 
 def test_loss_params_merge_dataset_and_profile_overrides(raw):
     config = config_from_dict(raw)
-    assert config.loss_params("omniglot", "rsw")["phase2_epochs"] == 1
+    assert config.loss_params("omniglot", "rsw")["phase2_epochs"] == 0
     assert config.loss_params("cub200", "rsw")["phase2_epochs"] == 30
     assert "per_dataset" not in config.loss_params("omniglot", "rsw")
     assert "train" not in config.loss_params("omniglot", "rsw")
     tiny = copy.deepcopy(raw)
     tiny["study"]["profile"] = "tiny"
-    assert config_from_dict(tiny).loss_params("omniglot", "rsw")["phase2_epochs"] == 0
+    assert config_from_dict(tiny).loss_params("cub200", "rsw")["phase2_epochs"] == 0
     assert config_from_dict(tiny).prepare_settings("omniglot").max_classes_per_split == 40
 
 
@@ -120,14 +128,21 @@ def test_data_dir_env_overrides_params(raw, monkeypatch):
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_every_dataset_runs_under_each_profile(raw, dataset):
-    """The tiny profile (tests/CI) must give valid runs on every preset, photo datasets included
-    (their warm-up epoch must not consume the tiny profile's single epoch)."""
+    """Switching datasets works with the default ablations and multi-modal experiment, under both
+    profiles: the tiny profile (tests/CI) must give valid runs on every preset, photo datasets
+    included (their warm-up epoch must not consume the tiny profile's single epoch), and the
+    short ablation/multi-modal budgets must fit RSW's two phases on the photo presets."""
     from dmlstudy.pipeline.check_params import check_runs
+    from dmlstudy.pipeline.runs import ablation_variants
 
     for profile in ("full", "tiny"):
         r = copy.deepcopy(raw)
-        r["study"].update(datasets=[dataset], profile=profile, ablations=[], multimodal=[])
-        assert check_runs(config_from_dict(r)) == len(r["study"]["losses"]) * len(r["study"]["seeds"])
+        r["study"].update(datasets=[dataset], profile=profile,
+                          multimodal=[dataset] if dataset in COARSE_DATASETS else [])
+        config = config_from_dict(r)
+        variants = sum(len(ablation_variants(config, a)) for a in config.study.ablations)
+        coarse = len(r["study"]["losses"]) if dataset in COARSE_DATASETS else 0
+        assert check_runs(config) == (len(r["study"]["losses"]) + variants + coarse) * len(r["study"]["seeds"])
 
 
 def test_default_study_runs_every_section(raw):

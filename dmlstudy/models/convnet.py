@@ -4,6 +4,9 @@ The 4-block network of Vinyals et al., "Matching Networks for One Shot Learning"
 and Snell et al., "Prototypical Networks" (NeurIPS 2017): four blocks of
 conv3×3 (64 channels) → BatchNorm → ReLU → 2×2 max-pool.  A 28×28 input gives a 64×1×1 map.
 
+``convnet4_050`` is the same network at half width (32 channels; timm's ``_050`` naming), the
+Omniglot preset's backbone: about 3× the CPU training throughput for ~10 points of Recall@1.
+
 Registered through ``timm.models.register_model`` so ``timm.create_model("convnet4", ...)`` builds it
 with the same keyword arguments as any timm backbone (``in_chans``, ``num_classes``, ``global_pool``).
 
@@ -83,4 +86,3 @@ def convnet4_050(pretrained: bool = False, **kwargs: Any) -> ConvNet4:
     if pretrained:
         raise ValueError("convnet4_050 has no pretrained weights; set pretrained: false")
     return ConvNet4(**{"channels": 32, **kwargs})
-

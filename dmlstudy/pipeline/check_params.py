@@ -69,7 +69,8 @@ def check_runs(config: StudyConfig) -> int:
                       extra=v.train)
     for d in config.study.multimodal:
         for loss in config.study.losses:
-            build(f"multimodal on {d} + losses.{loss}", d, loss, label_level="coarse", budget=config.multimodal.train)
+            build(f"multimodal on {d} + losses.{loss}", d, loss, label_level="coarse", budget=config.multimodal.train,
+                  loss_params=config.multimodal.loss_params.get(loss))
     return n * len(config.study.seeds)
 
 

@@ -168,19 +168,24 @@ def histories(runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int])
     return pd.concat(frames, ignore_index=True)
 
 
-def departures(settings: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """What each loss ran with that is not shared: loss hyper-parameters that differ from the
-    published defaults (``dmlstudy.losses.loss_hyperparameters``) and training settings that differ
-    from the value most losses used. ``settings`` maps loss → its run's ``metrics.json["settings"]``.
+def departures(settings: dict[str, dict[str, Any]], shared: dict[str, Any]) -> pd.DataFrame:
+    """What each loss ran with beyond the shared protocol: loss hyper-parameters that differ from
+    the published defaults (``dmlstudy.losses.loss_hyperparameters``) and training settings that
+    differ from ``shared`` (the dataset's protocol, ``runs.train_overrides(config, dataset)``; a
+    key it lacks is compared with the TrainSettings default). ``settings`` maps loss → its run's
+    ``metrics.json["settings"]``.
 
     >>> base = {"loss_params": {"margin": 0.1, "miner": "all"}, "pooling": "avg", "lr": 0.001}
-    >>> departures({"triplet": base, "contrastive": {**base, "loss_params": {}},
-    ...             "rsw": {**base, "loss_params": {"alpha": 28.4}, "pooling": "avgmax"}}).values.tolist()
+    >>> departures({"triplet": base, "rsw": {**base, "loss_params": {"alpha": 28.4}, "pooling": "avgmax"}},
+    ...            shared={"lr": 0.001}).values.tolist()
     [['rsw', 'train', 'pooling', 'avg', 'avgmax']]
     """
     from dmlstudy.losses import loss_hyperparameters
+    from dmlstudy.training.settings import TrainSettings
 
-    ignored = {"loss", "loss_params", "out_dir", "prepared_dir", "seed"}
+    ignored = {"loss", "loss_params", "out_dir", "prepared_dir", "seed", "label_level", "evaluate_test"}
+    protocol = {k: f.default for k, f in TrainSettings.model_fields.items() if not f.is_required()}
+    protocol.update(shared)
     rows = []
     for loss, s in settings.items():
         published = loss_hyperparameters(loss)
@@ -190,10 +195,10 @@ def departures(settings: dict[str, dict[str, Any]]) -> pd.DataFrame:
             if value is not None and value != default:
                 rows.append((loss, "loss", key, default, value))
         for key, value in s.items():
-            if key in ignored:
+            if key in ignored or key not in protocol:
                 continue
-            values = pd.Series([json.dumps(other.get(key), sort_keys=True) for other in settings.values()])
-            common = json.loads(values.mode().iloc[0])
-            if value != common:
-                rows.append((loss, "train", key, common, value))
+            expected = protocol[key]
+            expected = list(expected) if isinstance(expected, tuple) else expected
+            if value != expected:
+                rows.append((loss, "train", key, expected, value))
     return pd.DataFrame(rows, columns=["loss", "kind", "setting", "published / shared", "used"])

@@ -98,8 +98,8 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                              "valid keys: loss_params, train")
         check_loss_params(abl.loss, spec.get("loss_params", {}), f"ablations.{name}.variants.{label}.loss_params")
         check_train_overrides(spec.get("train", {}), f"ablations.{name}.variants.{label}.train")
-        out.append(Variant(label, abl.loss, dict(spec.get("loss_params", {})), dict(spec.get("train", {})),
-                           budget=dict(abl.train)))
+        out.append(Variant(label, abl.loss, {**abl.loss_params, **spec.get("loss_params", {})},
+                           dict(spec.get("train", {})), budget=dict(abl.train)))
     for key, values in abl.sweep.items():
         section, _, param = key.partition(".")
         if section not in ("loss_params", "train") or not param:
@@ -108,7 +108,8 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
             where = f"ablations.{name}.sweep.{key}"
             if section == "loss_params":
                 check_loss_params(abl.loss, {param: value}, where)
-                out.append(Variant(f"{param}={value}", abl.loss, {param: value}, {}, value, dict(abl.train)))
+                out.append(Variant(f"{param}={value}", abl.loss, {**abl.loss_params, param: value}, {}, value,
+                                   dict(abl.train)))
             else:
                 check_train_overrides({param: value}, where)
                 out.append(Variant(f"{param}={value}", abl.loss, {}, {param: value}, value, dict(abl.train)))

@@ -1,7 +1,7 @@
 """Tune one loss on the validation split: a small grid of trainings under a dataset's protocol.
 
-A fair comparison gives every loss the same tuning budget on held-out *validation* classes and
-never looks at the test split (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020).
+A fair comparison chooses hyper-parameters on held-out *validation* classes and never looks at
+the test split (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020).
 This runs the Cartesian product of ``--grid`` values (loss hyper-parameters, or training
 settings as ``train.<field>``), each with ``evaluate_test=False``, and prints the runs sorted by
 validation MAP@R; the winner goes into ``params.yaml`` as ``losses.<loss>.per_dataset.<dataset>``::
@@ -10,8 +10,9 @@ validation MAP@R; the winner goes into ``params.yaml`` as ``losses.<loss>.per_da
         --prepared-dir work/prepared/omniglot --out-dir work/tuning \\
         --grid proxy_lr_multiplier=1,10,100 --grid train.pooling=avg,avgmax
 
-Each grid point is a resumable training run in ``<out-dir>/<dataset>/<loss>/<point>/``; a
-finished point is read back, not retrained. Values are parsed as YAML (``1e-3`` is a float).
+Each grid point is a resumable training run in ``<out-dir>/<dataset>/<loss>/<point>/seed<seed>/``;
+a finished point is read back, not retrained, if it ran with exactly the settings asked for now
+(else the error names the folder to delete). Values are parsed as YAML (``1e-3`` is a float).
 
 >>> parse_grid(["margin=0.1,0.2", "train.pooling=avg"])
 {'margin': [0.1, 0.2], 'train.pooling': ['avg']}
@@ -71,6 +72,7 @@ def tune(
     from dmlstudy.pipeline.runs import train_settings
     from dmlstudy.pipeline.validate import check_loss_params, check_train_overrides
     from dmlstudy.training import train
+    from dmlstudy.training.loop import RESUME_FREE_KEYS
 
     config = load_config(params_file)
     _choices(dataset, list(config.datasets), "dataset (a preset in params.yaml datasets.<name>)")
@@ -85,11 +87,20 @@ def tune(
     for point in grid_points(grid):
         loss_params = {k: v for k, v in point.items() if not k.startswith("train.")}
         extra = {k.removeprefix("train."): v for k, v in point.items() if k.startswith("train.")}
-        run_dir = Path(out_dir) / dataset / loss / point_name(point)
+        run_dir = Path(out_dir) / dataset / loss / point_name(point) / f"seed{seed}"
         settings = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=run_dir,
                                   loss_params=loss_params, extra={**extra, "evaluate_test": False})
         done = run_dir / "metrics.json"
-        metrics = json.loads(done.read_text()) if done.is_file() else train(settings)
+        if done.is_file():
+            metrics = json.loads(done.read_text())
+            now = settings.model_dump(mode="json")
+            stale = sorted(k for k in set(now) | set(metrics["settings"])
+                           if k not in RESUME_FREE_KEYS and now.get(k) != metrics["settings"].get(k))
+            if stale:
+                raise ValueError(f"{run_dir} was trained with other settings ({', '.join(stale)} differ, e.g. "
+                                 f"after a params.yaml edit); delete it or use another --out-dir")
+        else:
+            metrics = train(settings)
         rows.append({**point, **{f"val {k}": v for k, v in metrics["val"].items()},
                      "best_epoch": metrics["best_epoch"], "train_seconds": metrics["train_seconds"]})
     return pd.DataFrame(rows).sort_values("val map@r", ascending=False, ignore_index=True)

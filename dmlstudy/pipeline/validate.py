@@ -20,8 +20,9 @@ from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-#: TrainSettings fields the pipeline sets itself (paths, loss, seed); params.yaml may not set them.
-RESERVED_TRAIN_KEYS = ("prepared_dir", "out_dir", "loss", "loss_params", "seed", "label_level")
+#: TrainSettings fields the pipeline sets itself (paths, loss, seed; test evaluation is off only
+#: while tuning); params.yaml may not set them.
+RESERVED_TRAIN_KEYS = ("prepared_dir", "out_dir", "loss", "loss_params", "seed", "label_level", "evaluate_test")
 
 
 class ParamsError(ValueError):

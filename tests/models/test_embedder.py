@@ -21,6 +21,15 @@ def test_convnet4_is_a_timm_model_with_feature_map() -> None:
         timm.create_model("convnet4", pretrained=True)
 
 
+def test_convnet4_050_is_the_half_width_convnet() -> None:
+    net = timm.create_model("convnet4_050", in_chans=1, num_classes=0, global_pool="")
+    assert isinstance(net, ConvNet4) and net.num_features == 32
+    assert tuple(net(torch.zeros(2, 1, 28, 28)).shape) == (2, 32, 1, 1)
+    assert [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)] == [32] * 4
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        timm.create_model("convnet4_050", pretrained=True)
+
+
 @pytest.mark.parametrize("pooling", ["avg", "max", "avgmax"])
 def test_pooling_matches_formula(pooling: str) -> None:
     torch.manual_seed(0)

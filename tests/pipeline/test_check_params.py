@@ -18,7 +18,7 @@ def test_valid_params_write_the_constant_marker(tmp_path):
 def test_merged_settings_and_loss_schedule_errors_fail(tmp_path, capsys):
     text = (REPO / "params.yaml").read_text()
     bad = tmp_path / "params.yaml"
-    bad.write_text(text.replace("omniglot: {phase2_epochs: 1}", "omniglot: {phase2_epochs: 3}"))
+    bad.write_text(text.replace("omniglot: {phase2_epochs: 0,", "omniglot: {phase2_epochs: 3,"))
     assert main([str(bad), str(tmp_path / "ok")]) == 1
     err = capsys.readouterr().err
     assert "datasets.omniglot + losses.rsw" in err and "phase2_epochs" in err

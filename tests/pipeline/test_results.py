@@ -92,11 +92,15 @@ def test_euclidean_query_gallery_runs_use_raw_distances(tmp_path):
 def test_departures_list_tuned_loss_values_and_loss_specific_training():
     from dmlstudy.pipeline.results import departures
 
-    shared = {"loss_params": {}, "pooling": "avg", "layer_norm": False, "crop_scale": [0.7, 1.0]}
+    run = {"loss_params": {}, "pooling": "avg", "layer_norm": False, "crop_scale": [0.7, 1.0], "lr": 0.001}
+    protocol = {"crop_scale": (0.7, 1.0), "lr": 0.001}  # pooling / layer_norm: TrainSettings defaults
     table = departures({
-        "triplet": {**shared, "loss_params": {"margin": 0.1, "miner": "all"}},
-        "proxy_anchor": {**shared, "loss_params": {"alpha": 32.0, "proxy_lr_multiplier": 10.0}},
-        "rsw": {**shared, "layer_norm": True},
-    })
+        "triplet": {**run, "loss_params": {"margin": 0.1, "miner": "all"}},
+        "proxy_anchor": {**run, "loss_params": {"alpha": 32.0, "proxy_lr_multiplier": 10.0}},
+        "rsw": {**run, "layer_norm": True},
+    }, shared=protocol)
     assert table.values.tolist() == [["proxy_anchor", "loss", "proxy_lr_multiplier", 100.0, 10.0],
                                      ["rsw", "train", "layer_norm", False, True]]
+    # a single loss with its own head is still reported (compared with the protocol, not the others)
+    assert departures({"rsw": {**run, "layer_norm": True}}, shared=protocol).values.tolist() == [
+        ["rsw", "train", "layer_norm", False, True]]

@@ -54,10 +54,14 @@ def test_tune_trains_each_point_on_validation_only(tmp_path):
     grid = {"margin": [0.1, 0.3], "train.pooling": ["max"]}
     table = tune(params, "omniglot", "triplet", grid, prepared_dir=prepared, out_dir=tmp_path / "tuning")
     assert len(table) == 2 and list(table["val map@r"]) == sorted(table["val map@r"], reverse=True)
-    run = tmp_path / "tuning" / "omniglot" / "triplet" / "margin=0.3,train.pooling=max"
+    run = tmp_path / "tuning" / "omniglot" / "triplet" / "margin=0.3,train.pooling=max" / "seed0"
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test" not in metrics and not (run / "embeddings_test.npz").exists()
     assert metrics["settings"]["pooling"] == "max" and metrics["settings"]["loss_params"]["margin"] == 0.3
     (run / "checkpoint.pt").unlink()  # a finished point is read back from metrics.json, not retrained
     again = tune(params, "omniglot", "triplet", grid, prepared_dir=prepared, out_dir=tmp_path / "tuning")
     assert again.equals(table)
+    raw["datasets"]["omniglot"]["train"]["lr"] = 0.01  # stale results are refused, not reused
+    params.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"seed0 was trained with other settings \(lr differ"):
+        tune(params, "omniglot", "triplet", grid, prepared_dir=prepared, out_dir=tmp_path / "tuning")
