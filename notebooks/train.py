@@ -35,10 +35,9 @@ params_file = "params.yaml"
 import pandas as pd
 
 from dmlstudy.config import load_config
-from dmlstudy.pipeline.results import history_frame
 from dmlstudy.pipeline.runs import train_settings
-from dmlstudy.plots import training_curves
 from dmlstudy.training import train
+from dmlstudy.training.outputs import history_frame
 
 config = load_config(params_file)
 settings = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=out_dir)
@@ -53,9 +52,8 @@ print(f"best epoch {metrics['best_epoch']} (selected on {metrics['selected_on']}
       f"{metrics['train_seconds']:.1f} s training, {metrics['train_images_per_s']:.0f} images/s on {metrics['device']}")
 
 # %% [markdown]
-# Training loss and validation metrics per epoch.
+# Training loss and validation metrics per epoch (the evaluation report plots every loss's curves
+# together; this stage draws none, so that editing a plot never reruns a training).
 
 # %%
-history = history_frame(metrics["history"]).assign(loss=loss)
-display(history)
-training_curves(history, title=f"{loss} on {dataset} (seed {seed})")
+history_frame(metrics["history"])

@@ -20,6 +20,7 @@ import pandas as pd
 
 from dmlstudy.evaluation import evaluate, mean_ci, nearest_neighbors
 from dmlstudy.pipeline.runs import run_path
+from dmlstudy.training.outputs import history_frame
 
 METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi")
 
@@ -142,23 +143,17 @@ def gallery_neighbors(run_dir: str | Path, queries: np.ndarray, k: int = 5) -> t
     queries = np.asarray(queries)
     if not q[queries].all():
         raise ValueError("gallery_neighbors: every position in queries must be a query image")
-    if q.all() and g.all():  # query-is-gallery: search all, leaving each query out of its list
-        nb = nearest_neighbors(e["embeddings"], e["labels"], k, metric=metric)
-        return e["rows"][queries], e["rows"][nb.indices[queries]], nb.hits[queries]
+    if q.all() and g.all():  # query-is-gallery: the queries' top k+1 over everything, minus themselves
+        nb = nearest_neighbors(e["embeddings"][queries], e["labels"][queries], k + 1,
+                               gallery_embeddings=e["embeddings"], gallery_labels=e["labels"], metric=metric)
+        keep = nb.indices != queries[:, None]
+        idx = np.stack([row[m][:k] for row, m in zip(nb.indices, keep)])
+        hits = np.stack([row[m][:k] for row, m in zip(nb.hits, keep)])
+        return e["rows"][queries], e["rows"][idx], hits
     gal = np.flatnonzero(g)
     nb = nearest_neighbors(e["embeddings"][queries], e["labels"][queries], k,
                            gallery_embeddings=e["embeddings"][gal], gallery_labels=e["labels"][gal], metric=metric)
     return e["rows"][queries], e["rows"][gal[nb.indices]], nb.hits
-
-
-def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per-epoch ``metrics.json["history"]`` → columns epoch, train_loss, images_per_s, val_<metric>."""
-    rows = []
-    for rec in history:
-        row = {"epoch": rec["epoch"], "train_loss": rec["loss"], "images_per_s": rec.get("images_per_s")}
-        row.update({f"val_{k}": v for k, v in rec.get("val", {}).items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def histories(runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:

@@ -3,12 +3,14 @@ metrics.json) of :func:`dmlstudy.training.train`."""
 
 from __future__ import annotations
 
+
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from dmlstudy.evaluation import evaluate
@@ -114,3 +116,17 @@ def finalize(s: TrainSettings, ds: Any, model: torch.nn.Module, loss_fn: Any, st
     }
     atomic_json(metrics, s.out_dir / "metrics.json")
     return metrics
+
+
+def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per-epoch ``metrics.json["history"]`` → columns epoch, train_loss, images_per_s, val_<metric>.
+
+    >>> history_frame([{"epoch": 0, "loss": 0.5, "val": {"map@r": 0.2}}]).columns.tolist()
+    ['epoch', 'train_loss', 'images_per_s', 'val_map@r']
+    """
+    rows = []
+    for rec in history:
+        row = {"epoch": rec["epoch"], "train_loss": rec["loss"], "images_per_s": rec.get("images_per_s")}
+        row.update({f"val_{k}": v for k, v in rec.get("val", {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)

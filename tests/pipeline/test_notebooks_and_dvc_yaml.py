@@ -134,3 +134,28 @@ def test_projections_use_the_runs_metric(path):
     for node in ast.walk(ast.parse("\n".join(l for l in code.splitlines() if not l.startswith("%")))):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "projection_2d":
             assert "metric" in {k.arg for k in node.keywords}, f"{path.name}: projection_2d without metric="
+
+
+def _imported_package_files(path: Path) -> set[str]:
+    """Repository paths of the dmlstudy modules a notebook imports directly."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dmlstudy"):
+            base = node.module.replace(".", "/")
+            for alias in node.names:  # `from dmlstudy.pipeline import results` imports a module
+                sub = f"{base}/{alias.name}"
+                found.add(sub + ".py" if (REPO / f"{sub}.py").is_file() else
+                          sub if (REPO / sub).is_dir() else base + ("" if (REPO / base).is_dir() else ".py"))
+        elif isinstance(node, ast.Import):
+            found |= {a.name.replace(".", "/") for a in node.names if a.name.startswith("dmlstudy")}
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_imported_package_module_is_a_stage_dependency(path):
+    """An edit to code a notebook runs must rerun its stage: each dmlstudy module it imports is
+    listed in the stage's deps, itself or through its folder."""
+    deps = [d for d in _stage_for(path.stem)["deps"] if isinstance(d, str)]
+    for module in _imported_package_files(path):
+        assert any(module == d or module.startswith(d.rstrip("/") + "/") for d in deps), (
+            f"stage running notebooks/{path.name} imports {module} but does not list it in deps")

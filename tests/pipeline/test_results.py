@@ -104,3 +104,21 @@ def test_departures_list_tuned_loss_values_and_loss_specific_training():
     # a single loss with its own head is still reported (compared with the protocol, not the others)
     assert departures({"rsw": {**run, "layer_norm": True}}, shared=protocol).values.tolist() == [
         ["rsw", "train", "layer_norm", False, True]]
+
+
+def test_gallery_neighbors_equal_the_full_search_with_duplicate_images(tmp_path):
+    """Galleries search only the shown queries; with exact duplicates (ties with the query
+    itself) they must still equal the leave-one-out rows of the all-vs-all search."""
+    from dmlstudy.evaluation import nearest_neighbors
+
+    emb, labels = _fake_run(tmp_path, "a", 0, 0.5)
+    e = R.load_embeddings(run_path(tmp_path, "a", 0))
+    emb = e["embeddings"].copy()
+    emb[1] = emb[0]
+    emb[8] = emb[7]  # duplicates of queries 0 and 7
+    np.savez(run_path(tmp_path, "a", 0) / "embeddings_test.npz", **{**e, "embeddings": emb})
+    full = nearest_neighbors(emb, e["labels"], 4, metric="cosine")
+    queries = np.array([0, 1, 7, 8, 3])
+    _, nb_rows, hits = R.gallery_neighbors(run_path(tmp_path, "a", 0), queries, k=4)
+    np.testing.assert_array_equal(nb_rows, e["rows"][full.indices[queries]])
+    np.testing.assert_array_equal(hits, full.hits[queries])
