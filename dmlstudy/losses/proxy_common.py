@@ -6,6 +6,7 @@ parameter group.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -104,6 +105,14 @@ class ProxyLoss(DMLLoss):
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
         self.proxy_lr_multiplier = proxy_lr_multiplier
+
+    @staticmethod
+    def official_linear_proxies(embedding_dim: int, count: int) -> nn.Parameter:
+        """``count`` proxies (rows) initialised as the official code's d×count ``nn.Linear``-style
+        weight, ``kaiming_uniform_(a=√5)``, stored transposed (SoftTriple, ProxyGML)."""
+        official_layout = torch.empty(embedding_dim, count)
+        nn.init.kaiming_uniform_(official_layout, a=math.sqrt(5))
+        return nn.Parameter(official_layout.T.contiguous())
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """One group holding ``proxies`` at ``base_lr × proxy_lr_multiplier`` (+ ``proxy_group_options``)."""

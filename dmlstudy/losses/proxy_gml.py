@@ -82,9 +82,7 @@ class ProxyGMLLoss(ProxyLoss):
         self.reg_weight = reg_weight
         self.scale = scale
         self.top_k = math.ceil(top_ratio * num_classes * proxies_per_class)
-        official_layout = torch.empty(embedding_dim, num_classes * proxies_per_class)
-        nn.init.kaiming_uniform_(official_layout, a=math.sqrt(5))
-        self.proxies = nn.Parameter(official_layout.T.contiguous())
+        self.proxies = self.official_linear_proxies(embedding_dim, num_classes * proxies_per_class)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_inputs(embeddings, labels, self.num_classes)

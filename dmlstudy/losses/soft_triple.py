@@ -13,7 +13,6 @@ omits the regularizer.
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -71,9 +70,7 @@ class SoftTripleLoss(ProxyLoss):
         self.gamma = gamma
         self.tau = tau
         self.margin = margin
-        official_layout = torch.empty(embedding_dim, num_classes * centers_per_class)
-        nn.init.kaiming_uniform_(official_layout, a=math.sqrt(5))
-        self.proxies = nn.Parameter(official_layout.T.contiguous())
+        self.proxies = self.official_linear_proxies(embedding_dim, num_classes * centers_per_class)
 
     def relaxed_similarity(self, embeddings: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
         """``S'`` (B×C) of eq. 7 from raw embeddings and L2-normalized centres."""

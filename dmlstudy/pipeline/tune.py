@@ -72,7 +72,7 @@ def tune(
     from dmlstudy.pipeline.runs import train_settings
     from dmlstudy.pipeline.validate import check_loss_params, check_train_overrides
     from dmlstudy.training import train
-    from dmlstudy.training.loop import RESUME_FREE_KEYS
+    from dmlstudy.training.loop import settings_diff
 
     config = load_config(params_file)
     _choices(dataset, list(config.datasets), "dataset (a preset in params.yaml datasets.<name>)")
@@ -93,9 +93,7 @@ def tune(
         done = run_dir / "metrics.json"
         if done.is_file():
             metrics = json.loads(done.read_text())
-            now = settings.model_dump(mode="json")
-            stale = sorted(k for k in set(now) | set(metrics["settings"])
-                           if k not in RESUME_FREE_KEYS and now.get(k) != metrics["settings"].get(k))
+            stale = settings_diff(metrics["settings"], settings)
             if stale:
                 raise ValueError(f"{run_dir} was trained with other settings ({', '.join(stale)} differ, e.g. "
                                  f"after a params.yaml edit); delete it or use another --out-dir")

@@ -42,7 +42,8 @@ def loss_palette(losses: Sequence[str]) -> dict[str, tuple[float, float, float]]
     """
     from dmlstudy.losses import list_losses
 
-    names = list(list_losses()) + [name for name in dict.fromkeys(losses) if name not in list_losses()]
+    registered = list(list_losses())
+    names = registered + [name for name in dict.fromkeys(losses) if name not in registered]
     colors = sns.color_palette("tab20", max(len(names), 20))
     return {name: colors[names.index(name) % len(colors)] for name in dict.fromkeys(losses)}
 

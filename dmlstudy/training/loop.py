@@ -71,9 +71,15 @@ def _settings_dict(s: TrainSettings) -> dict[str, Any]:
     return s.model_dump(mode="json")
 
 
-def _check_resumable(stored: dict[str, Any], s: TrainSettings) -> None:
+def settings_diff(stored: dict[str, Any], s: TrainSettings) -> list[str]:
+    """Sorted keys whose stored value differs from ``s`` (``RESUME_FREE_KEYS`` aside): a run
+    folder may be resumed or reused only when this is empty."""
     now = _settings_dict(s)
-    diff = sorted(k for k in set(stored) | set(now) if k not in RESUME_FREE_KEYS and stored.get(k) != now.get(k))
+    return sorted(k for k in set(stored) | set(now) if k not in RESUME_FREE_KEYS and stored.get(k) != now.get(k))
+
+
+def _check_resumable(stored: dict[str, Any], s: TrainSettings) -> None:
+    diff = settings_diff(stored, s)
     if diff:
         raise ValueError(
             f"{s.out_dir / 'checkpoint.pt'} was written with different settings ({', '.join(diff)}); "
