@@ -38,8 +38,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_data(seed: int, classes: int = 8, per_sub: int = 20, input_dim: int = 32, centre_scale: float = 0.5,
-              sub_sep: float = 5.0, noise: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_data(
+    seed: int,
+    classes: int = 8,
+    per_sub: int = 20,
+    input_dim: int = 32,
+    centre_scale: float = 0.5,
+    sub_sep: float = 5.0,
+    noise: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs (N×D), class labels and sub-cluster labels (0/1) of the two-mode synthetic classes.
 
     Class centres ~ N(0, centre_scale²·I); the two sub-clusters sit at ±sub_sep/2 along a random
@@ -60,7 +67,9 @@ def make_data(seed: int, classes: int = 8, per_sub: int = 20, input_dim: int = 3
     return np.concatenate(xs).astype(np.float32), np.concatenate(ys), np.concatenate(subs)
 
 
-def structure_metrics(emb: np.ndarray, labels: np.ndarray, subs: np.ndarray, seed: int) -> dict[str, float]:
+def structure_metrics(
+    emb: np.ndarray, labels: np.ndarray, subs: np.ndarray, seed: int
+) -> dict[str, float]:
     """R@1 (leave-one-out, cosine), mean within-class 2-means NMI and between/within ratio."""
     e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     sims = e @ e.T
@@ -77,12 +86,24 @@ def structure_metrics(emb: np.ndarray, labels: np.ndarray, subs: np.ndarray, see
     return {"r1": r1, "nmi": float(np.mean(nmis)), "ratio": float(np.mean(ratios))}
 
 
-def train_variant(x: np.ndarray, y: np.ndarray, seed: int, *, steps: int, embedding_dim: int = 16,
-                  lr: float = 3e-3, **loss_params: Any) -> np.ndarray:
+def train_variant(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    *,
+    steps: int,
+    embedding_dim: int = 16,
+    lr: float = 3e-3,
+    **loss_params: Any,
+) -> np.ndarray:
     """Train MLP + DAAL(variant) full-batch; returns the final embeddings (N×embedding_dim)."""
     torch.manual_seed(seed)  # same MLP and vertex init for every variant of a seed
-    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 64), torch.nn.ReLU(), torch.nn.Linear(64, embedding_dim))
-    loss = build_loss("daal", num_classes=int(y.max()) + 1, embedding_dim=embedding_dim, **loss_params)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], 64), torch.nn.ReLU(), torch.nn.Linear(64, embedding_dim)
+    )
+    loss = build_loss(
+        "daal", num_classes=int(y.max()) + 1, embedding_dim=embedding_dim, **loss_params
+    )
     opt = torch.optim.Adam([{"params": model.parameters(), "lr": lr}, *loss.param_groups(lr / 10)])
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
     for _ in range(steps):
@@ -93,8 +114,9 @@ def train_variant(x: np.ndarray, y: np.ndarray, seed: int, *, steps: int, embedd
         return model(xt).numpy()
 
 
-def run_experiment(seeds: list[int], steps: int = 300, variants: list[str] | None = None,
-                   **data_kw: Any) -> dict[str, list[dict[str, float]]]:
+def run_experiment(
+    seeds: list[int], steps: int = 300, variants: list[str] | None = None, **data_kw: Any
+) -> dict[str, list[dict[str, float]]]:
     """Metrics per variant (plus ``"init"``: the untrained MLP) for each seed."""
     variants = variants or list(VARIANTS)
     out: dict[str, list[dict[str, float]]] = {"init": [], **{v: [] for v in variants}}
@@ -115,8 +137,10 @@ def main() -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     results = run_experiment(list(range(args.seeds)), steps=args.steps)
-    print(f"DAAL sub-cluster experiment: 8 classes x 2 sub-clusters x 20, MLP 32-64-16, "
-          f"{args.steps} full-batch Adam steps, seeds 0..{args.seeds - 1}")
+    print(
+        f"DAAL sub-cluster experiment: 8 classes x 2 sub-clusters x 20, MLP 32-64-16, "
+        f"{args.steps} full-batch Adam steps, seeds 0..{args.seeds - 1}"
+    )
     print(f"{'variant':<20} {'R@1':>13} {'2-means NMI':>13} {'between/within':>15}")
     for name, rows in results.items():
         cols = []

@@ -24,7 +24,9 @@ import numpy as np
 from dmlstudy.evaluation import evaluate, nmi
 
 
-def sop_like(n: int, n_classes: int, dim: int, seed: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+def sop_like(
+    n: int, n_classes: int, dim: int, seed: int, noise: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels with 2..12 items per class (skewed to small classes, sizes summing to n) and
     clustered float32 embeddings (class centre + ``noise`` * isotropic Gaussian)."""
     rng = np.random.default_rng(seed)
@@ -48,27 +50,42 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--niter", type=int, default=20, help="k-means iterations for NMI")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noise", type=float, default=2.2, help="within-class noise std (centres: 1); 2.2 gives R@1 ~0.76 at full scale, like SOP")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=2.2,
+        help="within-class noise std (centres: 1); 2.2 gives R@1 ~0.76 at full scale, like SOP",
+    )
     args = parser.parse_args()
 
-    print(f"faiss {faiss.__version__}, OpenMP threads {faiss.omp_get_max_threads()}, "
-          f"cpus {os.cpu_count()}, load average {os.getloadavg()}")
+    print(
+        f"faiss {faiss.__version__}, OpenMP threads {faiss.omp_get_max_threads()}, "
+        f"cpus {os.cpu_count()}, load average {os.getloadavg()}"
+    )
     x, labels = sop_like(args.n, args.classes, args.dim, args.seed, args.noise)
-    print(f"data: {x.shape[0]} x {x.shape[1]} float32, {len(np.unique(labels))} classes, "
-          f"class sizes {np.bincount(labels).min()}..{np.bincount(labels).max()}, noise {args.noise}")
+    print(
+        f"data: {x.shape[0]} x {x.shape[1]} float32, {len(np.unique(labels))} classes, "
+        f"class sizes {np.bincount(labels).min()}..{np.bincount(labels).max()}, noise {args.noise}"
+    )
 
     t0 = time.perf_counter()
     retrieval = evaluate(x, labels, metric="cosine", with_nmi=False)
     t_retrieval = time.perf_counter() - t0
-    print(f"Recall@1/2/4/8 + MAP@R + R-Precision (cosine): {t_retrieval:.1f} s  "
-          + "  ".join(f"{k}={v:.4f}" for k, v in retrieval.items()))
+    print(
+        f"Recall@1/2/4/8 + MAP@R + R-Precision (cosine): {t_retrieval:.1f} s  "
+        + "  ".join(f"{k}={v:.4f}" for k, v in retrieval.items())
+    )
 
     t0 = time.perf_counter()
     value = nmi(x, labels, metric="cosine", seed=args.seed, niter=args.niter)
     t_nmi = time.perf_counter() - t0
-    print(f"NMI (faiss k-means, {args.classes} clusters, {args.niter} iterations): {t_nmi:.1f} s  nmi={value:.4f}")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, "
-          f"load average after {os.getloadavg()}")
+    print(
+        f"NMI (faiss k-means, {args.classes} clusters, {args.niter} iterations): {t_nmi:.1f} s  nmi={value:.4f}"
+    )
+    print(
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, "
+        f"load average after {os.getloadavg()}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,25 @@ import torch
 from dmlstudy.losses import build_loss, list_losses
 
 DEFAULT_SPECS = [
-    "contrastive", "triplet", "triplet:miner=semihard", "triplet:miner=hard", "npair", "multi_similarity",
-    "direction", "direction:base=multi_similarity", "direction:base=proxy_nca",
-    "proxy_nca", "proxy_nca_pp", "proxy_anchor", "proxy_gml", "soft_triple", "arcface", "cosface",
-    "language", "daal", "rsw",
+    "contrastive",
+    "triplet",
+    "triplet:miner=semihard",
+    "triplet:miner=hard",
+    "npair",
+    "multi_similarity",
+    "direction",
+    "direction:base=multi_similarity",
+    "direction:base=proxy_nca",
+    "proxy_nca",
+    "proxy_nca_pp",
+    "proxy_anchor",
+    "proxy_gml",
+    "soft_triple",
+    "arcface",
+    "cosface",
+    "language",
+    "daal",
+    "rsw",
 ]
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -52,13 +67,17 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def _fake_encoder(texts: list[str]) -> np.ndarray:
-    return np.array([[t.count(ch) + 0.1 for ch in "abcdefghijklmnopqrstuvwxyz0123456789 "] for t in texts])
+    return np.array(
+        [[t.count(ch) + 0.1 for ch in "abcdefghijklmnopqrstuvwxyz0123456789 "] for t in texts]
+    )
 
 
 def ours(name: str, params: dict[str, Any], num_classes: int, dim: int) -> Fn:
     extra = {"encoder": _fake_encoder} if name == "language" else {}
     names = [f"class {c}" for c in range(num_classes)]
-    return build_loss(name, num_classes=num_classes, embedding_dim=dim, class_names=names, **extra, **params)
+    return build_loss(
+        name, num_classes=num_classes, embedding_dim=dim, class_names=names, **extra, **params
+    )
 
 
 def pml_equivalent(name: str, params: dict[str, Any], num_classes: int, dim: int) -> Fn | None:
@@ -68,13 +87,19 @@ def pml_equivalent(name: str, params: dict[str, Any], num_classes: int, dim: int
     except ImportError:
         return None
     if name == "contrastive":
-        return losses.ContrastiveLoss(pos_margin=params.get("pos_margin", 0.0), neg_margin=params.get("neg_margin", 0.5))
+        return losses.ContrastiveLoss(
+            pos_margin=params.get("pos_margin", 0.0), neg_margin=params.get("neg_margin", 0.5)
+        )
     if name == "triplet":
         margin, miner = params.get("margin", 0.1), params.get("miner", "all")
         loss = losses.TripletMarginLoss(margin=margin)
         if miner == "all":
             return loss
-        mine = miners.BatchHardMiner() if miner == "hard" else miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
+        mine = (
+            miners.BatchHardMiner()
+            if miner == "hard"
+            else miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
+        )
         return lambda x, y: loss(x, y, mine(x, y))
     if name == "npair":
         return losses.NPairsLoss(
@@ -83,7 +108,11 @@ def pml_equivalent(name: str, params: dict[str, Any], num_classes: int, dim: int
             embedding_reg_weight=params.get("l2_reg_weight", 0.001),
         )
     if name == "multi_similarity":
-        loss = losses.MultiSimilarityLoss(alpha=params.get("alpha", 2.0), beta=params.get("beta", 50.0), base=params.get("threshold", 0.5))
+        loss = losses.MultiSimilarityLoss(
+            alpha=params.get("alpha", 2.0),
+            beta=params.get("beta", 50.0),
+            base=params.get("threshold", 0.5),
+        )
         if not params.get("mining", True):
             return loss
         mine = miners.MultiSimilarityMiner(epsilon=params.get("epsilon", 0.1))
@@ -91,7 +120,9 @@ def pml_equivalent(name: str, params: dict[str, Any], num_classes: int, dim: int
     if name == "proxy_nca":
         return losses.ProxyNCALoss(num_classes, dim, softmax_scale=params.get("softmax_scale", 1.0))
     if name == "proxy_anchor":
-        return losses.ProxyAnchorLoss(num_classes, dim, margin=params.get("margin", 0.1), alpha=params.get("alpha", 32.0))
+        return losses.ProxyAnchorLoss(
+            num_classes, dim, margin=params.get("margin", 0.1), alpha=params.get("alpha", 32.0)
+        )
     if name == "soft_triple":
         return losses.SoftTripleLoss(num_classes, dim)
     if name == "arcface":
@@ -101,12 +132,16 @@ def pml_equivalent(name: str, params: dict[str, Any], num_classes: int, dim: int
     return None
 
 
-def batch(batch_size: int, num_classes: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(
+    batch_size: int, num_classes: int, dim: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     k = max(1, min(num_classes, batch_size // 4))
     classes = torch.randperm(num_classes, generator=gen)[:k]
     labels = classes[torch.arange(batch_size) % k]
-    return torch.randn(batch_size, dim, generator=gen), labels[torch.randperm(batch_size, generator=gen)]
+    return torch.randn(batch_size, dim, generator=gen), labels[
+        torch.randperm(batch_size, generator=gen)
+    ]
 
 
 def time_fns(fns: list[Fn | None], x: torch.Tensor, y: torch.Tensor, repeats: int) -> list[float]:
@@ -127,13 +162,17 @@ def time_fns(fns: list[Fn | None], x: torch.Tensor, y: torch.Tensor, repeats: in
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--losses", nargs="+", default=DEFAULT_SPECS, help="loss specs (name[:k=v,...])")
+    parser.add_argument(
+        "--losses", nargs="+", default=DEFAULT_SPECS, help="loss specs (name[:k=v,...])"
+    )
     parser.add_argument("--batch", nargs="+", type=int, default=[128, 512])
     parser.add_argument("--classes", nargs="+", type=int, default=[100, 11318])
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="intra-op threads (default 1: on a shared, loaded machine spinning OpenMP threads make "
         "multi-threaded timings meaningless; 0 keeps torch's default)",
     )
@@ -144,7 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         print("\n".join(list_losses()))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average before: {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average before: {os.getloadavg()}"
+    )
     print("\n| loss | B | C | ours ms | PML ms | ours/PML |\n|---|---|---|---|---|---|")
     for spec in args.losses:
         name, params = parse_spec(spec)
@@ -153,11 +194,17 @@ def main(argv: list[str] | None = None) -> None:
                 x, y = batch(batch_size, num_classes, args.dim)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(0)
-                    mine, theirs = ours(name, params, num_classes, args.dim), pml_equivalent(name, params, num_classes, args.dim)
+                    mine, theirs = (
+                        ours(name, params, num_classes, args.dim),
+                        pml_equivalent(name, params, num_classes, args.dim),
+                    )
                 t_ours, t_pml = time_fns([mine, theirs], x, y, args.repeats)
                 ratio = f"{t_ours / t_pml:.2f}" if theirs is not None else "–"
                 pml = f"{t_pml:.1f}" if theirs is not None else "–"
-                print(f"| {spec} | {batch_size} | {num_classes} | {t_ours:.1f} | {pml} | {ratio} |", flush=True)
+                print(
+                    f"| {spec} | {batch_size} | {num_classes} | {t_ours:.1f} | {pml} | {ratio} |",
+                    flush=True,
+                )
     print(f"\nload average after: {os.getloadavg()}")
 
 

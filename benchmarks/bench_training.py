@@ -28,10 +28,16 @@ from dmlstudy.training.optim import build_optimizer
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbone", default="convnet4_050", help="timm name (the Omniglot preset's by default)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--backbone", default="convnet4_050", help="timm name (the Omniglot preset's by default)"
+    )
     ap.add_argument("--image-size", type=int, default=28, help="training crop")
-    ap.add_argument("--cache-size", type=int, default=None, help="cached image side (default: image size)")
+    ap.add_argument(
+        "--cache-size", type=int, default=None, help="cached image side (default: image size)"
+    )
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--m-per-class", type=int, default=4)
@@ -53,13 +59,29 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n_classes * per_class, cache, cache, a.channels), dtype=np.uint8)
     labels = np.repeat(np.arange(n_classes), per_class)
-    s = TrainSettings(prepared_dir=".", out_dir=".", loss=a.loss, backbone=a.backbone, image_size=a.image_size,
-                      eval_resize=cache, batch_size=a.batch_size, m_per_class=a.m_per_class,
-                      embedding_dim=a.embedding_dim, device=a.device, amp=not a.no_amp,
-                      channels_last=not a.no_channels_last, progress=False, hflip=a.channels == 3)
+    s = TrainSettings(
+        prepared_dir=".",
+        out_dir=".",
+        loss=a.loss,
+        backbone=a.backbone,
+        image_size=a.image_size,
+        eval_resize=cache,
+        batch_size=a.batch_size,
+        m_per_class=a.m_per_class,
+        embedding_dim=a.embedding_dim,
+        device=a.device,
+        amp=not a.no_amp,
+        channels_last=not a.no_channels_last,
+        progress=False,
+        hflip=a.channels == 3,
+    )
     loss = build_loss(a.loss, num_classes=n_classes, embedding_dim=a.embedding_dim).to(device)
-    model = build_embedder(a.backbone, embedding_dim=a.embedding_dim, in_chans=a.channels,
-                           normalize=loss.normalize_embeddings).to(device)
+    model = build_embedder(
+        a.backbone,
+        embedding_dim=a.embedding_dim,
+        in_chans=a.channels,
+        normalize=loss.normalize_embeddings,
+    ).to(device)
     if s.channels_last:
         model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, loss, s)
@@ -71,21 +93,38 @@ def main() -> None:
         for i in range(n):
             r = np.random.default_rng([offset, i])
             cls = r.choice(n_classes, a.batch_size // a.m_per_class, replace=False)
-            out.append((cls[:, None] * per_class + r.integers(0, per_class, (len(cls), a.m_per_class))).ravel())
+            out.append(
+                (
+                    cls[:, None] * per_class + r.integers(0, per_class, (len(cls), a.m_per_class))
+                ).ravel()
+            )
         return out
 
-    kw = dict(model=model.train(), loss_fn=loss, optimizer=opt, images=images, rows=np.arange(len(images)),
-              labels=labels, preprocess=pre, settings=s, device=device)
+    kw = dict(
+        model=model.train(),
+        loss_fn=loss,
+        optimizer=opt,
+        images=images,
+        rows=np.arange(len(images)),
+        labels=labels,
+        preprocess=pre,
+        settings=s,
+        device=device,
+    )
     train_epoch(batches=batches(a.warmup_steps, 0), epoch=0, **kw)
     t0, c0 = time.perf_counter(), time.process_time()
     stats = train_epoch(batches=batches(a.steps, 1), epoch=1, **kw)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     amp = device.type == "cuda" and s.amp
-    print(f"backbone={a.backbone} image={a.image_size}px cache={cache}px channels={a.channels} "
-          f"batch={a.batch_size} loss={a.loss} device={device} bf16={amp} threads={torch.get_num_threads()}")
-    print(f"{a.steps} steps: {stats.images / wall:,.0f} images/s wall ({wall / a.steps * 1000:.1f} ms/step); "
-          f"{stats.images / cpu:,.0f} images per CPU-second (process CPU time {cpu:.1f} s; less sensitive to "
-          f"other processes on a shared machine); load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"backbone={a.backbone} image={a.image_size}px cache={cache}px channels={a.channels} "
+        f"batch={a.batch_size} loss={a.loss} device={device} bf16={amp} threads={torch.get_num_threads()}"
+    )
+    print(
+        f"{a.steps} steps: {stats.images / wall:,.0f} images/s wall ({wall / a.steps * 1000:.1f} ms/step); "
+        f"{stats.images / cpu:,.0f} images per CPU-second (process CPU time {cpu:.1f} s; less sensitive to "
+        f"other processes on a shared machine); load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dmlstudy.pipeline.validate import ParamsError, check_loss_params, check_train_overrides
 
 DATASETS = ("omniglot", "cub200", "cars196", "sop", "inshop")
-ABLATIONS = ("daal_parts", "rsw_warp", "direction_gamma", "language_omega", "embedding_size", "m_per_class")
+ABLATIONS = (
+    "daal_parts",
+    "rsw_warp",
+    "direction_gamma",
+    "language_omega",
+    "embedding_size",
+    "m_per_class",
+)
 DATA_DIR_ENV = "DMLSTUDY_DATA_DIR"
 #: Datasets with coarse labels (the multi-modal experiment trains on them); CUB-200 has none.
 COARSE_DATASETS = ("omniglot", "cars196", "sop", "inshop")
@@ -75,10 +82,16 @@ class StudySection(_Strict):
 
     datasets: list[str] = Field(description="datasets to run, subset of DATASETS")
     losses: list[str] = Field(description="registry names of the losses to train")
-    seeds: list[int] = Field(description="one training per seed; >= 2 seeds give confidence intervals")
-    profile: Literal["full", "tiny"] = Field("full", description="'tiny': few classes/steps (tests, CI)")
+    seeds: list[int] = Field(
+        description="one training per seed; >= 2 seeds give confidence intervals"
+    )
+    profile: Literal["full", "tiny"] = Field(
+        "full", description="'tiny': few classes/steps (tests, CI)"
+    )
     ablations: list[str] = Field(default_factory=list, description=f"subset of {ABLATIONS}")
-    multimodal: list[str] = Field(default_factory=list, description="datasets for the coarse-label experiment")
+    multimodal: list[str] = Field(
+        default_factory=list, description="datasets for the coarse-label experiment"
+    )
 
     @field_validator("datasets", "multimodal")
     @classmethod
@@ -107,13 +120,19 @@ class StudySection(_Strict):
 
 
 class DataSection(_Strict):
-    dir: str = Field(description=f"data directory (archives under <dir>/<dataset>/); ${DATA_DIR_ENV} overrides it")
-    work_dir: str | None = Field(None, description="downloads/extractions; None = $DMLSTUDY_WORK_DIR or ~/.cache")
+    dir: str = Field(
+        description=f"data directory (archives under <dir>/<dataset>/); ${DATA_DIR_ENV} overrides it"
+    )
+    work_dir: str | None = Field(
+        None, description="downloads/extractions; None = $DMLSTUDY_WORK_DIR or ~/.cache"
+    )
 
 
 class PrepareSection(_Strict):
     image_size: int = Field(gt=0, description="images are cached at this size (pixels)")
-    val_fraction: float = Field(gt=0, lt=1, description="fraction of train classes held out for validation")
+    val_fraction: float = Field(
+        gt=0, lt=1, description="fraction of train classes held out for validation"
+    )
     split_seed: int = 0
     max_classes_per_split: int | None = Field(None, gt=1, description="cap (tiny profile)")
 
@@ -133,7 +152,9 @@ class DatasetPreset(_Strict):
 LOSS_SECTION_KEYS = ("train", "per_dataset")
 
 
-def split_loss_section(section: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+def split_loss_section(
+    section: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
     """``losses.<loss>`` → (constructor keywords, ``train`` overrides, ``per_dataset`` overrides).
 
     >>> split_loss_section({"margin": 0.1, "train": {"pooling": "max"}, "per_dataset": {"omniglot": {"margin": 0.2}}})
@@ -160,16 +181,22 @@ class AblationSection(_Strict):
     sweep: dict[str, list[Any]] = Field(
         default_factory=dict, description="'loss_params.<key>' or 'train.<key>' -> values"
     )
-    train: dict[str, Any] = Field(default_factory=dict, description="budget overrides for all variants")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="budget overrides for all variants"
+    )
     loss_params: dict[str, Any] = Field(
-        default_factory=dict, description="hyper-parameters shared by all variants (before each variant's own)"
+        default_factory=dict,
+        description="hyper-parameters shared by all variants (before each variant's own)",
     )
 
 
 class MultimodalSection(_Strict):
-    train: dict[str, Any] = Field(default_factory=dict, description="budget overrides (coarse-label runs)")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="budget overrides (coarse-label runs)"
+    )
     loss_params: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="loss -> hyper-parameters the short budget needs (e.g. rsw phase2_epochs)"
+        default_factory=dict,
+        description="loss -> hyper-parameters the short budget needs (e.g. rsw phase2_epochs)",
     )
 
 
@@ -178,7 +205,9 @@ class StudyConfig(_Strict):
 
     study: StudySection
     data: DataSection
-    train: dict[str, Any] = Field(default_factory=dict, description="TrainSettings common to all datasets")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="TrainSettings common to all datasets"
+    )
     datasets: dict[str, DatasetPreset]
     losses: dict[str, dict[str, Any]]
     profiles: dict[str, ProfileSection] = Field(default_factory=dict)
@@ -195,32 +224,55 @@ class StudyConfig(_Strict):
         for d in self.study.multimodal:
             _choices(d, COARSE_DATASETS, "dataset with coarse labels (study.multimodal)")
             if d not in self.study.datasets:
-                raise ValueError(f"study.multimodal lists {d!r}, which is not in study.datasets: add it to "
-                                 f"study.datasets or remove it from study.multimodal")
+                raise ValueError(
+                    f"study.multimodal lists {d!r}, which is not in study.datasets: add it to "
+                    f"study.datasets or remove it from study.multimodal"
+                )
         for d in self.study.ablations:
             if d not in self.ablations:
                 raise ValueError(f"study.ablations lists {d!r} but params has no ablations.{d}")
         if self.study.profile != "full" and self.study.profile not in self.profiles:
-            raise ValueError(f"study.profile is {self.study.profile!r} but params has no profiles.{self.study.profile}")
+            raise ValueError(
+                f"study.profile is {self.study.profile!r} but params has no profiles.{self.study.profile}"
+            )
         from dmlstudy.losses import list_losses
 
         for name, section in self.losses.items():
             _choices(name, list_losses(), "loss (losses.<name>)")
             _mapping(section.get("train"), f"losses.{name}.train", "TrainSettings fields -> values")
-            _mapping(section.get("per_dataset"), f"losses.{name}.per_dataset", "dataset names -> overrides")
+            _mapping(
+                section.get("per_dataset"),
+                f"losses.{name}.per_dataset",
+                "dataset names -> overrides",
+            )
             params, train, per_dataset = split_loss_section(section)
             check_loss_params(name, params, f"losses.{name}")
             check_train_overrides(train, f"losses.{name}.train")
             for d, values in per_dataset.items():
                 _choices(d, DATASETS, f"dataset (losses.{name}.per_dataset.<dataset>)")
-                _mapping(values, f"losses.{name}.per_dataset.{d}", "hyper-parameters (and train) -> values")
-                _mapping(values.get("train"), f"losses.{name}.per_dataset.{d}.train", "TrainSettings fields -> values")
-                check_loss_params(name, {k: v for k, v in values.items() if k != "train"},
-                                  f"losses.{name}.per_dataset.{d}")
-                check_train_overrides(values.get("train") or {}, f"losses.{name}.per_dataset.{d}.train")
+                _mapping(
+                    values,
+                    f"losses.{name}.per_dataset.{d}",
+                    "hyper-parameters (and train) -> values",
+                )
+                _mapping(
+                    values.get("train"),
+                    f"losses.{name}.per_dataset.{d}.train",
+                    "TrainSettings fields -> values",
+                )
+                check_loss_params(
+                    name,
+                    {k: v for k, v in values.items() if k != "train"},
+                    f"losses.{name}.per_dataset.{d}",
+                )
+                check_train_overrides(
+                    values.get("train") or {}, f"losses.{name}.per_dataset.{d}.train"
+                )
         for name in self.study.losses:
             if name not in self.losses:
-                raise ValueError(f"study.losses lists {name!r} but params has no section losses.{name}")
+                raise ValueError(
+                    f"study.losses lists {name!r} but params has no section losses.{name}"
+                )
         check_train_overrides(self.train, "train")
         for name, section in [(f"datasets.{k}", v) for k, v in self.datasets.items()] + [
             (f"profiles.{k}", v) for k, v in self.profiles.items()
@@ -257,7 +309,10 @@ class StudyConfig(_Strict):
         """Constructor keywords of ``loss`` on ``dataset``: ``losses.<loss>`` (published) updated by
         its ``per_dataset.<dataset>`` values, then by the active profile's ``loss_overrides``."""
         params, _, per_dataset = split_loss_section(self.losses.get(loss, {}))
-        values = {**params, **{k: v for k, v in per_dataset.get(dataset, {}).items() if k != "train"}}
+        values = {
+            **params,
+            **{k: v for k, v in per_dataset.get(dataset, {}).items() if k != "train"},
+        }
         if self.study.profile in self.profiles:
             values.update(self.profiles[self.study.profile].loss_overrides.get(loss, {}))
         return values

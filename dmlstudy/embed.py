@@ -33,9 +33,18 @@ from dmlstudy.training.inference import embed_images, resolve_device
 class RetrievalModel:
     """A trained embedder plus its preprocessing; ``metric`` says how to compare its vectors."""
 
-    def __init__(self, model: Embedder, preprocess: Preprocess, cache_image_size: int, metric: str,
-                 device: torch.device, batch_size: int = 256, info: dict[str, Any] | None = None,
-                 channels_last: bool = False, amp: bool = True) -> None:
+    def __init__(
+        self,
+        model: Embedder,
+        preprocess: Preprocess,
+        cache_image_size: int,
+        metric: str,
+        device: torch.device,
+        batch_size: int = 256,
+        info: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        amp: bool = True,
+    ) -> None:
         self.model = model.eval()
         self.preprocess = preprocess
         self.cache_image_size = cache_image_size
@@ -45,7 +54,9 @@ class RetrievalModel:
         self.channels = int(model.config["in_chans"])
         self.info = info or {}
         self.channels_last = channels_last
-        self.amp = amp  # bf16 autocast on CUDA, only if the trainer evaluated with it (settings.amp)
+        self.amp = (
+            amp  # bf16 autocast on CUDA, only if the trainer evaluated with it (settings.amp)
+        )
 
     @property
     def embedding_dim(self) -> int:
@@ -58,12 +69,21 @@ class RetrievalModel:
         if images.ndim == 3 and self.channels == 1:
             images = images[..., None]
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != self.channels:
-            raise ValueError(f"expected uint8 N×H×W×{self.channels} images, got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"expected uint8 N×H×W×{self.channels} images, got {images.dtype} {images.shape}"
+            )
         size = self.cache_image_size
         if images.shape[1:3] != (size, size):  # not cache-sized: resize exactly as the cache did
             images = np.stack([self._to_cache_size(img) for img in images])
-        return embed_images(self.model, images, self.preprocess, device=self.device, batch_size=self.batch_size,
-                            channels_last=self.channels_last, amp=self.amp)
+        return embed_images(
+            self.model,
+            images,
+            self.preprocess,
+            device=self.device,
+            batch_size=self.batch_size,
+            channels_last=self.channels_last,
+            amp=self.amp,
+        )
 
     def _to_cache_size(self, image: np.ndarray) -> np.ndarray:
         """One H×W×C array through the cache's decode/resize policy (lossless PNG round trip)."""
@@ -73,9 +93,16 @@ class RetrievalModel:
 
     def decode(self, paths: Sequence[str | Path]) -> np.ndarray:
         """Decode image files with the cache's resize policy → uint8 N×S×S×C."""
-        arrays = [decode_image(Path(p).read_bytes(), self.channels, self.cache_image_size) for p in paths]
-        return np.stack(arrays) if arrays else np.zeros((0, self.cache_image_size, self.cache_image_size,
-                                                         self.channels), np.uint8)
+        arrays = [
+            decode_image(Path(p).read_bytes(), self.channels, self.cache_image_size) for p in paths
+        ]
+        return (
+            np.stack(arrays)
+            if arrays
+            else np.zeros(
+                (0, self.cache_image_size, self.cache_image_size, self.channels), np.uint8
+            )
+        )
 
     def embed_paths(self, paths: Sequence[str | Path]) -> np.ndarray:
         """Embed image files (PIL decode → cache resize policy → test-time preprocessing)."""
@@ -86,7 +113,11 @@ def load(checkpoint: str | Path, device: str = "cpu") -> RetrievalModel:
     """Load ``best.pt`` or ``checkpoint.pt`` written by :func:`dmlstudy.training.train`."""
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, map_location=dev)
-    missing = [k for k in ("model_config", "model_state", "preprocess", "cache_image_size") if k not in ckpt]
+    missing = [
+        k
+        for k in ("model_config", "model_state", "preprocess", "cache_image_size")
+        if k not in ckpt
+    ]
     if missing:
         raise ValueError(f"{checkpoint} is not a dmlstudy training checkpoint (missing {missing})")
     config = {**ckpt["model_config"], "pretrained": False}  # weights come from the checkpoint
@@ -95,9 +126,19 @@ def load(checkpoint: str | Path, device: str = "cpu") -> RetrievalModel:
     model.to(dev)
     settings = ckpt.get("settings", {})
     channels_last = bool(settings.get("channels_last", False))
-    amp = bool(settings.get("amp", True))  # same autocast as the trainer's validation/test embeddings
+    amp = bool(
+        settings.get("amp", True)
+    )  # same autocast as the trainer's validation/test embeddings
     if channels_last:  # same memory format as in training → same numerics
         model.to(memory_format=torch.channels_last)
     info = {k: ckpt.get(k) for k in ("loss_name", "epoch", "val", "class_names")}
-    return RetrievalModel(model, Preprocess.from_dict(ckpt["preprocess"]), int(ckpt["cache_image_size"]),
-                          str(ckpt["metric"]), dev, info=info, channels_last=channels_last, amp=amp)
+    return RetrievalModel(
+        model,
+        Preprocess.from_dict(ckpt["preprocess"]),
+        int(ckpt["cache_image_size"]),
+        str(ckpt["metric"]),
+        dev,
+        info=info,
+        channels_last=channels_last,
+        amp=amp,
+    )

@@ -45,17 +45,45 @@ from dmlstudy.training import train
 
 config = load_config(params_file)
 variants = ablation_variants(config, ablation)
-pd.DataFrame([{"variant": v.label, "loss": v.loss, "loss_params": v.loss_params, "train": v.train, "budget": v.budget} for v in variants])
+pd.DataFrame(
+    [
+        {
+            "variant": v.label,
+            "loss": v.loss,
+            "loss_params": v.loss_params,
+            "train": v.train,
+            "budget": v.budget,
+        }
+        for v in variants
+    ]
+)
 
 # %%
 rows = []
 for v in variants:
     for seed in config.study.seeds:
-        s = train_settings(config, dataset, v.loss, seed, prepared_dir=prepared_dir,
-                           out_dir=run_path(runs_dir, v.label, seed), loss_params=v.loss_params, budget=v.budget, extra=v.train)
+        s = train_settings(
+            config,
+            dataset,
+            v.loss,
+            seed,
+            prepared_dir=prepared_dir,
+            out_dir=run_path(runs_dir, v.label, seed),
+            loss_params=v.loss_params,
+            budget=v.budget,
+            extra=v.train,
+        )
         m = train(s)
-        rows.append({"variant": v.label, "value": v.value, "seed": seed, **m["test"],
-                     "best_epoch": m["best_epoch"], "train_seconds": m["train_seconds"]})
+        rows.append(
+            {
+                "variant": v.label,
+                "value": v.value,
+                "seed": seed,
+                **m["test"],
+                "best_epoch": m["best_epoch"],
+                "train_seconds": m["train_seconds"],
+            }
+        )
 table = pd.DataFrame(rows)
 Path(results_dir).mkdir(parents=True, exist_ok=True)
 table.to_csv(Path(results_dir) / f"{ablation}.csv", index=False)
@@ -64,12 +92,21 @@ table.to_csv(Path(results_dir) / f"{ablation}.csv", index=False)
 # ## Results (test classes; mean and 95% CI half-width over seeds)
 
 # %%
-summary = summarize(table.rename(columns={"variant": "loss"}), metrics=("recall@1", "map@r", "r_precision", "nmi"))
+summary = summarize(
+    table.rename(columns={"variant": "loss"}), metrics=("recall@1", "map@r", "r_precision", "nmi")
+)
 summary.index.name = "variant"
 summary.round(4)
 
 # %%
 swept = table["value"].notna().all()
 for metric in ("recall@1", "map@r"):
-    display(ablation_lines(table, x="value" if swept else "variant", y=metric,
-                           title=f"{ablation} on {dataset}: {metric} (95% CI over seeds)", categorical=not swept))
+    display(
+        ablation_lines(
+            table,
+            x="value" if swept else "variant",
+            y=metric,
+            title=f"{ablation} on {dataset}: {metric} (95% CI over seeds)",
+            categorical=not swept,
+        )
+    )

@@ -44,7 +44,13 @@ from dmlstudy.config import load_config
 from dmlstudy.data import PreparedDataset
 from dmlstudy.pipeline import results as R
 from dmlstudy.pipeline.runs import run_path, train_overrides
-from dmlstudy.plots import metric_points, projection_2d, recall_at_k, retrieval_gallery, training_curves
+from dmlstudy.plots import (
+    metric_points,
+    projection_2d,
+    recall_at_k,
+    retrieval_gallery,
+    training_curves,
+)
 
 config = load_config(params_file)
 losses, seeds = config.study.losses, config.study.seeds
@@ -70,11 +76,15 @@ R.display_table(summary, dataset)
 # `params.yaml`) and the loss's own training settings (e.g. RSW's LayerNorm head).
 
 # %%
-R.departures({loss: R.load_run(run_path(runs_dir, loss, seeds[0]))["settings"] for loss in losses},
-             shared=train_overrides(config, dataset))
+R.departures(
+    {loss: R.load_run(run_path(runs_dir, loss, seeds[0]))["settings"] for loss in losses},
+    shared=train_overrides(config, dataset),
+)
 
 # %%
-metric_points(runs, "recall@1", title=f"{dataset}: Recall@1 (mean, 95% CI over {len(seeds)} seed(s))")
+metric_points(
+    runs, "recall@1", title=f"{dataset}: Recall@1 (mean, 95% CI over {len(seeds)} seed(s))"
+)
 
 # %%
 metric_points(runs, "map@r", title=f"{dataset}: MAP@R (mean, 95% CI over {len(seeds)} seed(s))")
@@ -84,7 +94,9 @@ metric_points(runs, "map@r", title=f"{dataset}: MAP@R (mean, 95% CI over {len(se
 
 # %%
 curves = R.recall_curves(runs_dir, losses, seeds)
-curves.groupby(["loss", "k"], as_index=False)["recall"].mean().to_csv(out / "recall_at_k.csv", index=False)
+curves.groupby(["loss", "k"], as_index=False)["recall"].mean().to_csv(
+    out / "recall_at_k.csv", index=False
+)
 recall_at_k(curves, title=f"{dataset}: Recall@K on the test classes")
 
 # %% [markdown]
@@ -92,8 +104,11 @@ recall_at_k(curves, title=f"{dataset}: Recall@K on the test classes")
 
 # %%
 hist = R.histories(runs_dir, losses, seeds)
-(hist.groupby(["loss", "epoch"], as_index=False)["val_map@r"].mean()
- .to_csv(out / "val_curves.csv", index=False))
+(
+    hist.groupby(["loss", "epoch"], as_index=False)["val_map@r"]
+    .mean()
+    .to_csv(out / "val_curves.csv", index=False)
+)
 training_curves(hist, title=f"{dataset}: training loss and validation metrics per epoch")
 
 # %%
@@ -108,14 +123,27 @@ runs[["loss", "seed", "best_epoch", "train_seconds", "images_per_s", "metric"]]
 data = PreparedDataset.load(prepared_dir)
 first = np.load(run_path(runs_dir, losses[0], seeds[0]) / "embeddings_test.npz")
 query_pos = np.flatnonzero(first["is_query"])
-query_pos = np.random.default_rng(0).choice(query_pos, size=min(gallery_queries, len(query_pos)), replace=False)
+query_pos = np.random.default_rng(0).choice(
+    query_pos, size=min(gallery_queries, len(query_pos)), replace=False
+)
 for qi, q in enumerate(query_pos):
     rows_q, rows_nb, hits = [], [], []
     for loss in losses:
-        qr, nr, h = R.gallery_neighbors(run_path(runs_dir, loss, seeds[0]), np.array([q]), gallery_k)
-        rows_q.append(qr[0]); rows_nb.append(nr[0]); hits.append(h[0])
-    display(retrieval_gallery(data.images[np.array(rows_q)], data.images[np.stack(rows_nb)], np.stack(hits),
-                              row_titles=losses, suptitle=f"query {qi + 1}: {data.index['class_name'].iloc[rows_q[0]]}"))
+        qr, nr, h = R.gallery_neighbors(
+            run_path(runs_dir, loss, seeds[0]), np.array([q]), gallery_k
+        )
+        rows_q.append(qr[0])
+        rows_nb.append(nr[0])
+        hits.append(h[0])
+    display(
+        retrieval_gallery(
+            data.images[np.array(rows_q)],
+            data.images[np.stack(rows_nb)],
+            np.stack(hits),
+            row_titles=losses,
+            suptitle=f"query {qi + 1}: {data.index['class_name'].iloc[rows_q[0]]}",
+        )
+    )
 
 # %% [markdown]
 # ## 2-D projection of test embeddings (best loss by Recall@1, first seed), coloured by coarse label
@@ -126,5 +154,10 @@ emb = np.load(run_path(runs_dir, best, seeds[0]) / "embeddings_test.npz")
 has_coarse = bool((emb["coarse_labels"] >= 0).all())
 colour = emb["coarse_labels"] if has_coarse else emb["labels"]
 metric = runs.loc[runs["loss"] == best, "metric"].iloc[0]
-projection_2d(emb["embeddings"], colour, method="tsne", metric=metric,
-              title=f"{best}: t-SNE of test embeddings ({'coarse' if has_coarse else 'fine'} labels)")
+projection_2d(
+    emb["embeddings"],
+    colour,
+    method="tsne",
+    metric=metric,
+    title=f"{best}: t-SNE of test embeddings ({'coarse' if has_coarse else 'fine'} labels)",
+)

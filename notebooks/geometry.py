@@ -38,14 +38,26 @@ from dmlstudy.plots import force_panels, warp_curves
 
 config = load_config(params_file)
 x, y = toy_batch(num_classes, per_class, seed=seed)
-forces = {name: loss_forces(name, config.published_loss_params(name), x, y, seed=seed) for name in config.study.losses}
-pd.DataFrame({name: {"loss": f.loss, "max |force|": abs(f.forces).max(),
-                     "learnable 2-D points": 0 if f.proxies is None else len(f.proxies)}
-              for name, f in forces.items()}).T
+forces = {
+    name: loss_forces(name, config.published_loss_params(name), x, y, seed=seed)
+    for name in config.study.losses
+}
+pd.DataFrame(
+    {
+        name: {
+            "loss": f.loss,
+            "max |force|": abs(f.forces).max(),
+            "learnable 2-D points": 0 if f.proxies is None else len(f.proxies),
+        }
+        for name, f in forces.items()
+    }
+).T
 
 # %%
-force_panels({name: (x, y, f.forces, f.proxies) for name, f in forces.items()},
-             suptitle="−∂L/∂x per sample (arrows scaled per panel); crosses: learnable points")
+force_panels(
+    {name: (x, y, f.forces, f.proxies) for name, f in forces.items()},
+    suptitle="−∂L/∂x per sample (arrows scaled per panel); crosses: learnable points",
+)
 
 # %%
 w = rsw_warp_curves(config.published_loss_params("rsw"))

@@ -47,14 +47,31 @@ config = load_config(params_file)
 rows = []
 for loss in config.study.losses:
     for seed in config.study.seeds:
-        s = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=run_path(runs_dir, loss, seed),
-                           label_level="coarse", budget=config.multimodal.train,
-                           loss_params=config.multimodal.loss_params.get(loss))
+        s = train_settings(
+            config,
+            dataset,
+            loss,
+            seed,
+            prepared_dir=prepared_dir,
+            out_dir=run_path(runs_dir, loss, seed),
+            label_level="coarse",
+            budget=config.multimodal.train,
+            loss_params=config.multimodal.loss_params.get(loss),
+        )
         m = train(s)
         e = load_embeddings(s.out_dir)
-        fine = fine_structure_metrics(e["embeddings"], e["coarse_labels"], e["labels"], m["metric"], seed=seed)
-        rows.append({"loss": loss, "seed": seed, "coarse_recall@1": m["test"]["recall@1"],
-                     "coarse_map@r": m["test"]["map@r"], **fine})
+        fine = fine_structure_metrics(
+            e["embeddings"], e["coarse_labels"], e["labels"], m["metric"], seed=seed
+        )
+        rows.append(
+            {
+                "loss": loss,
+                "seed": seed,
+                "coarse_recall@1": m["test"]["recall@1"],
+                "coarse_map@r": m["test"]["map@r"],
+                **fine,
+            }
+        )
 table = pd.DataFrame(rows)
 Path(results_dir).mkdir(parents=True, exist_ok=True)
 table.to_csv(Path(results_dir) / "multimodal.csv", index=False)
@@ -67,15 +84,25 @@ metrics = ("fine_recall@1", "fine_map@r", "within_coarse_nmi", "coarse_recall@1"
 summarize(table, metrics=metrics).round(4)
 
 # %%
-metric_points(table, "fine_recall@1", title=f"{dataset}: fine (character) Recall@1 after alphabet-level training")
+metric_points(
+    table,
+    "fine_recall@1",
+    title=f"{dataset}: fine (character) Recall@1 after alphabet-level training",
+)
 
 # %%
-metric_points(table, "within_coarse_nmi", title=f"{dataset}: within-alphabet NMI against characters")
+metric_points(
+    table, "within_coarse_nmi", title=f"{dataset}: within-alphabet NMI against characters"
+)
 
 # %%
 best = table.groupby("loss")["fine_recall@1"].mean().idxmax()
 e = load_embeddings(run_path(runs_dir, best, config.study.seeds[0]))
 alphabet = e["coarse_labels"] == np.bincount(e["coarse_labels"]).argmax()
-projection_2d(e["embeddings"][alphabet], e["labels"][alphabet], method="tsne",
-              metric=load_run(run_path(runs_dir, best, config.study.seeds[0]))["metric"],
-              title=f"{best}: t-SNE of one test alphabet, coloured by character")
+projection_2d(
+    e["embeddings"][alphabet],
+    e["labels"][alphabet],
+    method="tsne",
+    metric=load_run(run_path(runs_dir, best, config.study.seeds[0]))["metric"],
+    title=f"{best}: t-SNE of one test alphabet, coloured by character",
+)

@@ -60,6 +60,10 @@ pd.DataFrame(data.meta["counts"]).T
 for split in ("train", "val", "test"):
     rows, labels = data.split(split)
     first = [rows[labels == c][0] for c in range(min(8, labels.max() + 1))]
-    fig = image_grid(data.images[first], titles=[data.class_names(split)[c] for c in range(len(first))],
-                     ncols=8, suptitle=f"{split}: {len(set(labels))} classes, {len(rows)} images")
+    fig = image_grid(
+        data.images[first],
+        titles=[data.class_names(split)[c] for c in range(len(first))],
+        ncols=8,
+        suptitle=f"{split}: {len(set(labels))} classes, {len(rows)} images",
+    )
     display(fig)

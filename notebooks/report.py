@@ -38,7 +38,9 @@ from dmlstudy.pipeline.results import summarize
 
 config = load_config(params_file)
 study = config.study
-print(f"datasets {study.datasets}; {len(study.losses)} losses; seeds {study.seeds}; profile {study.profile}")
+print(
+    f"datasets {study.datasets}; {len(study.losses)} losses; seeds {study.seeds}; profile {study.profile}"
+)
 tables = report.dataset_tables(results_dir, study.datasets, study.losses)
 
 # %%
@@ -54,23 +56,31 @@ extra = {}
 for dataset in study.datasets:
     for name in study.ablations:
         t = pd.read_csv(Path(results_dir) / dataset / "ablations" / f"{name}.csv")
-        s = summarize(t.rename(columns={"variant": "loss"}), metrics=("recall@1", "map@r"), sort_by="map@r")
+        s = summarize(
+            t.rename(columns={"variant": "loss"}), metrics=("recall@1", "map@r"), sort_by="map@r"
+        )
         extra[f"{dataset}: ablation {name}"] = s.rename_axis("variant").round(4)
     if dataset in study.multimodal:
         t = pd.read_csv(Path(results_dir) / dataset / "multimodal.csv")
-        extra[f"{dataset}: multi-modal"] = summarize(t, metrics=("fine_recall@1", "within_coarse_nmi")).round(4)
+        extra[f"{dataset}: multi-modal"] = summarize(
+            t, metrics=("fine_recall@1", "within_coarse_nmi")
+        ).round(4)
 for title, t in extra.items():
     print(title)
     display(t)
 if not extra:
-    print("No ablations or multi-modal runs enabled (params.yaml: study.ablations, study.multimodal).")
+    print(
+        "No ablations or multi-modal runs enabled (params.yaml: study.ablations, study.multimodal)."
+    )
 
 # %%
 html_tables = {d: t.to_html() for d, t in tables.items()}
 for title, t in extra.items():
     d = title.split(":")[0]
     html_tables[d] = html_tables.get(d, "") + f"<h3>{title}</h3>" + t.to_html()
-page = report.index_html("dmlstudy — deep metric learning losses", report.report_pages(reports_dir), html_tables)
+page = report.index_html(
+    "dmlstudy — deep metric learning losses", report.report_pages(reports_dir), html_tables
+)
 Path(index_html).parent.mkdir(parents=True, exist_ok=True)
 Path(index_html).write_text(page, encoding="utf-8")
 print(f"wrote {index_html}")

@@ -48,8 +48,10 @@ metrics = train(settings)
 pd.DataFrame({k: metrics[k] for k in ("val", "test")})
 
 # %%
-print(f"best epoch {metrics['best_epoch']} (selected on {metrics['selected_on']}); "
-      f"{metrics['train_seconds']:.1f} s training, {metrics['train_images_per_s']:.0f} images/s on {metrics['device']}")
+print(
+    f"best epoch {metrics['best_epoch']} (selected on {metrics['selected_on']}); "
+    f"{metrics['train_seconds']:.1f} s training, {metrics['train_images_per_s']:.0f} images/s on {metrics['device']}"
+)
 
 # %% [markdown]
 # Training loss and validation metrics per epoch (the evaluation report plots every loss's curves

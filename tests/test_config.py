@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dmlstudy.config import ABLATIONS, COARSE_DATASETS, DATASETS, config_from_dict, load_config, split_loss_section
+from dmlstudy.config import (
+    ABLATIONS,
+    COARSE_DATASETS,
+    DATASETS,
+    config_from_dict,
+    load_config,
+    split_loss_section,
+)
 from dmlstudy.losses import list_losses, loss_hyperparameters
 from dmlstudy.pipeline.validate import ParamsError
 
@@ -44,7 +51,12 @@ def test_loss_section_equals_constructor_keywords_and_defaults(raw, name):
 def test_photo_presets_follow_published_protocol(raw):
     for d in ("cub200", "cars196", "sop", "inshop"):
         t = raw["datasets"][d]["train"]
-        assert (t["backbone"], t["pretrained"], t["embedding_dim"], t["image_size"]) == ("resnet50", True, 512, 224)
+        assert (t["backbone"], t["pretrained"], t["embedding_dim"], t["image_size"]) == (
+            "resnet50",
+            True,
+            512,
+            224,
+        )
 
 
 BAD = [
@@ -52,26 +64,62 @@ BAD = [
     (("study", "datasets"), ["cub"], "study.datasets", "Valid choices: omniglot, cub200"),
     (("study", "seeds"), [], "study.seeds", "must not be empty"),
     (("study", "seds"), [0], "study", "did you mean 'seeds'"),
-    (("losses", "proxy_anchor", "alpah"), 32.0, "losses.proxy_anchor.alpah", "did you mean 'alpha'"),
+    (
+        ("losses", "proxy_anchor", "alpah"),
+        32.0,
+        "losses.proxy_anchor.alpah",
+        "did you mean 'alpha'",
+    ),
     (("losses", "proxy_anchor", "alpha"), "big", "losses.proxy_anchor.alpha", "valid number"),
     (("datasets", "omniglot", "train", "epochs"), 2.5, "datasets.omniglot.train.epochs", "integer"),
     (("datasets", "omniglot", "train", "lr"), -1.0, "datasets.omniglot.train.lr", "greater than 0"),
     (("train", "optimiser"), "adam", "train.optimiser", "did you mean 'optimizer'"),
     (("study", "ablations"), ["dall_parts"], "study.ablations", "did you mean 'daal_parts'"),
-    (("losses", "rsw", "train", "pooling"), "mean", "losses.rsw.train.pooling", "'avg', 'max' or 'avgmax'"),
-    (("losses", "rsw", "per_dataset", "omniglott"), {}, "losses.rsw.per_dataset", "did you mean 'omniglot'"),
+    (
+        ("losses", "rsw", "train", "pooling"),
+        "mean",
+        "losses.rsw.train.pooling",
+        "'avg', 'max' or 'avgmax'",
+    ),
+    (
+        ("losses", "rsw", "per_dataset", "omniglott"),
+        {},
+        "losses.rsw.per_dataset",
+        "did you mean 'omniglot'",
+    ),
     (("losses", "rsw", "train"), True, "losses.rsw.train", "must be a mapping"),
     (("losses", "rsw", "per_dataset"), ["omniglot"], "losses.rsw.per_dataset", "must be a mapping"),
-    (("losses", "rsw", "per_dataset", "omniglot", "train"), 5, "losses.rsw.per_dataset.omniglot.train",
-     "must be a mapping"),
+    (
+        ("losses", "rsw", "per_dataset", "omniglot", "train"),
+        5,
+        "losses.rsw.per_dataset.omniglot.train",
+        "must be a mapping",
+    ),
     (("train", "evaluate_test"), False, "train.evaluate_test", "unknown key"),
-    (("ablations", "rsw_warp", "loss_params", "phase2_epoch"), 0, "ablations.rsw_warp.loss_params.phase2_epoch",
-     "did you mean 'phase2_epochs'"),
-    (("multimodal", "loss_params", "rsw", "alfa"), 1.0, "multimodal.loss_params.rsw.alfa", "did you mean 'alpha'"),
-    (("losses", "rsw", "per_dataset", "omniglot", "alfa"), 1.0, "losses.rsw.per_dataset.omniglot.alfa",
-     "did you mean 'alpha'"),
-    (("losses", "rsw", "per_dataset", "omniglot", "train", "epoch"), 1, "losses.rsw.per_dataset.omniglot.train.epoch",
-     "did you mean 'epochs'"),
+    (
+        ("ablations", "rsw_warp", "loss_params", "phase2_epoch"),
+        0,
+        "ablations.rsw_warp.loss_params.phase2_epoch",
+        "did you mean 'phase2_epochs'",
+    ),
+    (
+        ("multimodal", "loss_params", "rsw", "alfa"),
+        1.0,
+        "multimodal.loss_params.rsw.alfa",
+        "did you mean 'alpha'",
+    ),
+    (
+        ("losses", "rsw", "per_dataset", "omniglot", "alfa"),
+        1.0,
+        "losses.rsw.per_dataset.omniglot.alfa",
+        "did you mean 'alpha'",
+    ),
+    (
+        ("losses", "rsw", "per_dataset", "omniglot", "train", "epoch"),
+        1,
+        "losses.rsw.per_dataset.omniglot.train.epoch",
+        "did you mean 'epochs'",
+    ),
 ]
 
 
@@ -115,7 +163,12 @@ def test_loss_train_settings_sit_between_dataset_protocol_and_profile(raw):
     assert (cub.layer_norm, cub.pooling, cub.backbone) == (True, "avgmax", "resnet50")
     assert (other.layer_norm, other.pooling) == (False, "avg")
     r["study"]["profile"] = "tiny"
-    assert train_settings(config_from_dict(r), "omniglot", "rsw", 0, prepared_dir=".", out_dir=".").epochs == 1
+    assert (
+        train_settings(
+            config_from_dict(r), "omniglot", "rsw", 0, prepared_dir=".", out_dir="."
+        ).epochs
+        == 1
+    )
 
 
 def test_data_dir_env_overrides_params(raw, monkeypatch):
@@ -137,12 +190,17 @@ def test_every_dataset_runs_under_each_profile(raw, dataset):
 
     for profile in ("full", "tiny"):
         r = copy.deepcopy(raw)
-        r["study"].update(datasets=[dataset], profile=profile,
-                          multimodal=[dataset] if dataset in COARSE_DATASETS else [])
+        r["study"].update(
+            datasets=[dataset],
+            profile=profile,
+            multimodal=[dataset] if dataset in COARSE_DATASETS else [],
+        )
         config = config_from_dict(r)
         variants = sum(len(ablation_variants(config, a)) for a in config.study.ablations)
         coarse = len(r["study"]["losses"]) if dataset in COARSE_DATASETS else 0
-        assert check_runs(config) == (len(r["study"]["losses"]) + variants + coarse) * len(r["study"]["seeds"])
+        assert check_runs(config) == (len(r["study"]["losses"]) + variants + coarse) * len(
+            r["study"]["seeds"]
+        )
 
 
 def test_default_study_runs_every_section(raw):
@@ -160,5 +218,7 @@ def test_default_study_runs_every_section(raw):
 def test_multimodal_needs_a_dataset_with_coarse_labels(raw):
     r = copy.deepcopy(raw)
     r["study"].update(datasets=["cub200"], multimodal=["cub200"])
-    with pytest.raises(ParamsError, match=r"study\.multimodal.*Valid choices: omniglot, cars196, sop, inshop"):
+    with pytest.raises(
+        ParamsError, match=r"study\.multimodal.*Valid choices: omniglot, cars196, sop, inshop"
+    ):
         config_from_dict(r)

@@ -18,11 +18,28 @@ from dmlstudy.training.synthetic import write_synthetic_prepared
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("embed")
-    prep = write_synthetic_prepared(root / "prep", classes={"train": 4, "val": 2, "test": 2}, per_class=6,
-                                    image_size=20, channels=3)
-    s = TrainSettings(prepared_dir=prep, out_dir=root / "run", loss="proxy_anchor", epochs=1, batch_size=8,
-                      m_per_class=4, image_size=16, eval_resize=18, embedding_dim=8, max_steps_per_epoch=1,
-                      progress=False, device="cpu", cpu_threads=1)
+    prep = write_synthetic_prepared(
+        root / "prep",
+        classes={"train": 4, "val": 2, "test": 2},
+        per_class=6,
+        image_size=20,
+        channels=3,
+    )
+    s = TrainSettings(
+        prepared_dir=prep,
+        out_dir=root / "run",
+        loss="proxy_anchor",
+        epochs=1,
+        batch_size=8,
+        m_per_class=4,
+        image_size=16,
+        eval_resize=18,
+        embedding_dim=8,
+        max_steps_per_epoch=1,
+        progress=False,
+        device="cpu",
+        cpu_threads=1,
+    )
     train(s)
     return prep, s.out_dir
 
@@ -30,13 +47,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_embed_arrays_reproduces_training_embeddings(trained: tuple[Path, Path]) -> None:
     prep, run = trained
     model = dmlstudy.embed.load(run / "best.pt")
-    assert model.metric == "cosine" and model.embedding_dim == 8 and model.preprocess.eval_resize == 18
+    assert (
+        model.metric == "cosine" and model.embedding_dim == 8 and model.preprocess.eval_resize == 18
+    )
     saved = np.load(run / "embeddings_test.npz")
     images = PreparedDataset.load(prep).images[saved["rows"]]
     np.testing.assert_allclose(model.embed_arrays(images), saved["embeddings"], rtol=0, atol=1e-6)
 
 
-def test_embed_paths_uses_the_cache_resize_policy(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_embed_paths_uses_the_cache_resize_policy(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
     prep, run = trained
     model = dmlstudy.embed.load(run / "checkpoint.pt")
     rng = np.random.default_rng(0)
@@ -47,17 +68,22 @@ def test_embed_paths_uses_the_cache_resize_policy(trained: tuple[Path, Path], tm
         Image.fromarray(arr).save(files[-1])
     expected = np.stack([decode_image(f.read_bytes(), 3, 20) for f in files])
     np.testing.assert_array_equal(expected[0], np.asarray(Image.open(files[0])))
-    np.testing.assert_allclose(model.embed_paths(files), model.embed_arrays(expected), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        model.embed_paths(files), model.embed_arrays(expected), rtol=0, atol=1e-6
+    )
     raw = np.stack([np.asarray(Image.open(files[1]))] * 2)  # 31×47 arrays: same policy as the file
-    np.testing.assert_allclose(model.embed_arrays(raw), model.embed_paths([files[1]] * 2), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        model.embed_arrays(raw), model.embed_paths([files[1]] * 2), rtol=0, atol=1e-6
+    )
     with pytest.raises(ValueError, match="uint8"):
         model.embed_arrays(expected.astype(np.float32))
     with pytest.raises(FileNotFoundError):
         dmlstudy.embed.load(tmp_path / "missing.pt")
 
 
-def test_embed_uses_the_trainers_autocast_setting(trained: tuple[Path, Path], tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embed_uses_the_trainers_autocast_setting(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run trained/evaluated with amp=False must not be embedded in bf16 on CUDA by the API."""
     import torch
 

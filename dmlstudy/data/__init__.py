@@ -32,8 +32,21 @@ from .sources import DATA_DIR_ENV, WORK_DIR_ENV, resolve_data_dir
 from .splits import assign_validation_split
 
 __all__ = [
-    "DATASETS", "DATA_DIR_ENV", "WORK_DIR_ENV", "INDEX_COLUMNS", "ChecksumError", "DataError",
-    "DatasetLayoutError", "DatasetNotFoundError", "IndexValidationError", "MPerClassSampler",
-    "PreparedDataset", "assign_validation_split", "get_spec", "load_index", "prepare_dataset",
-    "resolve_data_dir", "validate_index",
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "WORK_DIR_ENV",
+    "INDEX_COLUMNS",
+    "ChecksumError",
+    "DataError",
+    "DatasetLayoutError",
+    "DatasetNotFoundError",
+    "IndexValidationError",
+    "MPerClassSampler",
+    "PreparedDataset",
+    "assign_validation_split",
+    "get_spec",
+    "load_index",
+    "prepare_dataset",
+    "resolve_data_dir",
+    "validate_index",
 ]

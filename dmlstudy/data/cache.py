@@ -78,11 +78,15 @@ def _decode_one(reader: Reader, path: str, channels: int, size: int) -> np.ndarr
     try:
         return decode_image(data, channels, size)
     except (OSError, ValueError, Image.DecompressionBombError) as err:  # PIL's decode errors
-        where = (reader.archive_for(path) if isinstance(reader, ZipReader)
-                 else getattr(reader, "root", "?"))
+        where = (
+            reader.archive_for(path)
+            if isinstance(reader, ZipReader)
+            else getattr(reader, "root", "?")
+        )
         raise DatasetLayoutError(
             f"{where}: cannot decode image {path!r} ({err}); the archive is corrupt or not the "
-            "official one: replace it") from err
+            "official one: replace it"
+        ) from err
 
 
 def _decode_chunk(args: tuple[list[str], int, int]) -> np.ndarray:
@@ -97,25 +101,27 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _decode_all(reader: Reader, paths: list[str], channels: int, size: int, target: Path,
-                workers: int) -> None:
+def _decode_all(
+    reader: Reader, paths: list[str], channels: int, size: int, target: Path, workers: int
+) -> None:
     tmp = target.with_name(target.name + ".tmp")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                    shape=(len(paths), size, size, channels))
-    jobs = [(paths[i:i + CHUNK], channels, size) for i in range(0, len(paths), CHUNK)]
+    arr = np.lib.format.open_memmap(
+        tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, channels)
+    )
+    jobs = [(paths[i : i + CHUNK], channels, size) for i in range(0, len(paths), CHUNK)]
     bar = tqdm(total=len(paths), unit="img", desc=f"decode {target.parent.name}")
     try:
         if workers > 1:
             with get_context("fork").Pool(workers, _init_worker, (reader,)) as pool:
                 for i, block in enumerate(pool.imap(_decode_chunk, jobs)):
-                    arr[i * CHUNK:i * CHUNK + len(block)] = block
+                    arr[i * CHUNK : i * CHUNK + len(block)] = block
                     bar.update(len(block))
         else:
             global _READER
             _READER = reader
             for i, job in enumerate(jobs):
                 block = _decode_chunk(job)
-                arr[i * CHUNK:i * CHUNK + len(block)] = block
+                arr[i * CHUNK : i * CHUNK + len(block)] = block
                 bar.update(len(block))
         arr.flush()
     except BaseException:
@@ -128,10 +134,19 @@ def _decode_all(reader: Reader, paths: list[str], channels: int, size: int, targ
     os.replace(tmp, target)
 
 
-def prepare_dataset(name: str, data_dir: str | Path | None, out_dir: str | Path, *,
-                    image_size: int, val_fraction: float, seed: int,
-                    max_classes_per_split: int | None = None, work_dir: str | Path | None = None,
-                    download: bool = True, workers: int = 1) -> Path:
+def prepare_dataset(
+    name: str,
+    data_dir: str | Path | None,
+    out_dir: str | Path,
+    *,
+    image_size: int,
+    val_fraction: float,
+    seed: int,
+    max_classes_per_split: int | None = None,
+    work_dir: str | Path | None = None,
+    download: bool = True,
+    workers: int = 1,
+) -> Path:
     """Build ``out_dir`` with images.npy, index.csv and meta.json; return ``out_dir``.
 
     ``max_classes_per_split`` keeps that many classes per official split (evenly spaced labels,
@@ -141,9 +156,14 @@ def prepare_dataset(name: str, data_dir: str | Path | None, out_dir: str | Path,
     if image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size}")
     out_dir = Path(out_dir)
-    config = {"format_version": FORMAT_VERSION, "name": name, "image_size": image_size,
-              "val_fraction": val_fraction, "seed": seed,
-              "max_classes_per_split": max_classes_per_split}
+    config = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "image_size": image_size,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "max_classes_per_split": max_classes_per_split,
+    }
     meta_path = out_dir / "meta.json"
     if meta_path.is_file() and (out_dir / "images.npy").is_file():
         if json.loads(meta_path.read_text()).get("config") == config:
@@ -154,20 +174,35 @@ def prepare_dataset(name: str, data_dir: str | Path | None, out_dir: str | Path,
         index = select_classes(index, max_classes_per_split)
     index = assign_validation_split(index, val_fraction, seed)
     order = index["split"].map({s: i for i, s in enumerate(SPLITS)})
-    index = (index.assign(_o=order).sort_values(["_o", "label", "path"]).drop(columns="_o")
-             .reset_index(drop=True))
+    index = (
+        index.assign(_o=order)
+        .sort_values(["_o", "label", "path"])
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)
-    _decode_all(reader, index["path"].tolist(), channels, image_size, out_dir / "images.npy",
-                workers)
+    _decode_all(
+        reader, index["path"].tolist(), channels, image_size, out_dir / "images.npy", workers
+    )
     tmp = out_dir / "index.csv.tmp"
     index.to_csv(tmp, index=False)
     os.replace(tmp, out_dir / "index.csv")
-    resize = ("grayscale, box filter to S×S, ink 0 on white 255" if channels == 1 else
-              "RGB, bicubic shorter side to S, centre crop S×S")
-    meta = {"name": name, "image_size": image_size, "channels": channels, "config": config,
-            "resize": resize, "counts": {}, "class_names": {}}
+    resize = (
+        "grayscale, box filter to S×S, ink 0 on white 255"
+        if channels == 1
+        else "RGB, bicubic shorter side to S, centre crop S×S"
+    )
+    meta = {
+        "name": name,
+        "image_size": image_size,
+        "channels": channels,
+        "config": config,
+        "resize": resize,
+        "counts": {},
+        "class_names": {},
+    }
     for split in SPLITS:
         part = index[index["split"] == split]
         names = part.drop_duplicates("label").sort_values("label")["class_name"].tolist()

@@ -51,11 +51,11 @@ def read_annotations(mat_path: Path) -> tuple[list[str], np.ndarray, list[str]]:
         ann, names = mat["annotations"], mat["class_names"]
         paths = [str(p) for p in np.atleast_1d(ann["relative_im_path"])]
         classes = np.atleast_1d(ann["class"]).astype("int64")
-    except (KeyError, ValueError, TypeError, OSError,
-            scipy.io.matlab.MatReadError) as err:
+    except (KeyError, ValueError, TypeError, OSError, scipy.io.matlab.MatReadError) as err:
         raise DatasetLayoutError(
             f"{mat_path}: not the official cars_annos.mat layout "
-            f"(annotations.relative_im_path/class, class_names): {err}") from err
+            f"(annotations.relative_im_path/class, class_names): {err}"
+        ) from err
     return paths, classes, [str(n) for n in np.atleast_1d(names)]
 
 
@@ -66,8 +66,10 @@ def build_index(files: dict[str, Path], reader: Reader) -> pd.DataFrame:
         raise DatasetLayoutError(f"{files['cars_annos.mat']}: class ids outside 1..{len(names)}")
     missing = [p for p, ok in zip(paths, reader.exists(paths)) if not ok]
     if missing:
-        raise DatasetLayoutError(f"{files['car_ims.tgz']}: {len(missing)} image(s) listed in "
-                                 f"cars_annos.mat missing, e.g. {missing[0]}")
+        raise DatasetLayoutError(
+            f"{files['car_ims.tgz']}: {len(missing)} image(s) listed in "
+            f"cars_annos.mat missing, e.g. {missing[0]}"
+        )
     makes = sorted({make_of(n) for n in names})
     df = pd.DataFrame({"path": paths, "label": classes})
     df["class_name"] = [names[c - 1] for c in classes]
@@ -80,6 +82,11 @@ def build_index(files: dict[str, Path], reader: Reader) -> pd.DataFrame:
 
 
 SPEC = DatasetSpec(
-    name="cars196", files=FILES, channels=3, expected=EXPECTED, open=open_reader,
-    build=build_index, homepage="https://ai.stanford.edu/~jkrause/cars/car_dataset.html",
+    name="cars196",
+    files=FILES,
+    channels=3,
+    expected=EXPECTED,
+    open=open_reader,
+    build=build_index,
+    homepage="https://ai.stanford.edu/~jkrause/cars/car_dataset.html",
 )

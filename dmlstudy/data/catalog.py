@@ -26,8 +26,13 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def open_dataset(name: str, data_dir: str | Path | None, *, work_dir: str | Path | None = None,
-                 download: bool = True) -> tuple[pd.DataFrame, Reader]:
+def open_dataset(
+    name: str,
+    data_dir: str | Path | None,
+    *,
+    work_dir: str | Path | None = None,
+    download: bool = True,
+) -> tuple[pd.DataFrame, Reader]:
     """Index plus a Reader for its image bytes (see :func:`load_index`)."""
     spec = get_spec(name)
     data_dir = resolve_data_dir(data_dir)
@@ -42,8 +47,13 @@ def open_dataset(name: str, data_dir: str | Path | None, *, work_dir: str | Path
     return index, reader
 
 
-def load_index(name: str, data_dir: str | Path | None, *, work_dir: str | Path | None = None,
-               download: bool = True) -> pd.DataFrame:
+def load_index(
+    name: str,
+    data_dir: str | Path | None,
+    *,
+    work_dir: str | Path | None = None,
+    download: bool = True,
+) -> pd.DataFrame:
     """Retrieval index of dataset ``name`` (contract in :mod:`dmlstudy.data.index`).
 
     Archives are looked up in ``<data_dir>/<name>/`` (``$DMLSTUDY_DATA_DIR`` overrides

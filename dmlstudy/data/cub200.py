@@ -21,9 +21,11 @@ from .sources import DatasetSpec, DirReader, Reader, RemoteFile, extract_once
 
 ROOT = "CUB_200_2011"
 FILES = (
-    RemoteFile("CUB_200_2011.tgz",
-               "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
-               "97eceeb196236b17998738112f37df78"),
+    RemoteFile(
+        "CUB_200_2011.tgz",
+        "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
+        "97eceeb196236b17998738112f37df78",
+    ),
 )
 EXPECTED = {"train": (100, 5864), "test": (100, 5924)}
 N_TRAIN_CLASSES = 100
@@ -57,15 +59,20 @@ def build_index(files: dict[str, Path], reader: Reader) -> pd.DataFrame:
     labels = {i: int(c) for i, c in _table(reader, "image_class_labels.txt", 2)}
     classes = {int(c): class_name(n) for c, n in _table(reader, "classes.txt", 2)}
     if images.keys() != labels.keys() or not set(labels.values()) <= classes.keys():
-        raise DatasetLayoutError(f"{files['CUB_200_2011.tgz']}: images.txt, "
-                                 "image_class_labels.txt and classes.txt disagree")
+        raise DatasetLayoutError(
+            f"{files['CUB_200_2011.tgz']}: images.txt, "
+            "image_class_labels.txt and classes.txt disagree"
+        )
     ids = sorted(images, key=int)
-    df = pd.DataFrame({"path": [f"{ROOT}/images/{images[i]}" for i in ids],
-                       "label": [labels[i] for i in ids]})
+    df = pd.DataFrame(
+        {"path": [f"{ROOT}/images/{images[i]}" for i in ids], "label": [labels[i] for i in ids]}
+    )
     missing = [p for p, ok in zip(df["path"], reader.exists(list(df["path"]))) if not ok]
     if missing:
-        raise DatasetLayoutError(f"{files['CUB_200_2011.tgz']}: {len(missing)} listed image(s) "
-                                 f"missing, e.g. {missing[0]}")
+        raise DatasetLayoutError(
+            f"{files['CUB_200_2011.tgz']}: {len(missing)} listed image(s) "
+            f"missing, e.g. {missing[0]}"
+        )
     df["label"] = df["label"].astype("int64")
     df["coarse_label"] = -1
     df["split"] = ["train" if c <= N_TRAIN_CLASSES else "test" for c in df["label"]]
@@ -76,6 +83,11 @@ def build_index(files: dict[str, Path], reader: Reader) -> pd.DataFrame:
 
 
 SPEC = DatasetSpec(
-    name="cub200", files=FILES, channels=3, expected=EXPECTED, open=open_reader,
-    build=build_index, homepage="https://www.vision.caltech.edu/datasets/cub_200_2011/",
+    name="cub200",
+    files=FILES,
+    channels=3,
+    expected=EXPECTED,
+    open=open_reader,
+    build=build_index,
+    homepage="https://www.vision.caltech.edu/datasets/cub_200_2011/",
 )

@@ -53,10 +53,17 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
             have = 0  # server ignored the Range header: start over
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with open(part, "ab" if have else "wb") as out, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5],
-            disable=not progress,
-        ) as bar:
+        with (
+            open(part, "ab" if have else "wb") as out,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                desc=part.name[:-5],
+                disable=not progress,
+            ) as bar,
+        ):
             for chunk in iter(lambda: resp.read(CHUNK), b""):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -64,12 +71,15 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
     # http.client's read() returns b"" when the server drops the connection early, so a short
     # body is only visible by its length: keep the part file for the next call to resume.
     if total is not None and have < total:
-        raise ConnectionError(f"download of {url} stopped after {have} of {total} bytes; the "
-                              f"partial file {part} is kept: run again to resume")
+        raise ConnectionError(
+            f"download of {url} stopped after {have} of {total} bytes; the "
+            f"partial file {part} is kept: run again to resume"
+        )
 
 
-def download_file(url: str, dest: str | Path, md5: str, *, timeout: float = 60.0,
-                  progress: bool = True) -> Path:
+def download_file(
+    url: str, dest: str | Path, md5: str, *, timeout: float = 60.0, progress: bool = True
+) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify ``md5``, return ``dest``.
 
     A finished ``dest`` is trusted as is (it was only renamed there after its md5 matched).

@@ -31,7 +31,13 @@ import pandas as pd
 from .errors import DatasetLayoutError, IndexValidationError
 
 INDEX_COLUMNS: tuple[str, ...] = (
-    "path", "label", "coarse_label", "split", "is_query", "is_gallery", "class_name",
+    "path",
+    "label",
+    "coarse_label",
+    "split",
+    "is_query",
+    "is_gallery",
+    "class_name",
 )
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -95,8 +101,7 @@ def split_counts(index: pd.DataFrame) -> dict[str, tuple[int, int]]:
     return {s: (int(g.nunique()[s]), int(g.size()[s])) for s in sorted(g.groups)}
 
 
-def check_counts(index: pd.DataFrame, expected: Mapping[str, tuple[int, int]],
-                 where: str) -> None:
+def check_counts(index: pd.DataFrame, expected: Mapping[str, tuple[int, int]], where: str) -> None:
     """Raise DatasetLayoutError unless ``index`` has the expected (classes, images) per split.
 
     ``where`` names the archive(s) the index came from, for the error message.

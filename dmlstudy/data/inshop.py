@@ -27,8 +27,11 @@ FILES = (
 )
 EXPECTED = {"train": (3997, 25882), "test": (3985, 26830)}
 HEADER = ["image_name", "item_id", "evaluation_status"]
-STATUS = {"train": ("train", True, True), "query": ("test", True, False),
-          "gallery": ("test", False, True)}
+STATUS = {
+    "train": ("train", True, True),
+    "query": ("test", True, False),
+    "gallery": ("test", False, True),
+}
 
 
 def open_reader(files: dict[str, Path], work_dir: Path) -> ZipReader:
@@ -49,8 +52,10 @@ def parse_partition(text: str, where: Path) -> pd.DataFrame:
         raise DatasetLayoutError(f"{where}: expected a count line and the header {HEADER}")
     rows = lines[2:]
     if int(lines[0][0]) != len(rows) or any(len(r) != 3 for r in rows):
-        raise DatasetLayoutError(f"{where}: {len(rows)} rows, count line says {lines[0][0]}, "
-                                 "or a row lacks one of the 3 columns")
+        raise DatasetLayoutError(
+            f"{where}: {len(rows)} rows, count line says {lines[0][0]}, "
+            "or a row lacks one of the 3 columns"
+        )
     return pd.DataFrame(rows, columns=["path", "item_id", "status"])
 
 
@@ -66,25 +71,33 @@ def build_index(files: dict[str, Path], reader: Reader) -> pd.DataFrame:
         raise DatasetLayoutError(f"{where}: paths must be img/<GENDER>/<Category>/<item_id>/<file>")
     missing = [p for p, ok in zip(df["path"], reader.exists(list(df["path"]))) if not ok]
     if missing:
-        raise DatasetLayoutError(f"{files['img.zip']}: {len(missing)} listed image(s) missing, "
-                                 f"e.g. {missing[0]}")
+        raise DatasetLayoutError(
+            f"{files['img.zip']}: {len(missing)} listed image(s) missing, e.g. {missing[0]}"
+        )
     category = parts.str[1] + "/" + parts.str[2]
     status = df["status"].map(STATUS)
-    return pd.DataFrame({
-        "path": df["path"],
-        "label": df["item_id"].str.removeprefix("id_").astype("int64"),
-        "coarse_label": category.map({c: i for i, c in enumerate(sorted(set(category)))})
-        .astype("int64"),
-        "split": status.str[0],
-        "is_query": status.str[1].astype(bool),
-        "is_gallery": status.str[2].astype(bool),
-        "class_name": df["item_id"],
-        "coarse_name": category,
-    })
+    return pd.DataFrame(
+        {
+            "path": df["path"],
+            "label": df["item_id"].str.removeprefix("id_").astype("int64"),
+            "coarse_label": category.map(
+                {c: i for i, c in enumerate(sorted(set(category)))}
+            ).astype("int64"),
+            "split": status.str[0],
+            "is_query": status.str[1].astype(bool),
+            "is_gallery": status.str[2].astype(bool),
+            "class_name": df["item_id"],
+            "coarse_name": category,
+        }
+    )
 
 
 SPEC = DatasetSpec(
-    name="inshop", files=FILES, channels=3, expected=EXPECTED, open=open_reader,
+    name="inshop",
+    files=FILES,
+    channels=3,
+    expected=EXPECTED,
+    open=open_reader,
     build=build_index,
     homepage="https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html",
 )

@@ -21,10 +21,12 @@ from .sources import DatasetSpec, RemoteFile, Reader, ZipReader
 
 _URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
 FILES = (
-    RemoteFile("images_background.zip", _URL + "images_background.zip",
-               "68d2efa1b9178cc56df9314c21c6e718"),
-    RemoteFile("images_evaluation.zip", _URL + "images_evaluation.zip",
-               "6b91aef0f799c5bb55b94e3f2daec811"),
+    RemoteFile(
+        "images_background.zip", _URL + "images_background.zip", "68d2efa1b9178cc56df9314c21c6e718"
+    ),
+    RemoteFile(
+        "images_evaluation.zip", _URL + "images_evaluation.zip", "6b91aef0f799c5bb55b94e3f2daec811"
+    ),
 )
 SPLIT_OF = {"images_background": "train", "images_evaluation": "test"}
 EXPECTED = {"train": (964, 19280), "test": (659, 13180)}
@@ -51,10 +53,18 @@ def parse_paths(paths: list[str], split: str) -> pd.DataFrame:
             continue  # directory entries of the official zips
         parts = p.split("/")
         if len(parts) != 4:
-            raise DatasetLayoutError(f"unexpected Omniglot member {p!r}: expected "
-                                     "<split>/<Alphabet>/characterNN/<file>.png")
-        rows.append({"path": p, "alphabet": parts[1], "class_name": f"{parts[1]}/{parts[2]}",
-                     "split": split})
+            raise DatasetLayoutError(
+                f"unexpected Omniglot member {p!r}: expected "
+                "<split>/<Alphabet>/characterNN/<file>.png"
+            )
+        rows.append(
+            {
+                "path": p,
+                "alphabet": parts[1],
+                "class_name": f"{parts[1]}/{parts[2]}",
+                "split": split,
+            }
+        )
     return pd.DataFrame(rows, columns=["path", "alphabet", "class_name", "split"])
 
 
@@ -72,11 +82,13 @@ def build_index(files: dict[str, Path], reader: Reader) -> pd.DataFrame:
     n_images = {s: int((df.split == s).sum()) for s in EXPECTED}
     drawings = df.groupby("class_name").size()
     if n_images == {s: n for s, (_, n) in EXPECTED.items()} and (
-            alphabets != EXPECTED_ALPHABETS or (drawings != DRAWINGS).any()):
+        alphabets != EXPECTED_ALPHABETS or (drawings != DRAWINGS).any()
+    ):
         raise DatasetLayoutError(
             f"Omniglot zips {sorted(map(str, files.values()))}: expected alphabets per split "
             f"{EXPECTED_ALPHABETS} and {DRAWINGS} drawings per character, found {alphabets} and "
-            f"{sorted(set(drawings))} drawings")
+            f"{sorted(set(drawings))} drawings"
+        )
     # sorted unique names across both splits: train characters/alphabets come first because
     # each split's block is sorted and labels are assigned in order of first appearance.
     df["label"] = pd.factorize(df["class_name"])[0].astype("int64")
@@ -88,7 +100,12 @@ def build_index(files: dict[str, Path], reader: Reader) -> pd.DataFrame:
 
 
 SPEC = DatasetSpec(
-    name="omniglot", files=FILES, channels=1, expected=EXPECTED, open=open_reader,
-    build=build_index, homepage="https://github.com/brendenlake/omniglot",
+    name="omniglot",
+    files=FILES,
+    channels=1,
+    expected=EXPECTED,
+    open=open_reader,
+    build=build_index,
+    homepage="https://github.com/brendenlake/omniglot",
     notes="local copies are checked by layout and counts (the offline repack has other md5s)",
 )

@@ -30,15 +30,19 @@ class PreparedDataset:
         out_dir = Path(out_dir)
         for f in ("meta.json", "index.csv", "images.npy"):
             if not (out_dir / f).is_file():
-                raise FileNotFoundError(f"{out_dir / f} missing: run prepare_dataset(..., "
-                                        f"out_dir={str(out_dir)!r}) first (or it was interrupted)")
+                raise FileNotFoundError(
+                    f"{out_dir / f} missing: run prepare_dataset(..., "
+                    f"out_dir={str(out_dir)!r}) first (or it was interrupted)"
+                )
         meta = json.loads((out_dir / "meta.json").read_text())
         index = pd.read_csv(out_dir / "index.csv", dtype=_STR_COLUMNS, keep_default_na=False)
         validate_index(index)
         images = np.load(out_dir / "images.npy", mmap_mode="r")
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(index):
-            raise DatasetLayoutError(f"{out_dir / 'images.npy'}: shape {images.shape} "
-                                     f"{images.dtype} does not match {len(index)} index rows")
+            raise DatasetLayoutError(
+                f"{out_dir / 'images.npy'}: shape {images.shape} "
+                f"{images.dtype} does not match {len(index)} index rows"
+            )
         return cls(index=index, images=images, meta=meta)
 
     def _rows(self, split: str) -> np.ndarray:

@@ -28,14 +28,19 @@ class MPerClassSampler:
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(labels) == 0:
             raise ValueError("labels must be a non-empty 1-D integer array")
         if m_per_class < 1 or batch_size < m_per_class or batch_size % m_per_class:
-            raise ValueError(f"batch_size ({batch_size}) must be a positive multiple of "
-                             f"m_per_class ({m_per_class})")
-        self.classes, inverse, self.counts = np.unique(labels, return_inverse=True,
-                                                       return_counts=True)
+            raise ValueError(
+                f"batch_size ({batch_size}) must be a positive multiple of "
+                f"m_per_class ({m_per_class})"
+            )
+        self.classes, inverse, self.counts = np.unique(
+            labels, return_inverse=True, return_counts=True
+        )
         self.classes_per_batch = batch_size // m_per_class
         if self.classes_per_batch > len(self.classes):
-            raise ValueError(f"batch_size/m_per_class = {self.classes_per_batch} classes per batch "
-                             f"but labels hold only {len(self.classes)} classes")
+            raise ValueError(
+                f"batch_size/m_per_class = {self.classes_per_batch} classes per batch "
+                f"but labels hold only {len(self.classes)} classes"
+            )
         self.labels, self.inverse = labels, inverse
         self.m, self.batch_size, self.seed = m_per_class, batch_size, seed
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
@@ -49,7 +54,7 @@ class MPerClassSampler:
         out = np.empty((n_batches, cpb), dtype=np.int64)
         deck, pos = rng.permutation(n_cls), 0
         for b in range(n_batches):
-            take = deck[pos:pos + cpb]
+            take = deck[pos : pos + cpb]
             pos += len(take)
             if len(take) < cpb:  # deck exhausted: new deck, classes of this batch moved last
                 deck = rng.permutation(n_cls)

@@ -22,9 +22,11 @@ from .sources import DatasetSpec, Reader, RemoteFile, ZipReader
 
 ROOT = "Stanford_Online_Products"
 FILES = (
-    RemoteFile("Stanford_Online_Products.zip",
-               "http://ftp.cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
-               "7f73d41a2f44250d4779881525aea32e"),
+    RemoteFile(
+        "Stanford_Online_Products.zip",
+        "http://ftp.cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
+        "7f73d41a2f44250d4779881525aea32e",
+    ),
 )
 EXPECTED = {"train": (11318, 59551), "test": (11316, 60502)}
 COLUMNS = ["image_id", "class_id", "super_class_id", "path"]
@@ -40,8 +42,9 @@ def read_split(reader: Reader, split: str, archive: Path) -> pd.DataFrame:
     name = f"{ROOT}/Ebay_{split}.txt"
     df = pd.read_csv(StringIO(reader.read(name).decode("utf-8")), sep=r"\s+")
     if list(df.columns) != COLUMNS:
-        raise DatasetLayoutError(f"{archive}: {name} has columns {list(df.columns)}, "
-                                 f"expected {COLUMNS}")
+        raise DatasetLayoutError(
+            f"{archive}: {name} has columns {list(df.columns)}, expected {COLUMNS}"
+        )
     df["split"] = split
     return df
 
@@ -62,22 +65,30 @@ def build_index(files: dict[str, Path], reader: Reader) -> pd.DataFrame:
     paths = (ROOT + "/" + df["path"]).tolist()
     missing = [p for p, ok in zip(paths, reader.exists(paths)) if not ok]
     if missing:
-        raise DatasetLayoutError(f"{archive}: {len(missing)} listed image(s) missing, "
-                                 f"e.g. {missing[0]}")
+        raise DatasetLayoutError(
+            f"{archive}: {len(missing)} listed image(s) missing, e.g. {missing[0]}"
+        )
     coarse_name = df["path"].map(super_class_name)
-    return pd.DataFrame({
-        "path": paths,
-        "label": df["class_id"].astype("int64"),
-        "coarse_label": df["super_class_id"].astype("int64"),
-        "split": df["split"],
-        "is_query": True,
-        "is_gallery": True,
-        "class_name": coarse_name + "/" + df["class_id"].astype(str),
-        "coarse_name": coarse_name,
-    })
+    return pd.DataFrame(
+        {
+            "path": paths,
+            "label": df["class_id"].astype("int64"),
+            "coarse_label": df["super_class_id"].astype("int64"),
+            "split": df["split"],
+            "is_query": True,
+            "is_gallery": True,
+            "class_name": coarse_name + "/" + df["class_id"].astype(str),
+            "coarse_name": coarse_name,
+        }
+    )
 
 
 SPEC = DatasetSpec(
-    name="sop", files=FILES, channels=3, expected=EXPECTED, open=open_reader,
-    build=build_index, homepage="https://cvgl.stanford.edu/projects/lifted_struct/",
+    name="sop",
+    files=FILES,
+    channels=3,
+    expected=EXPECTED,
+    open=open_reader,
+    build=build_index,
+    homepage="https://cvgl.stanford.edu/projects/lifted_struct/",
 )

@@ -91,8 +91,10 @@ class ZipReader:
             try:
                 self._open[top] = zipfile.ZipFile(archive)
             except (zipfile.BadZipFile, OSError) as err:  # truncated copy, not a zip, unreadable
-                raise DatasetLayoutError(f"{archive} is not a readable zip archive ({err}); "
-                                         "replace it with the official file") from err
+                raise DatasetLayoutError(
+                    f"{archive} is not a readable zip archive ({err}); "
+                    "replace it with the official file"
+                ) from err
         return self._open[top]
 
     def names(self, top: str) -> list[str]:
@@ -105,9 +107,10 @@ class ZipReader:
         except KeyError:
             raise DatasetLayoutError(f"{self.archive_for(path)} has no member {path!r}") from None
         except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # bad CRC, corrupt data
-            raise DatasetLayoutError(f"{self.archive_for(path)}: member {path!r} is corrupt "
-                                     f"({err}); replace the archive with the official file"
-                                     ) from err
+            raise DatasetLayoutError(
+                f"{self.archive_for(path)}: member {path!r} is corrupt "
+                f"({err}); replace the archive with the official file"
+            ) from err
 
     def exists(self, paths: list[str]) -> list[bool]:
         tops = {p.split("/", 1)[0] for p in paths}
@@ -176,12 +179,17 @@ class DatasetSpec:
     notes: str = field(default="", compare=False)
 
 
-def locate_files(spec: DatasetSpec, data_dir: Path, work_dir: Path,
-                 download: bool = True) -> dict[str, Path]:
+def locate_files(
+    spec: DatasetSpec, data_dir: Path, work_dir: Path, download: bool = True
+) -> dict[str, Path]:
     """Map every file of ``spec`` to a local path (data dir, earlier download, or new download)."""
     found: dict[str, Path] = {}
-    absent = [rf for rf in spec.files if not (data_dir / spec.name / rf.filename).is_file()
-              and not (work_dir / "downloads" / spec.name / rf.filename).is_file()]
+    absent = [
+        rf
+        for rf in spec.files
+        if not (data_dir / spec.name / rf.filename).is_file()
+        and not (work_dir / "downloads" / spec.name / rf.filename).is_file()
+    ]
     for rf in spec.files:
         local = data_dir / spec.name / rf.filename
         cached = work_dir / "downloads" / spec.name / rf.filename
@@ -190,10 +198,15 @@ def locate_files(spec: DatasetSpec, data_dir: Path, work_dir: Path,
         elif cached.is_file():
             found[rf.filename] = cached
         else:
-            others = "".join(f"; it also needs {o.filename} at {data_dir / spec.name / o.filename}"
-                             f" (from {o.url})" for o in absent[absent.index(rf) + 1:])  # not tried yet
-            hint = (f"dataset '{spec.name}' needs {rf.filename}: put it at {local} "
-                    f"(data directory {data_dir}, env var {DATA_DIR_ENV})")
+            others = "".join(
+                f"; it also needs {o.filename} at {data_dir / spec.name / o.filename}"
+                f" (from {o.url})"
+                for o in absent[absent.index(rf) + 1 :]
+            )  # not tried yet
+            hint = (
+                f"dataset '{spec.name}' needs {rf.filename}: put it at {local} "
+                f"(data directory {data_dir}, env var {DATA_DIR_ENV})"
+            )
             if rf.md5 is None:
                 raise DatasetNotFoundError(f"{hint}; download it manually from {rf.url}{others}")
             if not download:
@@ -202,5 +215,6 @@ def locate_files(spec: DatasetSpec, data_dir: Path, work_dir: Path,
                 found[rf.filename] = download_file(rf.url, cached, rf.md5)
             except (urllib.error.URLError, OSError) as err:
                 raise DatasetNotFoundError(
-                    f"{hint}; downloading it from {rf.url} failed ({err}){others}") from err
+                    f"{hint}; downloading it from {rf.url} failed ({err}){others}"
+                ) from err
     return found

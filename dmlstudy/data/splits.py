@@ -25,8 +25,10 @@ def assign_validation_split(index: pd.DataFrame, val_fraction: float, seed: int)
     train_classes = np.unique(index.loc[index["split"] == "train", "label"].to_numpy())
     n_val = int(round(val_fraction * len(train_classes)))
     if val_fraction > 0 and not 1 <= n_val < len(train_classes):
-        raise ValueError(f"val_fraction={val_fraction} of {len(train_classes)} train classes "
-                         f"gives {n_val} validation classes; need 1..{len(train_classes) - 1}")
+        raise ValueError(
+            f"val_fraction={val_fraction} of {len(train_classes)} train classes "
+            f"gives {n_val} validation classes; need 1..{len(train_classes) - 1}"
+        )
     rng = np.random.default_rng(seed)
     val_classes = rng.choice(train_classes, size=n_val, replace=False)
     out = index.copy()

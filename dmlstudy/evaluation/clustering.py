@@ -26,7 +26,12 @@ DEFAULT_NITER = 20
 
 
 def kmeans_assign(
-    x: np.ndarray, n_clusters: int, *, seed: int = 0, niter: int = DEFAULT_NITER, spherical: bool = False
+    x: np.ndarray,
+    n_clusters: int,
+    *,
+    seed: int = 0,
+    niter: int = DEFAULT_NITER,
+    spherical: bool = False,
 ) -> np.ndarray:
     """Cluster id (0..n_clusters-1) of every row of float32 ``x`` after faiss k-means.
 
@@ -37,7 +42,9 @@ def kmeans_assign(
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not 1 <= n_clusters <= len(x):
-        raise ValueError(f"n_clusters={n_clusters} must be between 1 and the number of points {len(x)}")
+        raise ValueError(
+            f"n_clusters={n_clusters} must be between 1 and the number of points {len(x)}"
+        )
     if n_clusters == 1:
         return np.zeros(len(x), dtype=np.int64)
     km = faiss.Kmeans(
@@ -71,7 +78,9 @@ def nmi(
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(embeddings):
-        raise ValueError(f"labels must be 1-D with one entry per embedding; got shape {labels.shape}")
+        raise ValueError(
+            f"labels must be 1-D with one entry per embedding; got shape {labels.shape}"
+        )
     return nmi_prepared(prepare_embeddings(embeddings, metric), labels, metric, seed, niter)
 
 

@@ -23,7 +23,12 @@ from typing import Sequence
 import numpy as np
 
 from dmlstudy.evaluation.clustering import DEFAULT_NITER, nmi_prepared
-from dmlstudy.evaluation.retrieval import DEFAULT_CHUNK_SIZE, knn_prepared, check_metric, prepare_embeddings
+from dmlstudy.evaluation.retrieval import (
+    DEFAULT_CHUNK_SIZE,
+    knn_prepared,
+    check_metric,
+    prepare_embeddings,
+)
 from dmlstudy.evaluation.metrics import count_relevant, map_at_r, r_precision, recall_at_k
 
 DEFAULT_MAX_K = 1023
@@ -32,7 +37,9 @@ DEFAULT_MAX_K = 1023
 def _check_labels(labels: np.ndarray, n: int, name: str) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != n:
-        raise ValueError(f"{name} must be 1-D with one entry per embedding ({n}); got shape {labels.shape}")
+        raise ValueError(
+            f"{name} must be 1-D with one entry per embedding ({n}); got shape {labels.shape}"
+        )
     return labels
 
 
@@ -77,7 +84,9 @@ def evaluate(
     num_relevant = count_relevant(labels, gallery_labels)
     available = len(query) - 1 if gallery is None else len(gallery)
     if max(recall_at) > available:
-        raise ValueError(f"recall_at={recall_at} asks for more neighbours than the {available} available")
+        raise ValueError(
+            f"recall_at={recall_at} asks for more neighbours than the {available} available"
+        )
     max_r = int(num_relevant.max())
     if max_r > max_k:
         warnings.warn(

@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def count_relevant(query_labels: np.ndarray, gallery_labels: np.ndarray | None = None) -> np.ndarray:
+def count_relevant(
+    query_labels: np.ndarray, gallery_labels: np.ndarray | None = None
+) -> np.ndarray:
     """R_i for every query: same-label gallery items, the query itself excluded.
 
     ``gallery_labels=None`` is query-is-gallery mode (count - 1).

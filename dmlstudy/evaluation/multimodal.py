@@ -56,7 +56,9 @@ def fine_structure_metrics(
             continue
         scores.append(nmi_prepared(x[rows], fine[rows], metric, seed, niter))
     if not scores:
-        raise ValueError("no coarse class contains two or more fine classes; within-class NMI is undefined")
+        raise ValueError(
+            "no coarse class contains two or more fine classes; within-class NMI is undefined"
+        )
     return {
         "fine_recall@1": retrieval["recall@1"],
         "fine_map@r": retrieval["map@r"],

@@ -60,7 +60,9 @@ def prepare_embeddings(embeddings: np.ndarray, metric: str, name: str = "embeddi
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-        raise ValueError(f"{name} contain NaN or inf (first bad row: {bad}); check the model output")
+        raise ValueError(
+            f"{name} contain NaN or inf (first bad row: {bad}); check the model output"
+        )
     if metric == "cosine":
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         if (norms == 0).any():
@@ -118,7 +120,9 @@ def knn_prepared(
         )
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
-    index = faiss.IndexFlatIP(base.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(base.shape[1])
+    index = (
+        faiss.IndexFlatIP(base.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(base.shape[1])
+    )
     index.add(base)
     # k results + the query itself (self mode) + one sentinel to detect ties at the boundary.
     k_search = min(k + int(self_mode) + 1, len(base))
@@ -142,7 +146,9 @@ def knn_prepared(
         out_scores[start : start + len(q)] = scores[:, :k]
         if has_sentinel:
             tied = np.flatnonzero(keys[:, k - 1] == keys[:, k])
-            for sub in (tied[i : i + EXACT_ROWS_BATCH] for i in range(0, len(tied), EXACT_ROWS_BATCH)):
+            for sub in (
+                tied[i : i + EXACT_ROWS_BATCH] for i in range(0, len(tied), EXACT_ROWS_BATCH)
+            ):
                 # bounded memory even when most rows tie (e.g. a collapsed embedding)
                 exact_idx, exact_scores = _exact_rows(
                     q[sub], base, k, metric, None if self_idx is None else self_idx[sub]

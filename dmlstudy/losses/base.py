@@ -38,7 +38,9 @@ class DMLLoss(nn.Module):
     normalize_embeddings: ClassVar[bool] = True
     registry_name: ClassVar[str] = ""
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
@@ -67,7 +69,9 @@ def register_loss(name: str) -> Callable[[T], T]:
 
     def decorator(cls: T) -> T:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"loss {name!r} is already registered by {_REGISTRY[name].__qualname__}")
+            raise ValueError(
+                f"loss {name!r} is already registered by {_REGISTRY[name].__qualname__}"
+            )
         cls.registry_name = name
         _REGISTRY[name] = cls
         return cls
@@ -143,13 +147,19 @@ def build_loss(
             f"Valid choices: {', '.join(valid) or '(none)'}"
         )
     kwargs = {k: v for k, v in params.items() if v is not None}
-    runtime = {"num_classes": num_classes, "embedding_dim": embedding_dim, "class_names": class_names}
+    runtime = {
+        "num_classes": num_classes,
+        "embedding_dim": embedding_dim,
+        "class_names": class_names,
+    }
     for key, value in runtime.items():
         if key not in accepted:
             continue
         if value is None:
             if accepted[key].default is inspect.Parameter.empty:
-                raise ValueError(f"Loss {name!r} needs {key}= (a runtime value); pass it to build_loss")
+                raise ValueError(
+                    f"Loss {name!r} needs {key}= (a runtime value); pass it to build_loss"
+                )
             continue
         kwargs[key] = value
     return cls(**kwargs)

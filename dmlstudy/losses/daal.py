@@ -53,7 +53,9 @@ __all__ = ["DensityAwareAdaptiveLineLoss", "segment_projection"]
 _EPS = 1e-12
 
 
-def segment_projection(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def segment_projection(
+    x: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Distances (B×C) from ``x`` (B×d) to the segments ``[a_c, b_c]`` (C×d), and the unclamped ``t``.
 
     Memory O(B·C) (inner products only, no B×C×d tensor).  A segment of length 0 gives ``t = 0``
@@ -83,10 +85,14 @@ def _per_class_variance(
     """
     counts = torch.bincount(labels, minlength=num_classes)
     denom = counts.clamp(min=1).to(x.dtype)
-    means = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device).index_add(0, labels, x)
+    means = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device).index_add(
+        0, labels, x
+    )
     means = means / denom[:, None]
     sq = ((x - means[labels]) ** 2).sum(1)
-    return counts, torch.zeros(num_classes, dtype=x.dtype, device=x.device).index_add(0, labels, sq) / denom
+    return counts, torch.zeros(num_classes, dtype=x.dtype, device=x.device).index_add(
+        0, labels, sq
+    ) / denom
 
 
 @register_loss("daal")
@@ -127,14 +133,22 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         if prototype not in ("segment", "point"):
             raise ValueError(f"daal: prototype must be 'segment' or 'point', got {prototype!r}")
         if prototype == "point" and (elastic or density):
-            raise ValueError("daal: prototype='point' has no segment; set elastic=False and density=False")
+            raise ValueError(
+                "daal: prototype='point' has no segment; set elastic=False and density=False"
+            )
         if num_classes < 2 or embedding_dim < 1:
-            raise ValueError(f"daal needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, {embedding_dim}")
+            raise ValueError(
+                f"daal needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, {embedding_dim}"
+            )
         if not 0.0 < spread_momentum <= 1.0:
             raise ValueError(f"daal: spread_momentum must be in (0, 1], got {spread_momentum}")
         self.num_classes, self.embedding_dim, self.prototype = num_classes, embedding_dim, prototype
         self.scale, self.margin = float(scale), float(margin)
-        self.elastic, self.elastic_weight, self.kappa = bool(elastic), float(elastic_weight), float(kappa)
+        self.elastic, self.elastic_weight, self.kappa = (
+            bool(elastic),
+            float(elastic_weight),
+            float(kappa),
+        )
         self.spread_momentum = float(spread_momentum)
         self.density, self.density_weight = bool(density), float(density_weight)
         self.proxy_lr_multiplier = float(proxy_lr_multiplier)
@@ -142,7 +156,9 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         centres = F.normalize(torch.randn(num_classes, embedding_dim), dim=1)
         self.vertices_a = nn.Parameter(centres.clone())
         if prototype == "segment":
-            direction = F.normalize(torch.randn(num_classes, embedding_dim), dim=1) * (init_length / 2)
+            direction = F.normalize(torch.randn(num_classes, embedding_dim), dim=1) * (
+                init_length / 2
+            )
             self.vertices_a.data -= direction
             self.vertices_b = nn.Parameter(centres + direction)
         else:
@@ -152,7 +168,9 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
 
     def segments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The vertices ``(a, b)``; ``b`` is ``a`` itself for the point prototype."""
-        return self.vertices_a, (self.vertices_b if self.vertices_b is not None else self.vertices_a)
+        return self.vertices_a, (
+            self.vertices_b if self.vertices_b is not None else self.vertices_a
+        )
 
     @torch.no_grad()
     def _update_spread(self, x: torch.Tensor, labels: torch.Tensor) -> None:
@@ -167,16 +185,22 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(f"daal expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}")
+            raise ValueError(
+                f"daal expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}"
+            )
         labels = labels.long()
         if labels.numel() == 0:
             raise ValueError("daal: empty batch")
         if int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
-            raise ValueError(f"daal: labels must lie in 0..{self.num_classes - 1} (contiguous class ids)")
+            raise ValueError(
+                f"daal: labels must lie in 0..{self.num_classes - 1} (contiguous class ids)"
+            )
         x = F.normalize(embeddings, dim=1)
         a, b = (v.to(x.dtype) for v in self.segments())
         dist, t = segment_projection(x, a, b)
-        logits = -self.scale * (dist + self.margin * F.one_hot(labels, self.num_classes).to(x.dtype))
+        logits = -self.scale * (
+            dist + self.margin * F.one_hot(labels, self.num_classes).to(x.dtype)
+        )
         loss = F.cross_entropy(logits, labels)
         if self.training and self.elastic:
             self._update_spread(x.detach(), labels)

@@ -58,8 +58,14 @@ def length_floor(dtype: torch.dtype) -> float:
     return 10.0 * torch.finfo(dtype).eps ** 0.5
 
 
-def direction_cosines(dot_tr: torch.Tensor, dot_to: torch.Tensor, dot_or: torch.Tensor, dot_oo: torch.Tensor,
-                      dist_to: torch.Tensor, dist_ro: torch.Tensor) -> torch.Tensor:
+def direction_cosines(
+    dot_tr: torch.Tensor,
+    dot_to: torch.Tensor,
+    dot_or: torch.Tensor,
+    dot_oo: torch.Tensor,
+    dist_to: torch.Tensor,
+    dist_ro: torch.Tensor,
+) -> torch.Tensor:
     """``cos(t − o, r − o)`` from dot products only (no extra matmul over the embedding dimension):
     ``(t·r − t·o − o·r + o·o) / (max(‖t − o‖, τ)·max(‖r − o‖, τ))`` clamped to [−1, 1], so it goes
     to 0 with a vanishing vector (module docstring).  Arguments broadcast (rows: origins ``o`` with
@@ -112,9 +118,13 @@ class DirectionLoss(DMLLoss):
     ) -> None:
         super().__init__()
         if base not in DIRECTION_BASES:
-            raise ValueError(f"Unknown direction base {base!r}; valid choices: {', '.join(DIRECTION_BASES)}")
+            raise ValueError(
+                f"Unknown direction base {base!r}; valid choices: {', '.join(DIRECTION_BASES)}"
+            )
         if miner not in TRIPLET_STRATEGIES:
-            raise ValueError(f"Unknown miner {miner!r}; valid choices: {', '.join(TRIPLET_STRATEGIES)}")
+            raise ValueError(
+                f"Unknown miner {miner!r}; valid choices: {', '.join(TRIPLET_STRATEGIES)}"
+            )
         if gamma < 0 or margin < 0 or epsilon < 0 or alpha <= 0 or beta <= 0:
             raise ValueError("gamma, margin, epsilon must be >= 0 and alpha, beta > 0")
         self.base, self.gamma, self.margin, self.miner = base, float(gamma), float(margin), miner
@@ -126,7 +136,9 @@ class DirectionLoss(DMLLoss):
         self.proxies: nn.Parameter | None = None
         if base == "proxy_nca":
             if num_classes is None or embedding_dim is None:
-                raise ValueError("direction with base='proxy_nca' needs num_classes= and embedding_dim= (pass them to build_loss)")
+                raise ValueError(
+                    "direction with base='proxy_nca' needs num_classes= and embedding_dim= (pass them to build_loss)"
+                )
             if num_classes < 2:
                 raise ValueError("direction with base='proxy_nca' needs num_classes >= 2")
             if proxy_lr_multiplier <= 0:
@@ -137,7 +149,13 @@ class DirectionLoss(DMLLoss):
         """The proxies (``base="proxy_nca"``) at ``base_lr × proxy_lr_multiplier``; else none."""
         if self.proxies is None:
             return []
-        return [{"params": [self.proxies], "lr": base_lr * self.proxy_lr_multiplier, "name": "direction.proxies"}]
+        return [
+            {
+                "params": [self.proxies],
+                "lr": base_lr * self.proxy_lr_multiplier,
+                "name": "direction.proxies",
+            }
+        ]
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         embeddings = embeddings.to(torch.promote_types(embeddings.dtype, torch.float32))
@@ -153,22 +171,37 @@ class DirectionLoss(DMLLoss):
         a, p, neg_mask = mine_triplets(dist, labels, self.miner, self.margin)
         d_ap = dist[a, p][:, None]
         # P×B: cos(x_n − x_a, x_p − x_a) for every mined (a, p) and every n
-        cos = direction_cosines(sim[p], sim[a], sim[a, p][:, None], sim[a, a][:, None], dist[a], d_ap)
-        return mean_nonzero(F.relu(d_ap - dist[a] + self.margin - self.gamma * cos).masked_fill(~neg_mask, 0.0))
+        cos = direction_cosines(
+            sim[p], sim[a], sim[a, p][:, None], sim[a, a][:, None], dist[a], d_ap
+        )
+        return mean_nonzero(
+            F.relu(d_ap - dist[a] + self.margin - self.gamma * cos).masked_fill(~neg_mask, 0.0)
+        )
 
     def _multi_similarity(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         sim = gram(x)
         all_pos, all_neg = pair_masks(labels)
-        pos, neg = multi_similarity_mining(sim, labels, self.epsilon) if self.mining else (all_pos, all_neg)
+        pos, neg = (
+            multi_similarity_mining(sim, labels, self.epsilon)
+            if self.mining
+            else (all_pos, all_neg)
+        )
         rows = torch.arange(len(labels), device=x.device)
         hardest = sim.detach().masked_fill(~all_pos, float("inf")).argmin(dim=1)
         dist = distances_from_gram(sim)
         # B×B: cos(x_n − x_i, x_h − x_i), h the hardest positive of anchor i (0 without positives)
         cos = direction_cosines(
-            sim[hardest], sim, sim[rows, hardest][:, None], sim.diagonal()[:, None], dist, dist[rows, hardest][:, None]
+            sim[hardest],
+            sim,
+            sim[rows, hardest][:, None],
+            sim.diagonal()[:, None],
+            dist,
+            dist[rows, hardest][:, None],
         ).masked_fill(~all_pos.any(dim=1, keepdim=True), 0.0)
         pos_term = log1p_sum_exp(-self.alpha * (sim - self.threshold), pos) / self.alpha
-        neg_term = log1p_sum_exp(self.beta * (sim - self.threshold - self.gamma * cos), neg) / self.beta
+        neg_term = (
+            log1p_sum_exp(self.beta * (sim - self.threshold - self.gamma * cos), neg) / self.beta
+        )
         return (pos_term + neg_term).sum() / max(len(labels), 1)
 
     def _proxy_nca(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,9 @@ def _load_sentence_encoder(name: str) -> Callable[[list[str]], Any]:
 
 
 def encode_prompts(
-    class_names: Sequence[str], prompt: str = "a photo of a {}", encoder: TextEncoder = DEFAULT_ENCODER
+    class_names: Sequence[str],
+    prompt: str = "a photo of a {}",
+    encoder: TextEncoder = DEFAULT_ENCODER,
 ) -> torch.Tensor:
     """L2-normalized float32 text embeddings (C×E) of ``prompt.format(name)`` for every class.
 
@@ -70,11 +72,15 @@ def encode_prompts(
     texts = [prompt.format(name) for name in class_names]
     fn = _load_sentence_encoder(encoder) if isinstance(encoder, str) else encoder
     if not callable(fn):
-        raise TypeError(f"language: encoder must be a model name or a callable, got {type(encoder).__name__}")
+        raise TypeError(
+            f"language: encoder must be a model name or a callable, got {type(encoder).__name__}"
+        )
     with torch.no_grad():
         emb = torch.as_tensor(np.asarray(fn(texts)), dtype=torch.float32)
     if emb.ndim != 2 or emb.shape[0] != len(texts):
-        raise ValueError(f"language: encoder returned shape {tuple(emb.shape)}, expected ({len(texts)}, E)")
+        raise ValueError(
+            f"language: encoder returned shape {tuple(emb.shape)}, expected ({len(texts)}, E)"
+        )
     return F.normalize(emb, dim=1)
 
 
@@ -140,9 +146,14 @@ class LanguageGuidanceLoss(DMLLoss):
         if num_classes is None:
             num_classes = len(class_names)
         elif num_classes != len(class_names):
-            raise ValueError(f"language: num_classes={num_classes} but {len(class_names)} class_names were given")
+            raise ValueError(
+                f"language: num_classes={num_classes} but {len(class_names)} class_names were given"
+            )
         self.base = build_loss(
-            base, num_classes=num_classes, embedding_dim=embedding_dim, class_names=list(class_names),
+            base,
+            num_classes=num_classes,
+            embedding_dim=embedding_dim,
+            class_names=list(class_names),
             **(base_params or {}),
         )
         if self.base.metric != "cosine":
@@ -155,17 +166,27 @@ class LanguageGuidanceLoss(DMLLoss):
         self.shift = float(shift)
         self.num_classes = len(class_names)
         # Frozen text embeddings (C×E), computed once; not saved in state_dict (derived data).
-        self.register_buffer("text_embeddings", encode_prompts(class_names, prompt, encoder), persistent=False)
+        self.register_buffer(
+            "text_embeddings", encode_prompts(class_names, prompt, encoder), persistent=False
+        )
 
     def guidance(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The (unweighted) language KL term for a batch."""
         labels = labels.long()
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(f"language: labels must lie in 0..{self.num_classes - 1} (one class name per label)")
+            raise ValueError(
+                f"language: labels must lie in 0..{self.num_classes - 1} (one class name per label)"
+            )
         x = F.normalize(embeddings.to(compute_dtype(embeddings)), dim=1)  # bf16 → float32
         text = self.text_embeddings[labels].to(x.dtype)
         same = labels[:, None] == labels[None, :]
-        return language_kl(x @ x.T, text @ text.T + self.shift, same, shift=self.shift, temperature=self.temperature)
+        return language_kl(
+            x @ x.T,
+            text @ text.T + self.shift,
+            same,
+            shift=self.shift,
+            temperature=self.temperature,
+        )
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = self.base(embeddings, labels)

@@ -29,7 +29,9 @@ WEIGHT_INIT_STD = 0.01
 class MarginSoftmaxLoss(ProxyLoss):
     """Shared part: cosine logits, a target-logit modification, scale, cross-entropy."""
 
-    def __init__(self, num_classes: int, embedding_dim: int, *, scale: float, proxy_lr_multiplier: float) -> None:
+    def __init__(
+        self, num_classes: int, embedding_dim: int, *, scale: float, proxy_lr_multiplier: float
+    ) -> None:
         super().__init__(num_classes, embedding_dim, proxy_lr_multiplier)
         self.scale = scale
         self.proxies = nn.Parameter(torch.randn(num_classes, embedding_dim) * WEIGHT_INIT_STD)
@@ -60,7 +62,9 @@ class ArcFaceLoss(MarginSoftmaxLoss):
         scale: float = 64.0,
         proxy_lr_multiplier: float = 1.0,
     ) -> None:
-        super().__init__(num_classes, embedding_dim, scale=scale, proxy_lr_multiplier=proxy_lr_multiplier)
+        super().__init__(
+            num_classes, embedding_dim, scale=scale, proxy_lr_multiplier=proxy_lr_multiplier
+        )
         if not 0 <= margin_degrees < 180:
             raise ValueError(f"margin_degrees must be in [0, 180), got {margin_degrees}")
         self.margin_degrees = margin_degrees
@@ -73,7 +77,9 @@ class ArcFaceLoss(MarginSoftmaxLoss):
         # keeps the square root differentiable at cos θ = ±1.
         sin = torch.sqrt((1.0 - cos_target * cos_target).clamp_min(1e-12))
         shifted = cos_target * math.cos(m) - sin * math.sin(m)
-        return torch.where(cos_target >= math.cos(math.pi - m), shifted, cos_target - m * math.sin(m))
+        return torch.where(
+            cos_target >= math.cos(math.pi - m), shifted, cos_target - m * math.sin(m)
+        )
 
 
 @register_loss("cosface")
@@ -89,7 +95,9 @@ class CosFaceLoss(MarginSoftmaxLoss):
         scale: float = 64.0,
         proxy_lr_multiplier: float = 1.0,
     ) -> None:
-        super().__init__(num_classes, embedding_dim, scale=scale, proxy_lr_multiplier=proxy_lr_multiplier)
+        super().__init__(
+            num_classes, embedding_dim, scale=scale, proxy_lr_multiplier=proxy_lr_multiplier
+        )
         self.margin = margin
 
     def target_logit(self, cos_target: torch.Tensor) -> torch.Tensor:

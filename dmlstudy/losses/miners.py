@@ -62,7 +62,9 @@ def gram(x: torch.Tensor) -> torch.Tensor:
 def safe_sqrt(sq: torch.Tensor) -> torch.Tensor:
     """``√sq`` for ``sq ≥ 0`` with a zero (not NaN/inf) gradient where ``sq`` is exactly 0."""
     positive = sq > 0
-    return torch.where(positive, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
+    return torch.where(
+        positive, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq)
+    )
 
 
 def distances_from_gram(g: torch.Tensor) -> torch.Tensor:
@@ -91,7 +93,9 @@ def mine_triplets(
       nearest negative; anchors lacking either are dropped (``BatchHardMiner``).
     """
     if strategy not in TRIPLET_STRATEGIES:
-        raise ValueError(f"Unknown triplet miner {strategy!r}; valid choices: {', '.join(TRIPLET_STRATEGIES)}")
+        raise ValueError(
+            f"Unknown triplet miner {strategy!r}; valid choices: {', '.join(TRIPLET_STRATEGIES)}"
+        )
     dist = dist.detach()
     pos, neg = pair_masks(labels)
     if strategy == "hard":

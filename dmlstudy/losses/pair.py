@@ -95,7 +95,9 @@ class TripletLoss(DMLLoss):
         super().__init__()
         _check_nonneg(margin=margin)
         if miner not in TRIPLET_STRATEGIES:
-            raise ValueError(f"Unknown miner {miner!r}; valid choices: {', '.join(TRIPLET_STRATEGIES)}")
+            raise ValueError(
+                f"Unknown miner {miner!r}; valid choices: {', '.join(TRIPLET_STRATEGIES)}"
+            )
         self.margin = float(margin)
         self.miner = miner
 

@@ -72,7 +72,9 @@ class ProxyNCALoss(ProxyLoss):
     ) -> None:
         super().__init__(num_classes, embedding_dim, proxy_lr_multiplier)
         if num_classes < 2 and not include_positive:
-            raise ValueError("proxy_nca needs num_classes ≥ 2 (its denominator sums over the other classes)")
+            raise ValueError(
+                "proxy_nca needs num_classes ≥ 2 (its denominator sums over the other classes)"
+            )
         self.softmax_scale = softmax_scale
         self.include_positive = include_positive
         self.proxies = nn.Parameter(torch.randn(num_classes, embedding_dim))
@@ -169,6 +171,8 @@ class ProxyAnchorLoss(ProxyLoss):
         pos_sum = torch.exp(-shift).index_add(0, labels, torch.exp(pos_logits - shift[labels]))
         pos = shift + torch.log(pos_sum)  # exactly 0 for proxies without positives
         neg = log1p_sum_exp(self.alpha * (cos + self.margin), neg_mask, dim=0)
-        has_pos = torch.zeros(self.num_classes, dtype=torch.bool, device=cos.device).index_fill(0, labels, True)
+        has_pos = torch.zeros(self.num_classes, dtype=torch.bool, device=cos.device).index_fill(
+            0, labels, True
+        )
         num_with_pos = has_pos.sum()
         return pos.sum() / num_with_pos + neg.sum() / self.num_classes

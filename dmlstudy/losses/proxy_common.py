@@ -57,7 +57,9 @@ def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: in
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
     if labels.dtype != torch.long:  # gather/scatter/one_hot/cross_entropy need int64 indices
-        raise TypeError(f"labels must be int64 (torch.long) class ids, got {labels.dtype}; pass labels.long()")
+        raise TypeError(
+            f"labels must be int64 (torch.long) class ids, got {labels.dtype}; pass labels.long()"
+        )
     if labels.numel() and bool(((labels < 0) | (labels >= num_classes)).any()):
         raise ValueError(
             f"labels must be contiguous class ids in 0..{num_classes - 1} (num_classes={num_classes}); "
@@ -68,7 +70,10 @@ def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: in
 
 def zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
     """A finite zero connected to ``tensors`` (so backward gives zero gradients, never NaN)."""
-    return sum((t.sum() * 0.0 for t in tensors), torch.zeros((), dtype=tensors[0].dtype, device=tensors[0].device))
+    return sum(
+        (t.sum() * 0.0 for t in tensors),
+        torch.zeros((), dtype=tensors[0].dtype, device=tensors[0].device),
+    )
 
 
 def log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -99,7 +104,9 @@ class ProxyLoss(DMLLoss):
     def __init__(self, num_classes: int, embedding_dim: int, proxy_lr_multiplier: float) -> None:
         super().__init__()
         if num_classes < 1 or embedding_dim < 1:
-            raise ValueError(f"num_classes and embedding_dim must be ≥ 1, got {num_classes}, {embedding_dim}")
+            raise ValueError(
+                f"num_classes and embedding_dim must be ≥ 1, got {num_classes}, {embedding_dim}"
+            )
         if proxy_lr_multiplier <= 0:
             raise ValueError(f"proxy_lr_multiplier must be > 0, got {proxy_lr_multiplier}")
         self.num_classes = num_classes
@@ -120,7 +127,9 @@ class ProxyLoss(DMLLoss):
         return [{**group, "name": f"{self.registry_name}.proxies", **self.proxy_group_options}]
 
 
-def nca_losses(logits: torch.Tensor, labels: torch.Tensor, *, include_positive: bool) -> torch.Tensor:
+def nca_losses(
+    logits: torch.Tensor, labels: torch.Tensor, *, include_positive: bool
+) -> torch.Tensor:
     """Per-sample ``−logit_y + logsumexp_c logit_c`` (over c ≠ y unless ``include_positive``)."""
     positive = logits.gather(1, labels[:, None]).squeeze(1)
     if include_positive:

@@ -30,12 +30,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import register_loss
-from dmlstudy.losses.proxy_common import ProxyLoss, check_inputs, compute_dtype, cosine_to_proxies, zero_loss
+from dmlstudy.losses.proxy_common import (
+    ProxyLoss,
+    check_inputs,
+    compute_dtype,
+    cosine_to_proxies,
+    zero_loss,
+)
 
 POSITIVE_BONUS = 1000.0  # official: "1000*" forces the own-class proxies into the top-k
 
 
-def proxy_regularizer(normalized_proxies: torch.Tensor, num_classes: int, per_class: int) -> torch.Tensor:
+def proxy_regularizer(
+    normalized_proxies: torch.Tensor, num_classes: int, per_class: int
+) -> torch.Tensor:
     """ProxyGML eq. 8: mean over proxies of CE(Σ_{q∈class c} cos(p, q) over c, class(p)).
 
     ``Σ_{q∈c} p·q = p·(Σ_{q∈c} q)``, so the (C·N)×C logits come from the per-class sums of the
@@ -92,8 +100,12 @@ class ProxyGMLLoss(ProxyLoss):
         n, c = self.proxies_per_class, self.num_classes
         sims = cosine_to_proxies(embeddings, centers, normalized=True)  # B×(C·N)
         ranked = sims.detach().clone()
-        ranked.view(-1, c, n)[torch.arange(sims.shape[0], device=sims.device), labels] += POSITIVE_BONUS
-        keep = torch.zeros_like(sims, dtype=torch.bool).scatter(1, ranked.topk(self.top_k, dim=1).indices, True)
+        ranked.view(-1, c, n)[torch.arange(sims.shape[0], device=sims.device), labels] += (
+            POSITIVE_BONUS
+        )
+        keep = torch.zeros_like(sims, dtype=torch.bool).scatter(
+            1, ranked.topk(self.top_k, dim=1).indices, True
+        )
         logits = (sims * keep).view(-1, c, n).sum(dim=2) * self.scale
         class_kept = keep.view(-1, c, n).any(dim=2)
         log_prob = torch.log_softmax(logits.masked_fill(~class_kept, float("-inf")), dim=1)

@@ -99,9 +99,13 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
     ) -> None:
         super().__init__()
         if num_classes < 2 or embedding_dim < 1:
-            raise ValueError(f"rsw needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, {embedding_dim}")
+            raise ValueError(
+                f"rsw needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, {embedding_dim}"
+            )
         if phase2_epochs < 0:
-            raise ValueError(f"rsw: phase2_epochs must be >= 0 (0 disables phase 2), got {phase2_epochs}")
+            raise ValueError(
+                f"rsw: phase2_epochs must be >= 0 (0 disables phase 2), got {phase2_epochs}"
+            )
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
         self.margin = float(margin)
@@ -109,7 +113,12 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         self.proxy_lr_multiplier = float(proxy_lr_multiplier)
         self.phase_params = {
             1: {"temperature": temperature, "alpha": alpha, "k1": k1, "k2": k2},
-            2: {"temperature": phase2_temperature, "alpha": phase2_alpha, "k1": phase2_k1, "k2": phase2_k2},
+            2: {
+                "temperature": phase2_temperature,
+                "alpha": phase2_alpha,
+                "k1": phase2_k1,
+                "k2": phase2_k2,
+            },
         }
         self.phase = 1
         proxies = torch.empty(num_classes, embedding_dim)
@@ -144,20 +153,35 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         p = self.current
         d = euclidean_distances(embeddings, self.proxies.to(embeddings.dtype))
         idx = labels.long()[:, None]
-        w_y = warp_true_distance(d.gather(1, idx), alpha=p["alpha"], k1=p["k1"], k2=p["k2"], margin=self.margin)
+        w_y = warp_true_distance(
+            d.gather(1, idx), alpha=p["alpha"], k1=p["k1"], k2=p["k2"], margin=self.margin
+        )
         return p["temperature"] * d.scatter(1, idx, w_y)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(f"rsw expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}")
+            raise ValueError(
+                f"rsw expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}"
+            )
         if embeddings.shape[0] == 0:
-            raise ValueError("rsw: empty batch (no embeddings); the sampler must yield at least one sample")
+            raise ValueError(
+                "rsw: empty batch (no embeddings); the sampler must yield at least one sample"
+            )
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(f"rsw: labels must lie in 0..{self.num_classes - 1} (contiguous class ids)")
+            raise ValueError(
+                f"rsw: labels must lie in 0..{self.num_classes - 1} (contiguous class ids)"
+            )
         return F.cross_entropy(-self.warped_logits(embeddings, labels), labels.long())
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         # The official recipe trains with Adam eps=1.0; the proxy lr multiplier only means what it
         # meant there with that eps, so the proxies' group carries it (Adam/AdamW honour it).
-        return [{"params": [self.proxies], "lr": base_lr * self.proxy_lr_multiplier, "eps": 1.0, "name": "rsw.proxies"}]
+        return [
+            {
+                "params": [self.proxies],
+                "lr": base_lr * self.proxy_lr_multiplier,
+                "eps": 1.0,
+                "name": "rsw.proxies",
+            }
+        ]

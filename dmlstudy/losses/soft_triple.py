@@ -20,12 +20,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import register_loss
-from dmlstudy.losses.proxy_common import ProxyLoss, check_inputs, compute_dtype, cosine_to_proxies, zero_loss
+from dmlstudy.losses.proxy_common import (
+    ProxyLoss,
+    check_inputs,
+    compute_dtype,
+    cosine_to_proxies,
+    zero_loss,
+)
 
 REG_EPS = 1e-5  # official: sqrt(2.0 + 1e-5 - 2·sim)
 
 
-def center_regularizer(normalized_centers: torch.Tensor, num_classes: int, per_class: int) -> torch.Tensor:
+def center_regularizer(
+    normalized_centers: torch.Tensor, num_classes: int, per_class: int
+) -> torch.Tensor:
     """SoftTriple eq. 13 as in the official code (see the module docstring); 0 when ``per_class == 1``."""
     if per_class < 2:
         return normalized_centers.sum() * 0.0
@@ -33,7 +41,9 @@ def center_regularizer(normalized_centers: torch.Tensor, num_classes: int, per_c
     sims = grouped @ grouped.transpose(1, 2)  # C×K×K
     upper = torch.triu_indices(per_class, per_class, offset=1, device=sims.device)
     pair_sims = sims[:, upper[0], upper[1]]
-    return torch.sqrt(2.0 + REG_EPS - 2.0 * pair_sims).sum() / (num_classes * per_class * (per_class - 1))
+    return torch.sqrt(2.0 + REG_EPS - 2.0 * pair_sims).sum() / (
+        num_classes * per_class * (per_class - 1)
+    )
 
 
 @register_loss("soft_triple")
@@ -84,8 +94,12 @@ class SoftTripleLoss(ProxyLoss):
             return zero_loss(embeddings, self.proxies)
         centers = F.normalize(self.proxies.to(compute_dtype(embeddings)), dim=1)
         relaxed = self.relaxed_similarity(embeddings, centers)
-        with_margin = relaxed.scatter_add(1, labels[:, None], relaxed.new_full((len(labels), 1), -self.margin))
+        with_margin = relaxed.scatter_add(
+            1, labels[:, None], relaxed.new_full((len(labels), 1), -self.margin)
+        )
         loss = F.cross_entropy(self.la * with_margin, labels)
         if self.tau > 0 and self.centers_per_class > 1:
-            loss = loss + self.tau * center_regularizer(centers, self.num_classes, self.centers_per_class)
+            loss = loss + self.tau * center_regularizer(
+                centers, self.num_classes, self.centers_per_class
+            )
         return loss

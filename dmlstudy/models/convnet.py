@@ -38,11 +38,18 @@ class ConvNet4(nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        unknown = set(kwargs) - {"pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "drop_rate"}
+        unknown = set(kwargs) - {
+            "pretrained_cfg",
+            "pretrained_cfg_overlay",
+            "cache_dir",
+            "drop_rate",
+        }
         if unknown:
             raise TypeError(f"convnet4 got unknown argument(s) {sorted(unknown)}")
         if global_pool not in ("", "avg", "max"):
-            raise ValueError(f"convnet4 global_pool must be '', 'avg' or 'max', got {global_pool!r}")
+            raise ValueError(
+                f"convnet4 global_pool must be '', 'avg' or 'max', got {global_pool!r}"
+            )
         blocks: list[nn.Module] = []
         for i in range(depth):
             blocks += [

@@ -46,17 +46,27 @@ class Embedder(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not timm.is_model(backbone):
-            raise ValueError(f"unknown backbone {backbone!r}: use a timm model name (timm.list_models()) or 'convnet4'")
+            raise ValueError(
+                f"unknown backbone {backbone!r}: use a timm model name (timm.list_models()) or 'convnet4'"
+            )
         self.config: dict[str, Any] = dict(
-            backbone=backbone, embedding_dim=embedding_dim, in_chans=in_chans, pretrained=pretrained,
-            pooling=pooling, layer_norm=layer_norm, normalize=normalize, freeze_bn=freeze_bn,
+            backbone=backbone,
+            embedding_dim=embedding_dim,
+            in_chans=in_chans,
+            pretrained=pretrained,
+            pooling=pooling,
+            layer_norm=layer_norm,
+            normalize=normalize,
+            freeze_bn=freeze_bn,
         )
         self.backbone = timm.create_model(
             backbone, pretrained=pretrained, in_chans=in_chans, num_classes=0, global_pool=""
         )
         # Channels of backbone(x) with global_pool="": timm's head_hidden_size where the model keeps a
         # conv head after pooling (MobileNetV3/V4, GhostNet: num_features is the pre-head width).
-        feat_dim = int(getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features)
+        feat_dim = int(
+            getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        )
         self.pooling = pooling
         # Swin-style timm models return B×H×W×C maps (output_fmt "NHWC"), not B×C×H×W.
         fmt = getattr(self.backbone, "output_fmt", "NCHW")
@@ -64,7 +74,9 @@ class Embedder(nn.Module):
         self.normalize = normalize
         self.freeze_bn = freeze_bn
         # RSW's official head uses LayerNorm without affine parameters.
-        self.norm: nn.Module = nn.LayerNorm(feat_dim, elementwise_affine=False) if layer_norm else nn.Identity()
+        self.norm: nn.Module = (
+            nn.LayerNorm(feat_dim, elementwise_affine=False) if layer_norm else nn.Identity()
+        )
         self.head = nn.Linear(feat_dim, embedding_dim)
         if freeze_bn:
             for m in self._bn_modules():
@@ -72,7 +84,9 @@ class Embedder(nn.Module):
                     p.requires_grad_(False)
 
     def _bn_modules(self) -> list[nn.Module]:
-        return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        return [
+            m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
 
     def train(self, mode: bool = True) -> "Embedder":
         super().train(mode)
@@ -121,6 +135,12 @@ def build_embedder(
 ) -> Embedder:
     """Build an :class:`Embedder` (pinned interface; see the module docstring)."""
     return Embedder(
-        backbone, embedding_dim=embedding_dim, in_chans=in_chans, pretrained=pretrained,
-        pooling=pooling, layer_norm=layer_norm, normalize=normalize, freeze_bn=freeze_bn,
+        backbone,
+        embedding_dim=embedding_dim,
+        in_chans=in_chans,
+        pretrained=pretrained,
+        pooling=pooling,
+        layer_norm=layer_norm,
+        normalize=normalize,
+        freeze_bn=freeze_bn,
     )

@@ -38,8 +38,13 @@ def check_loss_builds(s: TrainSettings, where: str) -> None:
     if s.loss == "language":
         params["encoder"] = _offline_text_encoder
     try:
-        loss = build_loss(s.loss, num_classes=4, embedding_dim=s.embedding_dim,
-                          class_names=["a", "b", "c", "d"], **params)
+        loss = build_loss(
+            s.loss,
+            num_classes=4,
+            embedding_dim=s.embedding_dim,
+            class_names=["a", "b", "c", "d"],
+            **params,
+        )
         for epoch in range(s.epochs):
             loss.schedule(epoch, s.epochs)
     except (ValueError, TypeError) as exc:
@@ -55,8 +60,12 @@ def check_runs(config: StudyConfig) -> int:
         try:
             s = train_settings(config, dataset, loss, 0, prepared_dir=".", out_dir=".", **kw)  # type: ignore[arg-type]
         except ValidationError as exc:
-            msgs = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-            raise ParamsError(f"{where}: the merged training settings are invalid: {msgs}") from None
+            msgs = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ParamsError(
+                f"{where}: the merged training settings are invalid: {msgs}"
+            ) from None
         check_loss_builds(s, where)
         n += 1
 
@@ -65,19 +74,34 @@ def check_runs(config: StudyConfig) -> int:
             build(f"datasets.{d} + losses.{loss}", d, loss)
         for name in config.study.ablations:
             for v in ablation_variants(config, name):
-                build(f"ablations.{name} ({v.label}) on {d}", d, v.loss, loss_params=v.loss_params, budget=v.budget,
-                      extra=v.train)
+                build(
+                    f"ablations.{name} ({v.label}) on {d}",
+                    d,
+                    v.loss,
+                    loss_params=v.loss_params,
+                    budget=v.budget,
+                    extra=v.train,
+                )
     for d in config.study.multimodal:
         for loss in config.study.losses:
-            build(f"multimodal on {d} + losses.{loss}", d, loss, label_level="coarse", budget=config.multimodal.train,
-                  loss_params=config.multimodal.loss_params.get(loss))
+            build(
+                f"multimodal on {d} + losses.{loss}",
+                d,
+                loss,
+                label_level="coarse",
+                budget=config.multimodal.train,
+                loss_params=config.multimodal.loss_params.get(loss),
+            )
     return n * len(config.study.seeds)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m dmlstudy.pipeline.check_params PARAMS_YAML MARKER_FILE", file=sys.stderr)
+        print(
+            "usage: python -m dmlstudy.pipeline.check_params PARAMS_YAML MARKER_FILE",
+            file=sys.stderr,
+        )
         return 2
     try:
         config = load_config(args[0])

@@ -21,7 +21,9 @@ import torch
 from dmlstudy.losses import build_loss
 
 
-def toy_batch(num_classes: int = 3, per_class: int = 4, *, seed: int = 0, spread: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+def toy_batch(
+    num_classes: int = 3, per_class: int = 4, *, seed: int = 0, spread: float = 0.6
+) -> tuple[np.ndarray, np.ndarray]:
     """Samples of ``num_classes`` classes around evenly spaced directions on the unit circle,
     with Gaussian jitter (``spread`` radians / radius), so classes overlap a little."""
     rng = np.random.default_rng(seed)
@@ -44,7 +46,9 @@ def _toy_encoder(names: list[str]) -> np.ndarray:
     return np.eye(len(names), dtype=np.float32)
 
 
-def loss_forces(name: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Forces:
+def loss_forces(
+    name: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray, *, seed: int = 0
+) -> Forces:
     """Loss value, ``−∂L/∂x`` and 2-D learnable points of loss ``name`` on the toy batch.
 
     Proxies are initialised by the loss itself under ``torch.manual_seed``-free seeding: a
@@ -57,23 +61,41 @@ def loss_forces(name: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray,
     num_classes = int(y.max()) + 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        loss = build_loss(name, num_classes=num_classes, embedding_dim=2,
-                          class_names=[f"class {c}" for c in range(num_classes)], **params).double()
+        loss = build_loss(
+            name,
+            num_classes=num_classes,
+            embedding_dim=2,
+            class_names=[f"class {c}" for c in range(num_classes)],
+            **params,
+        ).double()
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     value = loss(xt, torch.as_tensor(y, dtype=torch.long))
     (grad,) = torch.autograd.grad(value, xt)
-    points = [p.detach().reshape(-1, 2).numpy() for p in loss.parameters() if p.ndim >= 2 and p.shape[-1] == 2]
+    points = [
+        p.detach().reshape(-1, 2).numpy()
+        for p in loss.parameters()
+        if p.ndim >= 2 and p.shape[-1] == 2
+    ]
     return Forces(float(value.detach()), -grad.numpy(), np.concatenate(points) if points else None)
 
 
-def rsw_warp_curves(params: dict[str, Any], d_max: float | None = None, n: int = 200) -> dict[str, np.ndarray]:
+def rsw_warp_curves(
+    params: dict[str, Any], d_max: float | None = None, n: int = 200
+) -> dict[str, np.ndarray]:
     """RSW's warped true-class distance ``w(d)`` for both phases (arrays ``d``, ``phase1``, ``phase2``)."""
     from dmlstudy.losses.rsw import warp_true_distance
 
     alpha1, alpha2 = params.get("alpha", 28.4), params.get("phase2_alpha", 24.68)
     d = torch.linspace(0, d_max or 1.5 * max(alpha1, alpha2), n, dtype=torch.float64)
     margin = params.get("margin", 1.3)
-    p1 = warp_true_distance(d, alpha=alpha1, k1=params.get("k1", 0.93), k2=params.get("k2", 1.15), margin=margin)
-    p2 = warp_true_distance(d, alpha=alpha2, k1=params.get("phase2_k1", 0.95), k2=params.get("phase2_k2", 1.2),
-                            margin=margin)
+    p1 = warp_true_distance(
+        d, alpha=alpha1, k1=params.get("k1", 0.93), k2=params.get("k2", 1.15), margin=margin
+    )
+    p2 = warp_true_distance(
+        d,
+        alpha=alpha2,
+        k1=params.get("phase2_k1", 0.95),
+        k2=params.get("phase2_k2", 1.2),
+        margin=margin,
+    )
     return {"d": d.numpy(), "phase1": p1.numpy(), "phase2": p2.numpy()}

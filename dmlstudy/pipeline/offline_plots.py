@@ -33,26 +33,46 @@ def build_template(sources: dict[str, str]) -> str:
         if "</script" in code.lower() or "{plot_divs}" in code:
             raise ValueError(f"{name} cannot be inlined: it contains '</script' or '{{plot_divs}}'")
         scripts.append(f"<script>/* {name} */\n{code}\n</script>")
-    return "\n".join([
-        "<!DOCTYPE html>", "<html>", "<head>", "<meta charset='utf-8'>", "<title>dmlstudy plots (offline)</title>",
-        *scripts,
-        "<style>table { border-spacing: 15px; } body { font-family: sans-serif; }</style>",
-        "</head>", "<body>", "{plot_divs}", "</body>", "</html>",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            "<html>",
+            "<head>",
+            "<meta charset='utf-8'>",
+            "<title>dmlstudy plots (offline)</title>",
+            *scripts,
+            "<style>table { border-spacing: 15px; } body { font-family: sans-serif; }</style>",
+            "</head>",
+            "<body>",
+            "{plot_divs}",
+            "</body>",
+            "</html>",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m dmlstudy.pipeline.offline_plots NODE_MODULES_DIR OUT_HTML", file=sys.stderr)
+        print(
+            "usage: python -m dmlstudy.pipeline.offline_plots NODE_MODULES_DIR OUT_HTML",
+            file=sys.stderr,
+        )
         return 2
     modules, out = Path(args[0]), Path(args[1])
     missing = [str(modules / f) for f in LIBRARIES.values() if not (modules / f).is_file()]
     if missing:
-        print(f"missing {', '.join(missing)}: run `npm install --legacy-peer-deps` in dvc_plots/ first", file=sys.stderr)
+        print(
+            f"missing {', '.join(missing)}: run `npm install --legacy-peer-deps` in dvc_plots/ first",
+            file=sys.stderr,
+        )
         return 1
-    out.write_text(build_template({k: (modules / f).read_text(encoding="utf-8") for k, f in LIBRARIES.items()}),
-                   encoding="utf-8")
+    out.write_text(
+        build_template(
+            {k: (modules / f).read_text(encoding="utf-8") for k, f in LIBRARIES.items()}
+        ),
+        encoding="utf-8",
+    )
     print(f"wrote {out} ({out.stat().st_size // 1024} KiB)", file=sys.stderr)
     return 0
 

@@ -29,7 +29,9 @@ def report_pages(reports_dir: str | Path) -> dict[str, list[str]]:
     return groups
 
 
-def dataset_tables(results_dir: str | Path, datasets: Sequence[str], losses: Sequence[str]) -> dict[str, pd.DataFrame]:
+def dataset_tables(
+    results_dir: str | Path, datasets: Sequence[str], losses: Sequence[str]
+) -> dict[str, pd.DataFrame]:
     """Per dataset: the percent table (mean ± CI) of the study losses from ``runs.csv``."""
     out = {}
     for d in datasets:
@@ -43,15 +45,20 @@ def dataset_tables(results_dir: str | Path, datasets: Sequence[str], losses: Seq
 
 def index_html(title: str, pages: Mapping[str, Sequence[str]], tables: Mapping[str, str]) -> str:
     """A small self-contained HTML index: one section per group with its tables and links."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>",
-             f"<h1>{_html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>",
+        f"<h1>{_html.escape(title)}</h1>",
+    ]
     for group in sorted(set(pages) | set(tables)):
         parts.append(f"<h2>{_html.escape(group or 'study')}</h2>")
         if group in tables:
             parts.append(tables[group])
-        links = "".join(f'<li><a href="{_html.escape(p)}">{_html.escape(p)}</a></li>' for p in pages.get(group, []))
+        links = "".join(
+            f'<li><a href="{_html.escape(p)}">{_html.escape(p)}</a></li>'
+            for p in pages.get(group, [])
+        )
         if links:
             parts.append(f"<ul>{links}</ul>")
     parts.append("</body></html>")

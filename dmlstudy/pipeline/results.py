@@ -53,20 +53,34 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def collect_runs(runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int], split: str = "test") -> pd.DataFrame:
+def collect_runs(
+    runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int], split: str = "test"
+) -> pd.DataFrame:
     """One row per (loss, seed): the ``split`` metrics of the selected epoch plus run facts."""
     rows = []
     for loss in losses:
         for seed in seeds:
             m = load_run(run_path(runs_dir, loss, seed))
-            rows.append({"loss": loss, "seed": seed, **m[split], "best_epoch": m["best_epoch"],
-                         "train_seconds": m["train_seconds"], "images_per_s": m["train_images_per_s"],
-                         "metric": m["metric"]})
+            rows.append(
+                {
+                    "loss": loss,
+                    "seed": seed,
+                    **m[split],
+                    "best_epoch": m["best_epoch"],
+                    "train_seconds": m["train_seconds"],
+                    "images_per_s": m["train_images_per_s"],
+                    "metric": m["metric"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def summarize(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, sort_by: str | None = None,
-              confidence: float = 0.95) -> pd.DataFrame:
+def summarize(
+    runs: pd.DataFrame,
+    metrics: Sequence[str] = METRICS,
+    sort_by: str | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Per loss: mean and CI half-width (``<metric>_ci``, Student t over seeds; NaN for one seed),
     sorted by ``sort_by`` (default the first metric), best first."""
     out = {}
@@ -80,26 +94,40 @@ def summarize(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, sort_by: str
     return table.sort_values(sort_by or metrics[0], ascending=False)
 
 
-def display_table(summary: pd.DataFrame, dataset: str, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+def display_table(
+    summary: pd.DataFrame, dataset: str, metrics: Sequence[str] = METRICS
+) -> pd.DataFrame:
     """Percent strings ``mean ± ci`` per metric, plus the published R@1 where one exists."""
     out = pd.DataFrame(index=summary.index)
     for m in metrics:
         ci = summary[f"{m}_ci"]
-        out[m] = [f"{100 * v:.1f}" + ("" if np.isnan(c) else f" ± {100 * c:.1f}") for v, c in zip(summary[m], ci)]
+        out[m] = [
+            f"{100 * v:.1f}" + ("" if np.isnan(c) else f" ± {100 * c:.1f}")
+            for v, c in zip(summary[m], ci)
+        ]
     published = PUBLISHED_R1.get(dataset, {})
     if published:
-        out["published R@1"] = [f"{published[k][0]:.1f} ({published[k][1]})" if k in published else ""
-                                 for k in summary.index]
+        out["published R@1"] = [
+            f"{published[k][0]:.1f} ({published[k][1]})" if k in published else ""
+            for k in summary.index
+        ]
     return out
 
 
-def metrics_json(summary: pd.DataFrame, metrics: Sequence[str] = METRICS) -> dict[str, dict[str, float]]:
+def metrics_json(
+    summary: pd.DataFrame, metrics: Sequence[str] = METRICS
+) -> dict[str, dict[str, float]]:
     """``{loss: {metric: mean}}`` for ``dvc metrics show`` (CI half-widths as ``<metric>_ci``)."""
     out: dict[str, dict[str, float]] = {}
     for loss, row in summary.iterrows():
         out[str(loss)] = {m: round(float(row[m]), 5) for m in metrics}
-        out[str(loss)].update({f"{m}_ci": round(float(row[f"{m}_ci"]), 5) for m in metrics
-                               if not np.isnan(row[f"{m}_ci"])})
+        out[str(loss)].update(
+            {
+                f"{m}_ci": round(float(row[f"{m}_ci"]), 5)
+                for m in metrics
+                if not np.isnan(row[f"{m}_ci"])
+            }
+        )
     return out
 
 
@@ -114,24 +142,36 @@ def _query_gallery(e: dict[str, np.ndarray]) -> dict[str, Any]:
     g = e.get("is_gallery", np.ones(len(e["labels"]), bool))
     if q.all() and g.all():
         return {"embeddings": e["embeddings"], "labels": e["labels"]}
-    return {"embeddings": e["embeddings"][q], "labels": e["labels"][q],
-            "gallery_embeddings": e["embeddings"][g], "gallery_labels": e["labels"][g]}
+    return {
+        "embeddings": e["embeddings"][q],
+        "labels": e["labels"][q],
+        "gallery_embeddings": e["embeddings"][g],
+        "gallery_labels": e["labels"][g],
+    }
 
 
-def recall_curves(runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int],
-                  ks: Sequence[int] = (1, 2, 4, 8, 16, 32)) -> pd.DataFrame:
+def recall_curves(
+    runs_dir: str | Path,
+    losses: Sequence[str],
+    seeds: Sequence[int],
+    ks: Sequence[int] = (1, 2, 4, 8, 16, 32),
+) -> pd.DataFrame:
     """Long table ``loss, seed, k, recall`` on the test embeddings, each loss with its metric."""
     rows = []
     for loss in losses:
         for seed in seeds:
             run = run_path(runs_dir, loss, seed)
             metric = load_run(run)["metric"]
-            res = evaluate(**_query_gallery(load_embeddings(run)), metric=metric, recall_at=ks, with_nmi=False)
+            res = evaluate(
+                **_query_gallery(load_embeddings(run)), metric=metric, recall_at=ks, with_nmi=False
+            )
             rows += [{"loss": loss, "seed": seed, "k": k, "recall": res[f"recall@{k}"]} for k in ks]
     return pd.DataFrame(rows)
 
 
-def gallery_neighbors(run_dir: str | Path, queries: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gallery_neighbors(
+    run_dir: str | Path, queries: np.ndarray, k: int = 5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Retrieval results for galleries: for query positions ``queries`` (into the test
     embeddings, which must be queries), the prepared-dataset image rows of the queries (Q,), of
     their top-``k`` neighbours (Q×k), and hit flags (Q×k). A query never retrieves itself."""
@@ -143,23 +183,42 @@ def gallery_neighbors(run_dir: str | Path, queries: np.ndarray, k: int = 5) -> t
     queries = np.asarray(queries)
     if not q[queries].all():
         raise ValueError("gallery_neighbors: every position in queries must be a query image")
-    if q.all() and g.all():  # query-is-gallery: the queries' top k+1 over everything, minus themselves
-        nb = nearest_neighbors(e["embeddings"][queries], e["labels"][queries], k + 1,
-                               gallery_embeddings=e["embeddings"], gallery_labels=e["labels"], metric=metric)
+    if (
+        q.all() and g.all()
+    ):  # query-is-gallery: the queries' top k+1 over everything, minus themselves
+        nb = nearest_neighbors(
+            e["embeddings"][queries],
+            e["labels"][queries],
+            k + 1,
+            gallery_embeddings=e["embeddings"],
+            gallery_labels=e["labels"],
+            metric=metric,
+        )
         keep = nb.indices != queries[:, None]
         idx = np.stack([row[m][:k] for row, m in zip(nb.indices, keep)])
         hits = np.stack([row[m][:k] for row, m in zip(nb.hits, keep)])
         return e["rows"][queries], e["rows"][idx], hits
     gal = np.flatnonzero(g)
-    nb = nearest_neighbors(e["embeddings"][queries], e["labels"][queries], k,
-                           gallery_embeddings=e["embeddings"][gal], gallery_labels=e["labels"][gal], metric=metric)
+    nb = nearest_neighbors(
+        e["embeddings"][queries],
+        e["labels"][queries],
+        k,
+        gallery_embeddings=e["embeddings"][gal],
+        gallery_labels=e["labels"][gal],
+        metric=metric,
+    )
     return e["rows"][queries], e["rows"][gal[nb.indices]], nb.hits
 
 
 def histories(runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
     """``history_frame`` of every run, with ``loss`` and ``seed`` columns."""
-    frames = [history_frame(load_run(run_path(runs_dir, loss, seed))["history"]).assign(loss=loss, seed=seed)
-              for loss in losses for seed in seeds]
+    frames = [
+        history_frame(load_run(run_path(runs_dir, loss, seed))["history"]).assign(
+            loss=loss, seed=seed
+        )
+        for loss in losses
+        for seed in seeds
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -178,7 +237,15 @@ def departures(settings: dict[str, dict[str, Any]], shared: dict[str, Any]) -> p
     from dmlstudy.losses import loss_hyperparameters
     from dmlstudy.training.settings import TrainSettings
 
-    ignored = {"loss", "loss_params", "out_dir", "prepared_dir", "seed", "label_level", "evaluate_test"}
+    ignored = {
+        "loss",
+        "loss_params",
+        "out_dir",
+        "prepared_dir",
+        "seed",
+        "label_level",
+        "evaluate_test",
+    }
     protocol = {k: f.default for k, f in TrainSettings.model_fields.items() if not f.is_required()}
     protocol.update(shared)
     rows = []

@@ -67,7 +67,11 @@ def execute(
     nb = jupytext.read(source)
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         raise ValueError(f"{source} has no cell tagged 'parameters' (# %% tags=[\"parameters\"])")
-    nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": kernel_name,
+        "display_name": "Python 3",
+        "language": "python",
+    }
     output.parent.mkdir(parents=True, exist_ok=True)
     os.environ["MPLBACKEND"] = INLINE_BACKEND  # inherited by the kernel: figures become outputs
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -109,11 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="jupytext percent-format notebook (.py)")
     parser.add_argument("output", help="executed notebook (.ipynb); folders are created")
     parser.add_argument("--html", help="also render a self-contained HTML page here")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    parser.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE")
+    )
     parser.add_argument("--kernel", default="python3")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    execute(args.source, args.output, parse_parameters(args.parameter), html=args.html, kernel_name=args.kernel)
+    execute(
+        args.source,
+        args.output,
+        parse_parameters(args.parameter),
+        html=args.html,
+        kernel_name=args.kernel,
+    )
     print(f"{args.source} -> {args.output} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

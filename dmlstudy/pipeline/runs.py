@@ -84,7 +84,9 @@ class Variant:
     loss_params: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)  # what this variant changes
     value: Any = None  # the swept value (sweeps), else None
-    budget: dict[str, Any] = field(default_factory=dict)  # ablations.<name>.train, shared by the variants
+    budget: dict[str, Any] = field(
+        default_factory=dict
+    )  # ablations.<name>.train, shared by the variants
 
 
 def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
@@ -94,25 +96,50 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
     for label, spec in abl.variants.items():
         unknown = set(spec) - {"loss_params", "train"}
         if unknown:
-            raise ValueError(f"ablations.{name}.variants.{label}: unknown key(s) {sorted(unknown)}; "
-                             "valid keys: loss_params, train")
-        check_loss_params(abl.loss, spec.get("loss_params", {}), f"ablations.{name}.variants.{label}.loss_params")
+            raise ValueError(
+                f"ablations.{name}.variants.{label}: unknown key(s) {sorted(unknown)}; "
+                "valid keys: loss_params, train"
+            )
+        check_loss_params(
+            abl.loss, spec.get("loss_params", {}), f"ablations.{name}.variants.{label}.loss_params"
+        )
         check_train_overrides(spec.get("train", {}), f"ablations.{name}.variants.{label}.train")
-        out.append(Variant(label, abl.loss, {**abl.loss_params, **spec.get("loss_params", {})},
-                           dict(spec.get("train", {})), budget=dict(abl.train)))
+        out.append(
+            Variant(
+                label,
+                abl.loss,
+                {**abl.loss_params, **spec.get("loss_params", {})},
+                dict(spec.get("train", {})),
+                budget=dict(abl.train),
+            )
+        )
     for key, values in abl.sweep.items():
         section, _, param = key.partition(".")
         if section not in ("loss_params", "train") or not param:
-            raise ValueError(f"ablations.{name}.sweep.{key}: keys are 'loss_params.<name>' or 'train.<name>'")
+            raise ValueError(
+                f"ablations.{name}.sweep.{key}: keys are 'loss_params.<name>' or 'train.<name>'"
+            )
         for value in values:
             where = f"ablations.{name}.sweep.{key}"
             if section == "loss_params":
                 check_loss_params(abl.loss, {param: value}, where)
-                out.append(Variant(f"{param}={value}", abl.loss, {**abl.loss_params, param: value}, {}, value,
-                                   dict(abl.train)))
+                out.append(
+                    Variant(
+                        f"{param}={value}",
+                        abl.loss,
+                        {**abl.loss_params, param: value},
+                        {},
+                        value,
+                        dict(abl.train),
+                    )
+                )
             else:
                 check_train_overrides({param: value}, where)
-                out.append(Variant(f"{param}={value}", abl.loss, {}, {param: value}, value, dict(abl.train)))
+                out.append(
+                    Variant(
+                        f"{param}={value}", abl.loss, {}, {param: value}, value, dict(abl.train)
+                    )
+                )
     if not out:
         raise ValueError(f"ablations.{name} has neither variants nor sweep values")
     return out

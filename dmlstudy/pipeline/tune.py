@@ -39,7 +39,9 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     for spec in specs:
         key, sep, values = spec.partition("=")
         if not sep or not key or not values:
-            raise ValueError(f"--grid {spec!r}: expected KEY=V1,V2,... (KEY a loss parameter or train.<field>)")
+            raise ValueError(
+                f"--grid {spec!r}: expected KEY=V1,V2,... (KEY a loss parameter or train.<field>)"
+            )
         grid[key] = [parse_parameters([(key, v)])[key] for v in values.split(",")]
     return grid
 
@@ -88,24 +90,42 @@ def tune(
         loss_params = {k: v for k, v in point.items() if not k.startswith("train.")}
         extra = {k.removeprefix("train."): v for k, v in point.items() if k.startswith("train.")}
         run_dir = Path(out_dir) / dataset / loss / point_name(point) / f"seed{seed}"
-        settings = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=run_dir,
-                                  loss_params=loss_params, extra={**extra, "evaluate_test": False})
+        settings = train_settings(
+            config,
+            dataset,
+            loss,
+            seed,
+            prepared_dir=prepared_dir,
+            out_dir=run_dir,
+            loss_params=loss_params,
+            extra={**extra, "evaluate_test": False},
+        )
         done = run_dir / "metrics.json"
         if done.is_file():
             metrics = json.loads(done.read_text())
             stale = settings_diff(metrics["settings"], settings)
             if stale:
-                raise ValueError(f"{run_dir} was trained with other settings ({', '.join(stale)} differ, e.g. "
-                                 f"after a params.yaml edit); delete it or use another --out-dir")
+                raise ValueError(
+                    f"{run_dir} was trained with other settings ({', '.join(stale)} differ, e.g. "
+                    f"after a params.yaml edit); delete it or use another --out-dir"
+                )
         else:
             metrics = train(settings)
-        rows.append({**point, **{f"val {k}": v for k, v in metrics["val"].items()},
-                     "best_epoch": metrics["best_epoch"], "train_seconds": metrics["train_seconds"]})
+        rows.append(
+            {
+                **point,
+                **{f"val {k}": v for k, v in metrics["val"].items()},
+                "best_epoch": metrics["best_epoch"],
+                "train_seconds": metrics["train_seconds"],
+            }
+        )
     return pd.DataFrame(rows).sort_values("val map@r", ascending=False, ignore_index=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("params_file")
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--loss", required=True)
@@ -114,8 +134,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2")
     a = ap.parse_args(argv)
-    table = tune(a.params_file, a.dataset, a.loss, parse_grid(a.grid), prepared_dir=a.prepared_dir,
-                 out_dir=a.out_dir, seed=a.seed)
+    table = tune(
+        a.params_file,
+        a.dataset,
+        a.loss,
+        parse_grid(a.grid),
+        prepared_dir=a.prepared_dir,
+        out_dir=a.out_dir,
+        seed=a.seed,
+    )
     out = Path(a.out_dir) / a.dataset / f"{a.loss}.csv"
     table.to_csv(out, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 30):

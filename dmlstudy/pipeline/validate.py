@@ -22,7 +22,15 @@ from pydantic import TypeAdapter, ValidationError
 
 #: TrainSettings fields the pipeline sets itself (paths, loss, seed; test evaluation is off only
 #: while tuning); params.yaml may not set them.
-RESERVED_TRAIN_KEYS = ("prepared_dir", "out_dir", "loss", "loss_params", "seed", "label_level", "evaluate_test")
+RESERVED_TRAIN_KEYS = (
+    "prepared_dir",
+    "out_dir",
+    "loss",
+    "loss_params",
+    "seed",
+    "label_level",
+    "evaluate_test",
+)
 
 
 class ParamsError(ValueError):
@@ -32,7 +40,9 @@ class ParamsError(ValueError):
 def _unknown(key: str, valid: list[str], where: str) -> ParamsError:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ParamsError(f"{where}.{key}: unknown key{hint}. Valid keys: {', '.join(valid) or '(none)'}")
+    return ParamsError(
+        f"{where}.{key}: unknown key{hint}. Valid keys: {', '.join(valid) or '(none)'}"
+    )
 
 
 def _check_value(adapter: TypeAdapter, value: Any, key: str) -> None:
@@ -52,7 +62,9 @@ def check_train_overrides(values: dict[str, Any], where: str) -> None:
         if key not in fields:
             raise _unknown(str(key), list(fields), where)
         field = fields[key]
-        annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        annotation = (
+            Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        )
         _check_value(TypeAdapter(annotation), value, f"{where}.{key}")
 
 

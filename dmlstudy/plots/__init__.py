@@ -2,7 +2,14 @@
 
 from dmlstudy.plots.geometry import force_panels, warp_curves
 from dmlstudy.plots.images import image_grid, retrieval_gallery
-from dmlstudy.plots.results import ablation_lines, loss_palette, metric_points, projection_2d, recall_at_k, training_curves
+from dmlstudy.plots.results import (
+    ablation_lines,
+    loss_palette,
+    metric_points,
+    projection_2d,
+    recall_at_k,
+    training_curves,
+)
 
 __all__ = [
     "ablation_lines",

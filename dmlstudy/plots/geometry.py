@@ -16,8 +16,12 @@ from matplotlib.patches import Circle
 _COLORS = np.array(["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"])
 
 
-def force_panels(panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]],
-                 *, ncols: int = 5, suptitle: str | None = None) -> Figure:
+def force_panels(
+    panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]],
+    *,
+    ncols: int = 5,
+    suptitle: str | None = None,
+) -> Figure:
     """One panel per loss: samples coloured by class, arrows ``−∂L/∂x`` (normalised per panel
     so the largest arrow has length 0.5), learnable 2-D points (proxies, vertices) as crosses.
 
@@ -34,8 +38,17 @@ def force_panels(panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.
         ax.scatter(x[:, 0], x[:, 1], c=colors, s=18, zorder=3)
         norm = np.abs(f).max()
         scale = 0.5 / norm if norm > 0 else 0.0
-        ax.quiver(x[:, 0], x[:, 1], f[:, 0] * scale, f[:, 1] * scale, color=colors, angles="xy",
-                  scale_units="xy", scale=1, width=0.006)
+        ax.quiver(
+            x[:, 0],
+            x[:, 1],
+            f[:, 0] * scale,
+            f[:, 1] * scale,
+            color=colors,
+            angles="xy",
+            scale_units="xy",
+            scale=1,
+            width=0.006,
+        )
         if proxies is not None:
             k = len(proxies) // max(1, int(np.max(y)) + 1)
             pc = _COLORS[(np.arange(len(proxies)) // max(1, k)) % len(_COLORS)] if k else "k"
@@ -53,7 +66,9 @@ def force_panels(panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return fig
 
 
-def warp_curves(d: np.ndarray, curves: dict[str, np.ndarray], *, title: str = "RSW warped true-class distance") -> Figure:
+def warp_curves(
+    d: np.ndarray, curves: dict[str, np.ndarray], *, title: str = "RSW warped true-class distance"
+) -> Figure:
     """``w(d)`` against ``d`` for each named curve, with the identity (no warp) dashed."""
     fig = Figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.subplots()

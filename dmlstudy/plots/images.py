@@ -43,7 +43,9 @@ def image_grid(
         raise ValueError("image_grid needs at least one image")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), layout="constrained")
+    fig = Figure(
+        figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), layout="constrained"
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for i, ax in enumerate(axes):
         if i < n:
@@ -80,7 +82,9 @@ def retrieval_gallery(
         raise ValueError(
             f"shapes disagree: {len(query_images)} queries, neighbours {neighbor_images.shape[:2]}, hits {hits.shape}"
         )
-    fig = Figure(figsize=(size * (k + 1.4), size * q + (0.4 if suptitle else 0)), layout="constrained")
+    fig = Figure(
+        figsize=(size * (k + 1.4), size * q + (0.4 if suptitle else 0)), layout="constrained"
+    )
     axes = fig.subplots(q, k + 1, squeeze=False)
     for r in range(q):
         _show(axes[r, 0], query_images[r])
@@ -89,7 +93,9 @@ def retrieval_gallery(
             ax = axes[r, c + 1]
             _show(ax, neighbor_images[r, c])
             h, w = neighbor_images.shape[2:4]
-            ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, lw=3, ec=HIT if hits[r, c] else MISS))
+            ax.add_patch(
+                Rectangle((-0.5, -0.5), w, h, fill=False, lw=3, ec=HIT if hits[r, c] else MISS)
+            )
     axes[0, 0].set_title("query", fontsize=8)
     for c in range(k):
         axes[0, c + 1].set_title(f"#{c + 1}", fontsize=8)

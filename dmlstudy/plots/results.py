@@ -56,9 +56,13 @@ def metric_points(runs: pd.DataFrame, metric: str, *, title: str | None = None) 
     fig = Figure(figsize=(6, 0.35 * len(stats) + 1.2), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(stats))
-    ax.errorbar(stats["mean"], y, xerr=np.nan_to_num(stats["ci"].to_numpy()), fmt="o", color="C0", capsize=3)
+    ax.errorbar(
+        stats["mean"], y, xerr=np.nan_to_num(stats["ci"].to_numpy()), fmt="o", color="C0", capsize=3
+    )
     pos = {loss: i for i, loss in enumerate(stats.index)}
-    ax.scatter(runs[metric], runs["loss"].map(pos), s=10, color="C1", alpha=0.7, zorder=3, label="seeds")
+    ax.scatter(
+        runs[metric], runs["loss"].map(pos), s=10, color="C1", alpha=0.7, zorder=3, label="seeds"
+    )
     ax.set_yticks(y, stats.index)
     ax.invert_yaxis()
     ax.set_xlabel(metric)
@@ -71,8 +75,16 @@ def recall_at_k(curves: pd.DataFrame, *, title: str = "Recall@K") -> Figure:
     """Recall@K against K (log2 axis) per loss; bands are 95% CIs over seeds."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
-    sns.lineplot(data=curves, x="k", y="recall", hue="loss", marker="o", errorbar=t_interval, ax=ax,
-                 palette=loss_palette(curves["loss"].unique()))
+    sns.lineplot(
+        data=curves,
+        x="k",
+        y="recall",
+        hue="loss",
+        marker="o",
+        errorbar=t_interval,
+        ax=ax,
+        palette=loss_palette(curves["loss"].unique()),
+    )
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(curves["k"].unique()), [str(k) for k in sorted(curves["k"].unique())])
     ax.legend(fontsize=7, ncols=2)
@@ -80,8 +92,12 @@ def recall_at_k(curves: pd.DataFrame, *, title: str = "Recall@K") -> Figure:
     return fig
 
 
-def training_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("train_loss", "val_map@r", "val_recall@1"),
-                    title: str | None = None) -> Figure:
+def training_curves(
+    history: pd.DataFrame,
+    *,
+    metrics: Sequence[str] = ("train_loss", "val_map@r", "val_recall@1"),
+    title: str | None = None,
+) -> Figure:
     """One panel per column in ``metrics`` against epoch, a line per loss (``loss`` column)."""
     metrics = [m for m in metrics if m in history.columns]
     if not metrics:
@@ -90,8 +106,17 @@ def training_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("train_l
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     for ax, m in zip(axes, metrics):
         hue = "loss" if "loss" in history else None
-        sns.lineplot(data=history.dropna(subset=[m]), x="epoch", y=m, hue=hue, marker="o", errorbar=t_interval,
-                     ax=ax, legend=ax is axes[-1], palette=loss_palette(history["loss"].unique()) if hue else None)
+        sns.lineplot(
+            data=history.dropna(subset=[m]),
+            x="epoch",
+            y=m,
+            hue=hue,
+            marker="o",
+            errorbar=t_interval,
+            ax=ax,
+            legend=ax is axes[-1],
+            palette=loss_palette(history["loss"].unique()) if hue else None,
+        )
         ax.set_title(m)
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1, 1), fontsize=7)
@@ -100,8 +125,15 @@ def training_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("train_l
     return fig
 
 
-def ablation_lines(results: pd.DataFrame, x: str, y: str = "map@r", *, hue: str | None = None,
-                   title: str | None = None, categorical: bool | None = None) -> Figure:
+def ablation_lines(
+    results: pd.DataFrame,
+    x: str,
+    y: str = "map@r",
+    *,
+    hue: str | None = None,
+    title: str | None = None,
+    categorical: bool | None = None,
+) -> Figure:
     """``y`` against the ablated variable ``x`` with a 95% CI band over seeds (seaborn)."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
@@ -117,8 +149,16 @@ def ablation_lines(results: pd.DataFrame, x: str, y: str = "map@r", *, hue: str 
     return fig
 
 
-def projection_2d(embeddings: np.ndarray, labels: np.ndarray, *, method: str = "pca", seed: int = 0,
-                  metric: str = "cosine", title: str | None = None, max_points: int = 3000) -> Figure:
+def projection_2d(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    method: str = "pca",
+    seed: int = 0,
+    metric: str = "cosine",
+    title: str | None = None,
+    max_points: int = 3000,
+) -> Figure:
     """2-D PCA or t-SNE (scikit-learn) of embeddings, coloured by ``labels`` (e.g. coarse class).
 
     Cosine-trained embeddings are L2-normalized first; at most ``max_points`` (seeded subset).
@@ -136,7 +176,9 @@ def projection_2d(embeddings: np.ndarray, labels: np.ndarray, *, method: str = "
     if method == "pca":
         xy = PCA(n_components=2, random_state=seed).fit_transform(x)
     elif method == "tsne":
-        xy = TSNE(n_components=2, random_state=seed, init="pca", perplexity=min(30, len(x) - 1)).fit_transform(x)
+        xy = TSNE(
+            n_components=2, random_state=seed, init="pca", perplexity=min(30, len(x) - 1)
+        ).fit_transform(x)
     else:
         raise ValueError(f"unknown projection method {method!r}; valid choices: pca, tsne")
     fig = Figure(figsize=(5, 5), layout="constrained")
@@ -144,5 +186,7 @@ def projection_2d(embeddings: np.ndarray, labels: np.ndarray, *, method: str = "
     ax.scatter(xy[:, 0], xy[:, 1], c=pd.factorize(labels)[0], cmap="tab20", s=4, alpha=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title or f"{method.upper()} of {len(x)} embeddings ({len(np.unique(labels))} colours)")
+    ax.set_title(
+        title or f"{method.upper()} of {len(x)} embeddings ({len(np.unique(labels))} colours)"
+    )
     return fig

@@ -59,7 +59,9 @@ def default_mean_std(channels: int) -> tuple[tuple[float, ...], tuple[float, ...
     raise ValueError(f"no default mean/std for {channels} channels; set mean and std explicitly")
 
 
-def backbone_mean_std(backbone: Any, channels: int, pretrained: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def backbone_mean_std(
+    backbone: Any, channels: int, pretrained: bool
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Default normalization of a run: a pretrained timm backbone's own statistics (its
     ``pretrained_cfg``: ImageNet for ResNets, 0.5 for many ViT / Inception weights), else
     :func:`default_mean_std`.  Feeding pretrained weights other statistics than they were trained
@@ -90,13 +92,20 @@ def to_float(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
 
 
 def sample_crops(
-    n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-    generator: torch.Generator, attempts: int = 10,
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+    attempts: int = 10,
 ) -> torch.Tensor:
     """n crop boxes (x0, y0, w, h) in pixels, torchvision's RandomResizedCrop policy, vectorized."""
     area = height * width
     target = area * torch.empty(n, attempts).uniform_(scale[0], scale[1], generator=generator)
-    log_r = torch.empty(n, attempts).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
+    log_r = torch.empty(n, attempts).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator
+    )
     aspect = torch.exp(log_r)
     w = torch.sqrt(target * aspect)
     h = torch.sqrt(target / aspect)
@@ -120,7 +129,9 @@ def sample_crops(
     return torch.stack([x0, y0, w, h], dim=1)
 
 
-def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None) -> torch.Tensor:
+def crop_resize(
+    x: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None
+) -> torch.Tensor:
     """Bilinear crop of float B×C×H×W to B×C×size×size by pixel boxes (x0, y0, w, h); optional h-flip."""
     b, c, hgt, wid = x.shape
     boxes = boxes.to(device=x.device, dtype=torch.float32)
@@ -136,8 +147,13 @@ def crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Ten
 
 
 def train_transform(
-    images: torch.Tensor, p: Preprocess, *, scale: tuple[float, float], ratio: tuple[float, float],
-    hflip: bool, generator: torch.Generator,
+    images: torch.Tensor,
+    p: Preprocess,
+    *,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    hflip: bool,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """Training augmentation of a uint8 B×H×W×C batch (already on the training device)."""
     n, hgt, wid, _ = images.shape

@@ -60,10 +60,18 @@ def train_epoch(
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{s.epochs}", disable=not s.progress, leave=False)
     for step, pos in enumerate(bar):
-        batch = torch.from_numpy(np.ascontiguousarray(images[rows[pos]])).to(device, non_blocking=True)
+        batch = torch.from_numpy(np.ascontiguousarray(images[rows[pos]])).to(
+            device, non_blocking=True
+        )
         y = torch.from_numpy(labels[pos].astype(np.int64)).to(device, non_blocking=True)
-        x = train_transform(batch, preprocess, scale=s.crop_scale, ratio=s.crop_ratio, hflip=s.hflip,
-                            generator=step_generator(s.seed, epoch, step))
+        x = train_transform(
+            batch,
+            preprocess,
+            scale=s.crop_scale,
+            ratio=s.crop_ratio,
+            hflip=s.hflip,
+            generator=step_generator(s.seed, epoch, step),
+        )
         if s.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # Any global-RNG use inside the model (dropout) is seeded from (seed, epoch, step) and restored.
@@ -88,5 +96,9 @@ def train_epoch(
         bar.set_postfix(loss=f"{v:.4f}")
     if cuda:
         torch.cuda.synchronize(device)
-    return EpochStats(loss=total / max(len(batches), 1), steps=len(batches), images=n_images,
-                      seconds=time.perf_counter() - start)
+    return EpochStats(
+        loss=total / max(len(batches), 1),
+        steps=len(batches),
+        images=n_images,
+        seconds=time.perf_counter() - start,
+    )

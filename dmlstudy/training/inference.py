@@ -14,11 +14,13 @@ from dmlstudy.training.augment import Preprocess, eval_transform
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" → CUDA when available, else CPU; "cuda" without a GPU raises."""
+    """ "auto" → CUDA when available, else CPU; "cuda" without a GPU raises."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was requested but torch.cuda.is_available() is False; use cpu or auto")
+        raise RuntimeError(
+            "device: cuda was requested but torch.cuda.is_available() is False; use cpu or auto"
+        )
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)

@@ -75,7 +75,11 @@ def settings_diff(stored: dict[str, Any], s: TrainSettings) -> list[str]:
     """Sorted keys whose stored value differs from ``s`` (``RESUME_FREE_KEYS`` aside): a run
     folder may be resumed or reused only when this is empty."""
     now = _settings_dict(s)
-    return sorted(k for k in set(stored) | set(now) if k not in RESUME_FREE_KEYS and stored.get(k) != now.get(k))
+    return sorted(
+        k
+        for k in set(stored) | set(now)
+        if k not in RESUME_FREE_KEYS and stored.get(k) != now.get(k)
+    )
 
 
 def _check_resumable(stored: dict[str, Any], s: TrainSettings) -> None:
@@ -105,12 +109,24 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     channels = int(ds.images.shape[-1])
 
     with seeded(s.seed):
-        loss_fn = build_loss(s.loss, num_classes=len(class_names), embedding_dim=s.embedding_dim,
-                             class_names=class_names, **s.loss_params)
+        loss_fn = build_loss(
+            s.loss,
+            num_classes=len(class_names),
+            embedding_dim=s.embedding_dim,
+            class_names=class_names,
+            **s.loss_params,
+        )
         normalize = loss_fn.normalize_embeddings if s.normalize is None else s.normalize
-        model = build_embedder(s.backbone, embedding_dim=s.embedding_dim, in_chans=channels,
-                               pretrained=s.pretrained, pooling=s.pooling, layer_norm=s.layer_norm,
-                               normalize=normalize, freeze_bn=s.freeze_bn)
+        model = build_embedder(
+            s.backbone,
+            embedding_dim=s.embedding_dim,
+            in_chans=channels,
+            pretrained=s.pretrained,
+            pooling=s.pooling,
+            layer_norm=s.layer_norm,
+            normalize=normalize,
+            freeze_bn=s.freeze_bn,
+        )
     if s.mean is not None:
         mean, std = s.mean, s.std or ()
     else:  # pretrained weights get the statistics they were trained with
@@ -124,8 +140,15 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     scheduler = build_scheduler(optimizer, s)
     sampler = MPerClassSampler(labels, s.m_per_class, s.batch_size, s.seed)
 
-    state: dict[str, Any] = {"epoch": -1, "best_metric": float("-inf"), "best_epoch": -1,
-                             "history": [], "train_seconds": 0.0, "train_images": 0, "wall_seconds": 0.0}
+    state: dict[str, Any] = {
+        "epoch": -1,
+        "best_metric": float("-inf"),
+        "best_epoch": -1,
+        "history": [],
+        "train_seconds": 0.0,
+        "train_images": 0,
+        "wall_seconds": 0.0,
+    }
     ckpt_path = s.out_dir / "checkpoint.pt"
     resumed = ckpt_path.is_file()
     if resumed:
@@ -136,9 +159,15 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
         optimizer.load_state_dict(ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
         state = ckpt["state"]
-    base = {"settings": _settings_dict(s), "model_config": model.config, "preprocess": pre.to_dict(),
-            "loss_name": s.loss, "metric": loss_fn.metric, "class_names": class_names,
-            "cache_image_size": int(ds.images.shape[1])}
+    base = {
+        "settings": _settings_dict(s),
+        "model_config": model.config,
+        "preprocess": pre.to_dict(),
+        "loss_name": s.loss,
+        "metric": loss_fn.metric,
+        "class_names": class_names,
+        "cache_image_size": int(ds.images.shape[1]),
+    }
 
     live = open_live(s.out_dir, resume=resumed)
     try:
@@ -149,32 +178,70 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             loss_fn.train()
             set_backbone_trainable(model, optimizer, trainable=epoch >= s.warmup_epochs)
             batches = sampler.epoch_batches(epoch)[: s.max_steps_per_epoch]
-            stats = train_epoch(model=model, loss_fn=loss_fn, optimizer=optimizer, images=ds.images,
-                                rows=rows, labels=labels, batches=batches, preprocess=pre, settings=s,
-                                epoch=epoch, device=device)
+            stats = train_epoch(
+                model=model,
+                loss_fn=loss_fn,
+                optimizer=optimizer,
+                images=ds.images,
+                rows=rows,
+                labels=labels,
+                batches=batches,
+                preprocess=pre,
+                settings=s,
+                epoch=epoch,
+                device=device,
+            )
             lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
             scheduler.step()
-            record: dict[str, Any] = {"epoch": epoch, "loss": stats.loss, "images_per_s": stats.images_per_s,
-                                      "seconds": stats.seconds, "lr": lrs}
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": stats.loss,
+                "images_per_s": stats.images_per_s,
+                "seconds": stats.seconds,
+                "lr": lrs,
+            }
             state["train_seconds"] += stats.seconds
             state["train_images"] += stats.images
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
-                emb = embed_images(model, ds.images, pre, rows=val_rows, device=device,
-                                   batch_size=s.eval_batch_size, amp=s.amp, channels_last=s.channels_last)
+                emb = embed_images(
+                    model,
+                    ds.images,
+                    pre,
+                    rows=val_rows,
+                    device=device,
+                    batch_size=s.eval_batch_size,
+                    amp=s.amp,
+                    channels_last=s.channels_last,
+                )
                 val = evaluate(emb, val_labels, metric=loss_fn.metric, seed=s.seed)
                 record["val"] = {k: float(v) for k, v in val.items()}
                 if val[SELECT_METRIC] > state["best_metric"]:
                     state["best_metric"], state["best_epoch"] = float(val[SELECT_METRIC]), epoch
-                    atomic_save({**base, "epoch": epoch, "val": record["val"],
-                                 "model_state": model.state_dict(), "loss_state": loss_fn.state_dict()},
-                                s.out_dir / "best.pt")
+                    atomic_save(
+                        {
+                            **base,
+                            "epoch": epoch,
+                            "val": record["val"],
+                            "model_state": model.state_dict(),
+                            "loss_state": loss_fn.state_dict(),
+                        },
+                        s.out_dir / "best.pt",
+                    )
             record["wall_seconds"] = time.perf_counter() - epoch_start
             state["wall_seconds"] += record["wall_seconds"]
             state["history"].append(record)
             state["epoch"] = epoch
-            atomic_save({**base, "state": state, "model_state": model.state_dict(),
-                         "loss_state": loss_fn.state_dict(), "optimizer_state": optimizer.state_dict(),
-                         "scheduler_state": scheduler.state_dict()}, ckpt_path)
+            atomic_save(
+                {
+                    **base,
+                    "state": state,
+                    "model_state": model.state_dict(),
+                    "loss_state": loss_fn.state_dict(),
+                    "optimizer_state": optimizer.state_dict(),
+                    "scheduler_state": scheduler.state_dict(),
+                },
+                ckpt_path,
+            )
             _log_epoch(live, record)
             if stop_after is not None and epoch == stop_after:
                 return {"interrupted_after_epoch": epoch}

@@ -21,9 +21,16 @@ from dmlstudy.training.settings import TrainSettings
 def param_groups(model: Embedder, loss: DMLLoss, s: TrainSettings) -> list[dict[str, Any]]:
     """Groups "backbone" (lr × backbone_lr_mult), "head" (lr) and the loss's own groups."""
     groups: list[dict[str, Any]] = [
-        {"name": "backbone", "params": [p for p in model.backbone_parameters() if p.requires_grad],
-         "lr": s.lr * s.backbone_lr_mult},
-        {"name": "head", "params": [p for p in model.head_parameters() if p.requires_grad], "lr": s.lr},
+        {
+            "name": "backbone",
+            "params": [p for p in model.backbone_parameters() if p.requires_grad],
+            "lr": s.lr * s.backbone_lr_mult,
+        },
+        {
+            "name": "head",
+            "params": [p for p in model.head_parameters() if p.requires_grad],
+            "lr": s.lr,
+        },
     ]
     for i, g in enumerate(loss.param_groups(s.lr)):
         g = dict(g)
@@ -72,7 +79,9 @@ def lr_factor(s: TrainSettings) -> Callable[[int], float]:
     return lambda e: 1.0
 
 
-def build_scheduler(opt: torch.optim.Optimizer, s: TrainSettings) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    opt: torch.optim.Optimizer, s: TrainSettings
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-epoch schedule; ``scheduler.step()`` is called once at the end of every epoch."""
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(s))
 

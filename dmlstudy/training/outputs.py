@@ -27,8 +27,10 @@ def train_labels(ds: Any, level: str) -> tuple[np.ndarray, np.ndarray, list[str]
         return np.asarray(rows), np.asarray(labels, dtype=np.int64), list(ds.class_names("train"))
     coarse = np.asarray(ds.coarse_labels("train"))
     if (coarse < 0).any():
-        raise ValueError("label_level: coarse needs coarse labels, but this dataset has none (coarse_label -1); "
-                         "use label_level: fine")
+        raise ValueError(
+            "label_level: coarse needs coarse labels, but this dataset has none (coarse_label -1); "
+            "use label_level: fine"
+        )
     ids, contiguous = np.unique(coarse, return_inverse=True)
     index = ds.index.iloc[np.asarray(rows)]
     if "coarse_name" in index.columns:
@@ -50,12 +52,16 @@ def eval_rows(ds: Any, split: str, s: TrainSettings) -> tuple[np.ndarray, np.nda
     rows, _ = ds.split(split)
     rows = np.asarray(rows)
     if len(rows) == 0:
-        raise ValueError(f"the prepared dataset has no {split!r} images; prepare it with val_fraction > 0")
+        raise ValueError(
+            f"the prepared dataset has no {split!r} images; prepare it with val_fraction > 0"
+        )
     if s.limit_eval is not None and len(rows) > s.limit_eval:
         fine = ds.index["label"].to_numpy()[rows]
         classes = np.random.default_rng(s.seed).permutation(np.unique(fine))
         counts = np.array([(fine == c).sum() for c in classes])
-        keep = classes[: max(2, int(np.searchsorted(np.cumsum(counts), s.limit_eval, side="right")))]
+        keep = classes[
+            : max(2, int(np.searchsorted(np.cumsum(counts), s.limit_eval, side="right")))
+        ]
         rows = rows[np.isin(fine, keep)]
     return rows, _level_labels(ds, rows, s.label_level)
 
@@ -64,19 +70,35 @@ def open_live(out_dir: Path, *, resume: bool) -> Any:
     """dvclive logger that never touches git / DVC experiments."""
     from dvclive import Live
 
-    return Live(dir=str(out_dir / "dvclive"), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+    return Live(
+        dir=str(out_dir / "dvclive"), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None
+    )
 
 
-def _test_metrics(emb: np.ndarray, labels: np.ndarray, q: np.ndarray, g: np.ndarray, metric: str,
-                  seed: int) -> dict:
+def _test_metrics(
+    emb: np.ndarray, labels: np.ndarray, q: np.ndarray, g: np.ndarray, metric: str, seed: int
+) -> dict:
     if q.all() and g.all():
         return evaluate(emb, labels, metric=metric, seed=seed)
-    return evaluate(emb[q], labels[q], gallery_embeddings=emb[g], gallery_labels=labels[g], metric=metric,
-                    seed=seed)
+    return evaluate(
+        emb[q],
+        labels[q],
+        gallery_embeddings=emb[g],
+        gallery_labels=labels[g],
+        metric=metric,
+        seed=seed,
+    )
 
 
-def finalize(s: TrainSettings, ds: Any, model: torch.nn.Module, loss_fn: Any, state: dict[str, Any],
-             device: torch.device, pre: Preprocess) -> dict[str, Any]:
+def finalize(
+    s: TrainSettings,
+    ds: Any,
+    model: torch.nn.Module,
+    loss_fn: Any,
+    state: dict[str, Any],
+    device: torch.device,
+    pre: Preprocess,
+) -> dict[str, Any]:
     """Reload best.pt, write embeddings_{val,test}.npz and metrics.json; return the metrics.
     With ``evaluate_test=False`` (tuning) the test split is neither embedded nor scored."""
     best = load_checkpoint(s.out_dir / "best.pt", map_location=device)
@@ -86,23 +108,46 @@ def finalize(s: TrainSettings, ds: Any, model: torch.nn.Module, loss_fn: Any, st
     t0 = time.perf_counter()
     for split in ("val", "test") if s.evaluate_test else ("val",):
         rows, labels = eval_rows(ds, split, s)
-        emb = embed_images(model, ds.images, pre, rows=rows, device=device, batch_size=s.eval_batch_size,
-                           amp=s.amp, channels_last=s.channels_last)
+        emb = embed_images(
+            model,
+            ds.images,
+            pre,
+            rows=rows,
+            device=device,
+            batch_size=s.eval_batch_size,
+            amp=s.amp,
+            channels_last=s.channels_last,
+        )
         q, g = idx["is_query"].to_numpy()[rows], idx["is_gallery"].to_numpy()[rows]
-        np.savez(s.out_dir / f"embeddings_{split}.npz", embeddings=emb, labels=idx["label"].to_numpy()[rows],
-                 coarse_labels=idx["coarse_label"].to_numpy()[rows], is_query=q, is_gallery=g, rows=rows)
+        np.savez(
+            s.out_dir / f"embeddings_{split}.npz",
+            embeddings=emb,
+            labels=idx["label"].to_numpy()[rows],
+            coarse_labels=idx["coarse_label"].to_numpy()[rows],
+            is_query=q,
+            is_gallery=g,
+            rows=rows,
+        )
         if split == "test":
-            out["test"] = {k: float(v) for k, v in _test_metrics(emb, labels, q, g, loss_fn.metric, s.seed).items()}
+            out["test"] = {
+                k: float(v)
+                for k, v in _test_metrics(emb, labels, q, g, loss_fn.metric, s.seed).items()
+            }
             if s.label_level == "coarse":
                 fine = idx["label"].to_numpy()[rows]
-                out["test_fine"] = {k: float(v) for k, v in _test_metrics(emb, fine, q, g, loss_fn.metric, s.seed).items()}
+                out["test_fine"] = {
+                    k: float(v)
+                    for k, v in _test_metrics(emb, fine, q, g, loss_fn.metric, s.seed).items()
+                }
     metrics = {
         "best_epoch": int(state["best_epoch"]),
         "selected_on": "val map@r",
         "val": best["val"],
         **out,
         "train_seconds": state["train_seconds"],
-        "train_images_per_s": state["train_images"] / state["train_seconds"] if state["train_seconds"] else None,
+        "train_images_per_s": state["train_images"] / state["train_seconds"]
+        if state["train_seconds"]
+        else None,
         "final_embedding_seconds": time.perf_counter() - t0,
         "wall_seconds": state["wall_seconds"] + time.perf_counter() - t0,
         "epochs": s.epochs,
@@ -126,7 +171,11 @@ def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
     """
     rows = []
     for rec in history:
-        row = {"epoch": rec["epoch"], "train_loss": rec["loss"], "images_per_s": rec.get("images_per_s")}
+        row = {
+            "epoch": rec["epoch"],
+            "train_loss": rec["loss"],
+            "images_per_s": rec.get("images_per_s"),
+        }
         row.update({f"val_{k}": v for k, v in rec.get("val", {}).items()})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -28,7 +28,9 @@ class TrainSettings(BaseModel):
 
     # --- inputs / outputs -------------------------------------------------------------------
     prepared_dir: Path = Field(description="output folder of dmlstudy.data.prepare_dataset")
-    out_dir: Path = Field(description="run folder: checkpoint.pt, best.pt, embeddings_*.npz, metrics.json, dvclive/")
+    out_dir: Path = Field(
+        description="run folder: checkpoint.pt, best.pt, embeddings_*.npz, metrics.json, dvclive/"
+    )
     # --- loss ---------------------------------------------------------------------------------
     loss: str = Field(description="registry name (dmlstudy.losses.list_losses())")
     loss_params: dict[str, Any] = Field(default_factory=dict, description="loss hyper-parameters")
@@ -37,10 +39,14 @@ class TrainSettings(BaseModel):
     )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    deterministic: bool = Field(True, description="torch.use_deterministic_algorithms(warn_only=True)")
+    deterministic: bool = Field(
+        True, description="torch.use_deterministic_algorithms(warn_only=True)"
+    )
     cpu_threads: int | None = Field(
-        None, gt=0, description="torch.set_num_threads during the run (restored after); None = torch's default. "
-        "1 is much faster on a contended CPU (several runs in parallel)"
+        None,
+        gt=0,
+        description="torch.set_num_threads during the run (restored after); None = torch's default. "
+        "1 is much faster on a contended CPU (several runs in parallel)",
     )
     # --- model --------------------------------------------------------------------------------
     backbone: str = Field("convnet4", description="any timm model name, or 'convnet4'")
@@ -55,17 +61,30 @@ class TrainSettings(BaseModel):
     # --- augmentation / preprocessing ---------------------------------------------------------
     image_size: int = Field(28, gt=0, description="training crop and test-time crop size (pixels)")
     eval_resize: int | None = Field(
-        None, gt=0, description="test-time resize of the shorter side before the center crop; None = image_size"
+        None,
+        gt=0,
+        description="test-time resize of the shorter side before the center crop; None = image_size",
     )
-    crop_scale: tuple[float, float] = Field((0.16, 1.0), description="random-resized-crop area range")
-    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="random-resized-crop aspect range")
-    hflip: bool = Field(True, description="random horizontal flip (turn off for Omniglot characters)")
-    mean: tuple[float, ...] | None = Field(None, description="per-channel mean; None = the pretrained backbone's own (timm pretrained_cfg), "
-                                         "else ImageNet (RGB) / 0.5 (gray)")
+    crop_scale: tuple[float, float] = Field(
+        (0.16, 1.0), description="random-resized-crop area range"
+    )
+    crop_ratio: tuple[float, float] = Field(
+        (3 / 4, 4 / 3), description="random-resized-crop aspect range"
+    )
+    hflip: bool = Field(
+        True, description="random horizontal flip (turn off for Omniglot characters)"
+    )
+    mean: tuple[float, ...] | None = Field(
+        None,
+        description="per-channel mean; None = the pretrained backbone's own (timm pretrained_cfg), "
+        "else ImageNet (RGB) / 0.5 (gray)",
+    )
     std: tuple[float, ...] | None = Field(None, description="per-channel std; None = as mean")
     # --- optimisation -------------------------------------------------------------------------
     epochs: int = Field(10, gt=0)
-    warmup_epochs: int = Field(0, ge=0, description="first epochs train only head + loss parameters")
+    warmup_epochs: int = Field(
+        0, ge=0, description="first epochs train only head + loss parameters"
+    )
     batch_size: int = Field(128, gt=1)
     m_per_class: int = Field(4, gt=0)
     lr: float = Field(1e-4, gt=0)
@@ -79,16 +98,25 @@ class TrainSettings(BaseModel):
     step_gamma: float = Field(0.5, gt=0, description="step schedule: decay factor")
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; None = off")
     amp: bool = Field(True, description="bf16 autocast on CUDA (no effect on CPU)")
-    channels_last: bool = Field(True, description="channels_last memory format (model and inputs, CPU and CUDA)")
+    channels_last: bool = Field(
+        True, description="channels_last memory format (model and inputs, CPU and CUDA)"
+    )
     # --- evaluation / budget ------------------------------------------------------------------
-    eval_every: int = Field(1, gt=0, description="validate every N epochs (and always after the last)")
+    eval_every: int = Field(
+        1, gt=0, description="validate every N epochs (and always after the last)"
+    )
     eval_batch_size: int = Field(256, gt=0)
-    max_steps_per_epoch: int | None = Field(None, gt=0, description="cap on steps per epoch (tiny profile)")
+    max_steps_per_epoch: int | None = Field(
+        None, gt=0, description="cap on steps per epoch (tiny profile)"
+    )
     limit_eval: int | None = Field(
-        None, gt=0, description="evaluate at most this many val/test images (seeded subset; tiny profile)"
+        None,
+        gt=0,
+        description="evaluate at most this many val/test images (seeded subset; tiny profile)",
     )
     evaluate_test: bool = Field(
-        True, description="embed and score the test split at the end (False while tuning on validation)"
+        True,
+        description="embed and score the test split at the end (False while tuning on validation)",
     )
     progress: bool = Field(True, description="tqdm progress bar")
 
@@ -99,10 +127,14 @@ class TrainSettings(BaseModel):
                 f"batch_size ({self.batch_size}) must be a multiple of m_per_class ({self.m_per_class})"
             )
         if self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})"
+            )
         if self.eval_resize is not None and self.eval_resize < self.image_size:
-            raise ValueError(f"eval_resize ({self.eval_resize}) must be >= image_size ({self.image_size}): "
-                             f"the test-time center crop is taken from the resized image")
+            raise ValueError(
+                f"eval_resize ({self.eval_resize}) must be >= image_size ({self.image_size}): "
+                f"the test-time center crop is taken from the resized image"
+            )
         for name in ("crop_scale", "crop_ratio"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:

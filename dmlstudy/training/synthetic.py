@@ -24,8 +24,15 @@ import torch.nn.functional as F
 
 
 def write_synthetic_prepared(
-    out_dir: str | Path, *, classes: dict[str, int], per_class: int, image_size: int, channels: int,
-    seed: int = 0, fine_per_coarse: int = 2, noise: float = 40.0,
+    out_dir: str | Path,
+    *,
+    classes: dict[str, int],
+    per_class: int,
+    image_size: int,
+    channels: int,
+    seed: int = 0,
+    fine_per_coarse: int = 2,
+    noise: float = 40.0,
 ) -> Path:
     """Write index.csv / images.npy / meta.json for ``classes[split]`` classes × ``per_class`` images."""
     out_dir = Path(out_dir)
@@ -34,7 +41,9 @@ def write_synthetic_prepared(
     n_cls = sum(classes.values())
     # smooth class patterns: 4×4 random grids upsampled to the image size
     coarse_grid = torch.from_numpy(rng.uniform(0, 255, (n_cls, channels, 4, 4)).astype(np.float32))
-    patterns = F.interpolate(coarse_grid, size=(image_size, image_size), mode="bicubic", align_corners=False)
+    patterns = F.interpolate(
+        coarse_grid, size=(image_size, image_size), mode="bicubic", align_corners=False
+    )
     patterns = patterns.permute(0, 2, 3, 1).numpy()
     rows, images = [], []
     label = 0
@@ -42,18 +51,34 @@ def write_synthetic_prepared(
         for _ in range(classes.get(split, 0)):
             for j in range(per_class):
                 shift = rng.integers(-1, 2, size=2)
-                img = np.roll(patterns[label], tuple(shift), axis=(0, 1)) + rng.normal(0, noise, patterns[label].shape)
+                img = np.roll(patterns[label], tuple(shift), axis=(0, 1)) + rng.normal(
+                    0, noise, patterns[label].shape
+                )
                 images.append(np.clip(img, 0, 255).astype(np.uint8))
-                rows.append({"path": f"{split}/c{label:04d}/{j:03d}.png", "label": label,
-                             "coarse_label": label // fine_per_coarse, "split": split, "is_query": True,
-                             "is_gallery": True, "class_name": f"class {label}",
-                             "coarse_name": f"group {label // fine_per_coarse}"})
+                rows.append(
+                    {
+                        "path": f"{split}/c{label:04d}/{j:03d}.png",
+                        "label": label,
+                        "coarse_label": label // fine_per_coarse,
+                        "split": split,
+                        "is_query": True,
+                        "is_gallery": True,
+                        "class_name": f"class {label}",
+                        "coarse_name": f"group {label // fine_per_coarse}",
+                    }
+                )
             label += 1
     index = pd.DataFrame(rows)
     np.save(out_dir / "images.npy", np.stack(images))
     index.to_csv(out_dir / "index.csv", index=False)
-    meta = {"name": "synthetic", "image_size": image_size, "channels": channels,
-            "config": {"synthetic": True, "seed": seed}, "counts": {}, "class_names": {}}
+    meta = {
+        "name": "synthetic",
+        "image_size": image_size,
+        "channels": channels,
+        "config": {"synthetic": True, "seed": seed},
+        "counts": {},
+        "class_names": {},
+    }
     for split in ("train", "val", "test"):
         part = index[index["split"] == split]
         names = part.drop_duplicates("label").sort_values("label")["class_name"].tolist()

@@ -63,8 +63,12 @@ def write_tgz(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
-def make_omniglot(data_dir: Path, alphabets=(("Latin", 2), ("Greek", 1)),
-                  eval_alphabets=(("Tengwar", 2),), drawings: int = 3) -> Path:
+def make_omniglot(
+    data_dir: Path,
+    alphabets=(("Latin", 2), ("Greek", 1)),
+    eval_alphabets=(("Tengwar", 2),),
+    drawings: int = 3,
+) -> Path:
     """``<data_dir>/omniglot/images_{background,evaluation}.zip``, official member layout."""
     seed = 0
     for top, alphs in (("images_background", alphabets), ("images_evaluation", eval_alphabets)):
@@ -73,8 +77,9 @@ def make_omniglot(data_dir: Path, alphabets=(("Latin", 2), ("Greek", 1)),
             for c in range(1, n_chars + 1):
                 for d in range(1, drawings + 1):
                     seed += 1
-                    members[f"{top}/{alphabet}/character{c:02d}/{seed:04d}_{d:02d}.png"] = \
+                    members[f"{top}/{alphabet}/character{c:02d}/{seed:04d}_{d:02d}.png"] = (
                         png_bytes(seed)
+                    )
         write_zip(data_dir / "omniglot" / f"{top}.zip", members, dirs=True)
     return data_dir
 
@@ -91,9 +96,11 @@ def make_cub(data_dir: Path, classes=(1, 100, 101, 200), per_class: int = 3) -> 
             labels.append(c)
             members[f"CUB_200_2011/images/{rel}"] = jpeg_bytes(c * 100 + k)
     members["CUB_200_2011/images.txt"] = "".join(
-        f"{i} {p}\n" for i, p in enumerate(images, 1)).encode()
+        f"{i} {p}\n" for i, p in enumerate(images, 1)
+    ).encode()
     members["CUB_200_2011/image_class_labels.txt"] = "".join(
-        f"{i} {c}\n" for i, c in enumerate(labels, 1)).encode()
+        f"{i} {c}\n" for i, c in enumerate(labels, 1)
+    ).encode()
     members["CUB_200_2011/classes.txt"] = ("\n".join(names) + "\n").encode()
     members["attributes.txt"] = b"1 has_bill_shape::curved\n"
     write_tgz(data_dir / "cub200" / "CUB_200_2011.tgz", members)
@@ -117,8 +124,9 @@ def make_cars(data_dir: Path, classes=(1, 98, 99, 196), per_class: int = 3) -> P
     for i, (path, *numbers) in enumerate(rows):  # char array + uint8 scalars, as upstream
         ann[0, i] = (path, *(np.array([[v]], dtype=np.uint8) for v in numbers))
     (data_dir / "cars196").mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(data_dir / "cars196" / "cars_annos.mat",
-                     {"annotations": ann, "class_names": names})
+    scipy.io.savemat(
+        data_dir / "cars196" / "cars_annos.mat", {"annotations": ann, "class_names": names}
+    )
     write_tgz(data_dir / "cars196" / "car_ims.tgz", members)
     return data_dir
 
@@ -127,8 +135,10 @@ def make_sop(data_dir: Path, per_class: int = 2) -> Path:
     """``Stanford_Online_Products.zip`` with Ebay_train.txt / Ebay_test.txt."""
     root = "Stanford_Online_Products"
     members, lines = {}, {"train": [], "test": []}
-    spec = {"train": [(1, 1, "bicycle_final"), (2, 1, "bicycle_final"), (3, 2, "chair_final")],
-            "test": [(11319, 1, "bicycle_final"), (11320, 5, "coffee_maker_final")]}
+    spec = {
+        "train": [(1, 1, "bicycle_final"), (2, 1, "bicycle_final"), (3, 2, "chair_final")],
+        "test": [(11319, 1, "bicycle_final"), (11320, 5, "coffee_maker_final")],
+    }
     image_id = 0
     for split, classes in spec.items():
         for cls, sup, folder in classes:
@@ -138,8 +148,9 @@ def make_sop(data_dir: Path, per_class: int = 2) -> Path:
                 members[f"{root}/{rel}"] = jpeg_bytes(image_id)
                 lines[split].append(f"{image_id} {cls} {sup} {rel}")
     for split in lines:
-        members[f"{root}/Ebay_{split}.txt"] = ("image_id class_id super_class_id path\n"
-                                               + "\n".join(lines[split]) + "\n").encode()
+        members[f"{root}/Ebay_{split}.txt"] = (
+            "image_id class_id super_class_id path\n" + "\n".join(lines[split]) + "\n"
+        ).encode()
     write_zip(data_dir / "sop" / "Stanford_Online_Products.zip", members)
     return data_dir
 
@@ -147,9 +158,12 @@ def make_sop(data_dir: Path, per_class: int = 2) -> Path:
 def make_inshop(data_dir: Path) -> Path:
     """``img.zip`` + ``list_eval_partition.txt`` (count line, header, rows)."""
     rows, members = [], {}
-    spec = [("WOMEN/Dresses", 2, ["train", "train"]), ("MEN/Denim", 80, ["train", "train"]),
-            ("WOMEN/Dresses", 7, ["query", "gallery", "gallery"]),
-            ("MEN/Tees_Tanks", 12, ["query", "query", "gallery"])]
+    spec = [
+        ("WOMEN/Dresses", 2, ["train", "train"]),
+        ("MEN/Denim", 80, ["train", "train"]),
+        ("WOMEN/Dresses", 7, ["query", "gallery", "gallery"]),
+        ("MEN/Tees_Tanks", 12, ["query", "query", "gallery"]),
+    ]
     for cat, item, statuses in spec:
         for k, st in enumerate(statuses):
             path = f"img/{cat}/id_{item:08d}/{k + 1:02d}_1_front.jpg"
@@ -157,35 +171,47 @@ def make_inshop(data_dir: Path) -> Path:
             rows.append(f"{path}  id_{item:08d}  {st}")
     write_zip(data_dir / "inshop" / "img.zip", members)
     (data_dir / "inshop" / "list_eval_partition.txt").write_text(
-        f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n")
+        f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n"
+    )
     return data_dir
 
 
-MAKERS = {"omniglot": make_omniglot, "cub200": make_cub, "cars196": make_cars,
-          "sop": make_sop, "inshop": make_inshop}
-TINY_COUNTS = {"omniglot": {"train": (3, 9), "test": (2, 6)},
-               "cub200": {"train": (2, 6), "test": (2, 6)},
-               "cars196": {"train": (2, 6), "test": (2, 6)},
-               "sop": {"train": (3, 6), "test": (2, 4)},
-               "inshop": {"train": (2, 4), "test": (2, 6)}}
+MAKERS = {
+    "omniglot": make_omniglot,
+    "cub200": make_cub,
+    "cars196": make_cars,
+    "sop": make_sop,
+    "inshop": make_inshop,
+}
+TINY_COUNTS = {
+    "omniglot": {"train": (3, 9), "test": (2, 6)},
+    "cub200": {"train": (2, 6), "test": (2, 6)},
+    "cars196": {"train": (2, 6), "test": (2, 6)},
+    "sop": {"train": (3, 6), "test": (2, 4)},
+    "inshop": {"train": (2, 4), "test": (2, 6)},
+}
 
 
 @pytest.fixture
 def tiny_counts(monkeypatch):
     """Make DATASETS[name] expect the miniature fixture's counts instead of the official ones."""
+
     def apply(name: str) -> None:
         spec = DATASETS[name]
         tiny = dataclasses.replace(spec, expected=TINY_COUNTS[name])
         monkeypatch.setitem(DATASETS, name, tiny)
+
     return apply
 
 
 @pytest.fixture
 def tiny_dataset(tmp_path, tiny_counts):
     """Factory: write the miniature ``name`` under tmp data dir, expect its counts; → data_dir."""
+
     def make(name: str) -> Path:
         tiny_counts(name)
         return MAKERS[name](tmp_path / "data")
+
     return make
 
 
@@ -210,7 +236,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         if self.cut_after is not None:
-            self.wfile.write(data[start:start + self.cut_after])
+            self.wfile.write(data[start : start + self.cut_after])
             self.close_connection = True
             return
         self.wfile.write(data[start:])
@@ -222,8 +248,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def http_server():
     """Loopback-only server: ``server.files[path] = bytes``; ``server.url(path)``; request log."""
-    handler = type("H", (_Handler,), {"files": {}, "log": [], "honour_range": True,
-                                      "cut_after": None})
+    handler = type(
+        "H", (_Handler,), {"files": {}, "log": [], "honour_range": True, "cut_after": None}
+    )
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -43,12 +43,20 @@ def test_grayscale_policy_area_average_keeps_polarity():
     assert decode_image(_png(rgb), 1, 4)[0, 0, 0] == 76  # ITU-R 601 luma of pure red
 
 
-@pytest.mark.parametrize("name,channels", [("omniglot", 1), ("cub200", 3), ("cars196", 3),
-                                           ("sop", 3), ("inshop", 3)])
+@pytest.mark.parametrize(
+    "name,channels", [("omniglot", 1), ("cub200", 3), ("cars196", 3), ("sop", 3), ("inshop", 3)]
+)
 def test_prepare_rows_match_images(name, channels, tiny_dataset, tmp_path):
     data_dir = tiny_dataset(name)
-    out = prepare_dataset(name, data_dir, tmp_path / "out", image_size=8, val_fraction=0.5,
-                          seed=0, work_dir=tmp_path / "w")
+    out = prepare_dataset(
+        name,
+        data_dir,
+        tmp_path / "out",
+        image_size=8,
+        val_fraction=0.5,
+        seed=0,
+        work_dir=tmp_path / "w",
+    )
     ds = PreparedDataset.load(out)
     assert isinstance(ds.images, np.memmap) and not ds.images.flags.writeable
     assert ds.images.shape == (len(ds.index), 8, 8, channels)
@@ -71,8 +79,15 @@ def test_prepare_rows_match_images(name, channels, tiny_dataset, tmp_path):
 
 
 def test_split_queries_and_errors(tiny_dataset, tmp_path):
-    out = prepare_dataset("inshop", tiny_dataset("inshop"), tmp_path / "o", image_size=4,
-                          val_fraction=0.0, seed=0, work_dir=tmp_path / "w")
+    out = prepare_dataset(
+        "inshop",
+        tiny_dataset("inshop"),
+        tmp_path / "o",
+        image_size=4,
+        val_fraction=0.0,
+        seed=0,
+        work_dir=tmp_path / "w",
+    )
     ds = PreparedDataset.load(out)
     rows, labels = ds.split("val")
     assert len(rows) == len(labels) == 0 and ds.class_names("val") == []
@@ -85,8 +100,9 @@ def test_split_queries_and_errors(tiny_dataset, tmp_path):
 def test_killed_prepare_leaves_no_cache(tiny_dataset, tmp_path, monkeypatch):
     data_dir = tiny_dataset("omniglot")
     out = tmp_path / "o"
-    prepare_dataset("omniglot", data_dir, out, image_size=4, val_fraction=0.0, seed=0,
-                    work_dir=tmp_path / "w")
+    prepare_dataset(
+        "omniglot", data_dir, out, image_size=4, val_fraction=0.0, seed=0, work_dir=tmp_path / "w"
+    )
     calls = []
 
     def dying(data, channels, size):
@@ -97,8 +113,15 @@ def test_killed_prepare_leaves_no_cache(tiny_dataset, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cache_mod, "decode_image", dying)
     with pytest.raises(KeyboardInterrupt):  # different settings → rebuild, killed midway
-        prepare_dataset("omniglot", data_dir, out, image_size=6, val_fraction=0.0, seed=0,
-                        work_dir=tmp_path / "w")
+        prepare_dataset(
+            "omniglot",
+            data_dir,
+            out,
+            image_size=6,
+            val_fraction=0.0,
+            seed=0,
+            work_dir=tmp_path / "w",
+        )
     assert not (out / "meta.json").exists()
     with pytest.raises(FileNotFoundError, match="meta.json missing"):
         PreparedDataset.load(out)
@@ -127,8 +150,9 @@ def test_workers_pool_matches_single_process(tiny_dataset, tmp_path, monkeypatch
 
 def test_bad_image_size(tmp_path):
     with pytest.raises(ValueError, match="image_size"):
-        prepare_dataset("omniglot", tmp_path, tmp_path / "o", image_size=0, val_fraction=0.1,
-                        seed=0)
+        prepare_dataset(
+            "omniglot", tmp_path, tmp_path / "o", image_size=0, val_fraction=0.1, seed=0
+        )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -145,8 +169,18 @@ def test_undecodable_image_is_named(workers, tiny_dataset, tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         for n, data in items.items():
             z.writestr(n, data)
-    with pytest.raises(DatasetLayoutError, match=f"{bad}.*Stanford_Online_Products.zip|"
-                                                 f"Stanford_Online_Products.zip.*{bad}"):
-        prepare_dataset("sop", data_dir, tmp_path / "o", image_size=4, val_fraction=0.0,
-                        seed=0, work_dir=tmp_path / "w", workers=workers)
+    with pytest.raises(
+        DatasetLayoutError,
+        match=f"{bad}.*Stanford_Online_Products.zip|Stanford_Online_Products.zip.*{bad}",
+    ):
+        prepare_dataset(
+            "sop",
+            data_dir,
+            tmp_path / "o",
+            image_size=4,
+            val_fraction=0.0,
+            seed=0,
+            work_dir=tmp_path / "w",
+            workers=workers,
+        )
     assert not (tmp_path / "o" / "meta.json").exists()

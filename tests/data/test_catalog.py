@@ -33,11 +33,19 @@ def test_unknown_dataset_lists_choices(tmp_path):
 def test_builder_on_official_layout(name, tiny_dataset, tmp_path):
     index = load_index(name, tiny_dataset(name), work_dir=tmp_path / "work")
     validate_index(index)
-    assert list(index.columns[:7]) == ["path", "label", "coarse_label", "split", "is_query",
-                                       "is_gallery", "class_name"]
+    assert list(index.columns[:7]) == [
+        "path",
+        "label",
+        "coarse_label",
+        "split",
+        "is_query",
+        "is_gallery",
+        "class_name",
+    ]
     assert set(index["split"]) == {"train", "test"}
     assert not set(index.loc[index.split == "train", "label"]) & set(
-        index.loc[index.split == "test", "label"])
+        index.loc[index.split == "test", "label"]
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -51,9 +59,14 @@ def test_omniglot_labels(tiny_dataset, tmp_path):
     index = load_index("omniglot", tiny_dataset("omniglot"), work_dir=tmp_path / "w")
     train = index[index.split == "train"]
     assert train.groupby("class_name")["label"].first().to_dict() == {
-        "Greek/character01": 0, "Latin/character01": 1, "Latin/character02": 2}
-    assert train.groupby("coarse_name")["coarse_label"].first().to_dict() == {"Greek": 0,
-                                                                              "Latin": 1}
+        "Greek/character01": 0,
+        "Latin/character01": 1,
+        "Latin/character02": 2,
+    }
+    assert train.groupby("coarse_name")["coarse_label"].first().to_dict() == {
+        "Greek": 0,
+        "Latin": 1,
+    }
     test = index[index.split == "test"]
     assert set(test["label"]) == {3, 4} and set(test["coarse_label"]) == {2}
     assert index["path"].str.endswith(".png").all()  # directory entries skipped
@@ -96,8 +109,12 @@ def test_inshop_query_gallery(tiny_dataset, tmp_path):
     assert (train["is_query"] & train["is_gallery"]).all()
     assert sorted(index["label"].unique()) == [2, 7, 12, 80]
     first = index.drop_duplicates("label").set_index("label")
-    assert first["coarse_name"].to_dict() == {2: "WOMEN/Dresses", 80: "MEN/Denim",
-                                              7: "WOMEN/Dresses", 12: "MEN/Tees_Tanks"}
+    assert first["coarse_name"].to_dict() == {
+        2: "WOMEN/Dresses",
+        80: "MEN/Denim",
+        7: "WOMEN/Dresses",
+        12: "MEN/Tees_Tanks",
+    }
     assert first["coarse_label"].to_dict() == {2: 2, 80: 0, 7: 2, 12: 1}
 
 
@@ -119,14 +136,21 @@ def _drop_member(archive, member):
                 t.addfile(info, io.BytesIO(data))
 
 
-@pytest.mark.parametrize("name,archive,member", [
-    ("cub200", "CUB_200_2011.tgz", "CUB_200_2011/images/100.Bird_100/Bird_100_0001.jpg"),
-    ("cars196", "car_ims.tgz", "car_ims/000004.jpg"),
-    ("sop", "Stanford_Online_Products.zip", "Stanford_Online_Products/chair_final/100003_1.JPG"),
-    ("inshop", "img.zip", "img/MEN/Denim/id_00000080/02_1_front.jpg"),
-    ("cub200", "CUB_200_2011.tgz", "CUB_200_2011/classes.txt"),
-    ("sop", "Stanford_Online_Products.zip", "Stanford_Online_Products/Ebay_test.txt"),
-])
+@pytest.mark.parametrize(
+    "name,archive,member",
+    [
+        ("cub200", "CUB_200_2011.tgz", "CUB_200_2011/images/100.Bird_100/Bird_100_0001.jpg"),
+        ("cars196", "car_ims.tgz", "car_ims/000004.jpg"),
+        (
+            "sop",
+            "Stanford_Online_Products.zip",
+            "Stanford_Online_Products/chair_final/100003_1.JPG",
+        ),
+        ("inshop", "img.zip", "img/MEN/Denim/id_00000080/02_1_front.jpg"),
+        ("cub200", "CUB_200_2011.tgz", "CUB_200_2011/classes.txt"),
+        ("sop", "Stanford_Online_Products.zip", "Stanford_Online_Products/Ebay_test.txt"),
+    ],
+)
 def test_missing_member_names_the_archive(name, archive, member, tiny_dataset, tmp_path):
     data_dir = tiny_dataset(name)
     _drop_member(data_dir / name / archive, member)

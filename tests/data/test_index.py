@@ -11,15 +11,17 @@ from dmlstudy.data.index import check_counts, split_counts
 
 
 def good() -> pd.DataFrame:
-    return pd.DataFrame({
-        "path": ["a/1.jpg", "a/2.jpg", "b/1.jpg", "b/2.jpg", "c/1.jpg"],
-        "label": [0, 0, 1, 1, 2],
-        "coarse_label": [-1, -1, 0, 0, 0],
-        "split": ["train", "train", "test", "test", "val"],
-        "is_query": [True, True, True, False, True],
-        "is_gallery": [True, True, False, True, True],
-        "class_name": ["a", "a", "b", "b", "c"],
-    })
+    return pd.DataFrame(
+        {
+            "path": ["a/1.jpg", "a/2.jpg", "b/1.jpg", "b/2.jpg", "c/1.jpg"],
+            "label": [0, 0, 1, 1, 2],
+            "coarse_label": [-1, -1, 0, 0, 0],
+            "split": ["train", "train", "test", "test", "val"],
+            "is_query": [True, True, True, False, True],
+            "is_gallery": [True, True, False, True, True],
+            "class_name": ["a", "a", "b", "b", "c"],
+        }
+    )
 
 
 def test_good_index_passes():
@@ -32,23 +34,36 @@ BREAKERS = {
     "float labels": (lambda d: d.assign(label=d["label"] + 0.5), "'label' must hold integers"),
     "str coarse": (lambda d: d.assign(coarse_label="x"), "'coarse_label' must hold integers"),
     "int flags": (lambda d: d.assign(is_query=1), "'is_query' must be boolean"),
-    "bad split": (lambda d: d.assign(split=["train", "train", "test", "test", "valid"]),
-                  "unknown split value(s) ['valid']"),
-    "duplicate path": (lambda d: d.assign(path=["x"] * 2 + ["b/1.jpg", "b/2.jpg", "c/1.jpg"]),
-                       "duplicate path"),
+    "bad split": (
+        lambda d: d.assign(split=["train", "train", "test", "test", "valid"]),
+        "unknown split value(s) ['valid']",
+    ),
+    "duplicate path": (
+        lambda d: d.assign(path=["x"] * 2 + ["b/1.jpg", "b/2.jpg", "c/1.jpg"]),
+        "duplicate path",
+    ),
     "negative label": (lambda d: d.assign(label=[0, 0, 1, 1, -2]), "non-negative"),
     "coarse below -1": (lambda d: d.assign(coarse_label=[-3, -1, 0, 0, 0]), "coarse_label"),
-    "neither flag": (lambda d: d.assign(is_gallery=[True, True, False, False, True]),
-                     "query, a gallery item, or both"),
-    "train not both": (lambda d: d.assign(is_gallery=[False, True, False, True, True]),
-                       "train/val rows"),
-    "label in two splits": (lambda d: d.assign(label=[0, 0, 1, 1, 1], class_name=list("aabbb")),
-                            "more than one split"),
-    "two names": (lambda d: d.assign(class_name=["a", "z", "b", "b", "c"]),
-                  "more than one class_name"),
-    "query without gallery": (lambda d: d.assign(label=[0, 0, 1, 3, 2],
-                                                 class_name=["a", "a", "b", "d", "c"]),
-                              "no gallery image"),
+    "neither flag": (
+        lambda d: d.assign(is_gallery=[True, True, False, False, True]),
+        "query, a gallery item, or both",
+    ),
+    "train not both": (
+        lambda d: d.assign(is_gallery=[False, True, False, True, True]),
+        "train/val rows",
+    ),
+    "label in two splits": (
+        lambda d: d.assign(label=[0, 0, 1, 1, 1], class_name=list("aabbb")),
+        "more than one split",
+    ),
+    "two names": (
+        lambda d: d.assign(class_name=["a", "z", "b", "b", "c"]),
+        "more than one class_name",
+    ),
+    "query without gallery": (
+        lambda d: d.assign(label=[0, 0, 1, 3, 2], class_name=["a", "a", "b", "d", "c"]),
+        "no gallery image",
+    ),
     "empty": (lambda d: d.iloc[:0], "no rows"),
     "non-str path": (lambda d: d.assign(path=[1, 2, 3, 4, 5]), "'path' must hold strings"),
 }

@@ -43,8 +43,12 @@ def test_small_classes_are_sampled_with_replacement():
 def test_replacement_draws_are_random_not_cyclic():
     labels = labels_with_sizes([2] * 8)  # m=3 > 2 rows: with replacement, uniformly
     s = MPerClassSampler(labels, m_per_class=3, batch_size=12, seed=0)
-    draws = [b[labels[b] == c] for e in range(10) for b in s.epoch_batches(e)
-             for c in np.unique(labels[b])]
+    draws = [
+        b[labels[b] == c]
+        for e in range(10)
+        for b in s.epoch_batches(e)
+        for c in np.unique(labels[b])
+    ]
     n_single = sum(len(set(d)) == 1 for d in draws)  # all 3 draws the same row: p = 1/4
     assert 0.1 < n_single / len(draws) < 0.4
 

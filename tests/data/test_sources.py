@@ -56,8 +56,11 @@ def _point_at(monkeypatch, name: str, urls: dict[str, tuple[str, str]]) -> None:
 
 def test_offline_without_local_copy_gives_one_clear_error(monkeypatch, tmp_path):
     url = _closed_port_url("images_background.zip")
-    _point_at(monkeypatch, "omniglot", {"images_background.zip": (url, "0" * 32),
-                                        "images_evaluation.zip": (url, "0" * 32)})
+    _point_at(
+        monkeypatch,
+        "omniglot",
+        {"images_background.zip": (url, "0" * 32), "images_evaluation.zip": (url, "0" * 32)},
+    )
     with pytest.raises(DatasetNotFoundError) as err:
         load_index("omniglot", tmp_path / "data", work_dir=tmp_path / "w")
     msg = str(err.value)
@@ -95,9 +98,14 @@ def test_download_then_reuse(monkeypatch, tmp_path, http_server, makers, tiny_co
 def test_download_with_wrong_checksum_fails_naming_the_file(monkeypatch, tmp_path, http_server):
     http_server.handler.files["/cars_annos.mat"] = b"not the file"
     http_server.handler.files["/car_ims.tgz"] = b"x"
-    _point_at(monkeypatch, "cars196", {
-        "car_ims.tgz": (http_server.url("/car_ims.tgz"), hashlib.md5(b"x").hexdigest()),
-        "cars_annos.mat": (http_server.url("/cars_annos.mat"), "0" * 32)})
+    _point_at(
+        monkeypatch,
+        "cars196",
+        {
+            "car_ims.tgz": (http_server.url("/car_ims.tgz"), hashlib.md5(b"x").hexdigest()),
+            "cars_annos.mat": (http_server.url("/cars_annos.mat"), "0" * 32),
+        },
+    )
     with pytest.raises(ChecksumError, match="cars_annos.mat"):
         load_index("cars196", tmp_path / "data", work_dir=tmp_path / "w")
 
@@ -108,8 +116,9 @@ def test_local_copy_wins_over_download(monkeypatch, tmp_path, tiny_dataset):
     _point_at(monkeypatch, "sop", {"Stanford_Online_Products.zip": (url, "0" * 32)})
     spec = DATASETS["sop"]
     found = locate_files(spec, data_dir, tmp_path / "w")
-    assert found == {"Stanford_Online_Products.zip":
-                     data_dir / "sop" / "Stanford_Online_Products.zip"}
+    assert found == {
+        "Stanford_Online_Products.zip": data_dir / "sop" / "Stanford_Online_Products.zip"
+    }
 
 
 def test_extract_once_is_atomic_and_cached(tmp_path, makers):
@@ -142,8 +151,9 @@ def test_zip_reader_routes_and_reports_missing(tmp_path, makers):
     assert isinstance(Path(r.archive_for("images_background/a")), Path)
 
 
-@pytest.mark.parametrize("name,archive", [("omniglot", "images_background.zip"),
-                                          ("sop", "Stanford_Online_Products.zip")])
+@pytest.mark.parametrize(
+    "name,archive", [("omniglot", "images_background.zip"), ("sop", "Stanford_Online_Products.zip")]
+)
 def test_truncated_zip_in_data_dir_names_the_file(name, archive, tiny_dataset, tmp_path):
     """A local copy that is not a complete zip (interrupted copy) gets a DatasetLayoutError naming
     the file and the fix, not zipfile's bare 'File is not a zip file'."""

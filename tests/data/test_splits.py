@@ -12,10 +12,17 @@ from dmlstudy.data.splits import select_classes
 
 def index(n_train=50, n_test=20, per_class=3) -> pd.DataFrame:
     labels = np.repeat(np.arange(n_train + n_test), per_class)
-    return pd.DataFrame({
-        "path": [f"{i}.png" for i in range(len(labels))], "label": labels,
-        "coarse_label": labels // 10, "split": np.where(labels < n_train, "train", "test"),
-        "is_query": True, "is_gallery": True, "class_name": [f"c{x}" for x in labels]})
+    return pd.DataFrame(
+        {
+            "path": [f"{i}.png" for i in range(len(labels))],
+            "label": labels,
+            "coarse_label": labels // 10,
+            "split": np.where(labels < n_train, "train", "test"),
+            "is_query": True,
+            "is_gallery": True,
+            "class_name": [f"c{x}" for x in labels],
+        }
+    )
 
 
 def test_val_is_class_disjoint_and_carved_from_train():

@@ -71,4 +71,6 @@ def tie_data(rng, n_distinct=12, n=80, dim=6, cosine_exact=True):
 
 @pytest.fixture
 def oracle():
-    return SimpleNamespace(brute_ranking=brute_ranking, paper_metrics=paper_metrics, tie_data=tie_data)
+    return SimpleNamespace(
+        brute_ranking=brute_ranking, paper_metrics=paper_metrics, tie_data=tie_data
+    )

@@ -53,7 +53,9 @@ def test_nmi_matches_pml_accuracy_calculator():
     x_sep, l_sep = blobs(rng, n_classes=2, spread=0.01)
     calc = acc.AccuracyCalculator(include=("NMI",), device=torch.device("cpu"))
     res = calc.get_accuracy(torch.tensor(x_sep, dtype=torch.float32), torch.from_numpy(l_sep))
-    assert res["NMI"] == pytest.approx(1.0) and nmi(x_sep, l_sep, metric="euclidean") == pytest.approx(1.0)
+    assert res["NMI"] == pytest.approx(1.0) and nmi(
+        x_sep, l_sep, metric="euclidean"
+    ) == pytest.approx(1.0)
 
 
 def test_kmeans_assign_uses_every_cluster_and_no_subsampling():
@@ -62,5 +64,7 @@ def test_kmeans_assign_uses_every_cluster_and_no_subsampling():
     a = kmeans_assign(x.astype(np.float32), 2, seed=0)
     assert normalized_mutual_info_score(labels, a) == pytest.approx(1.0)
     assert kmeans_assign(x.astype(np.float32), 1).tolist() == [0] * 800
-    with pytest.raises(ValueError, match="n_clusters=9 must be between 1 and the number of points 8"):
+    with pytest.raises(
+        ValueError, match="n_clusters=9 must be between 1 and the number of points 8"
+    ):
         kmeans_assign(x[:8].astype(np.float32), 9)

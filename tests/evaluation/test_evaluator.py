@@ -17,7 +17,15 @@ def data(seed=0, n=120, classes=10, dim=12):
 def test_keys_types_and_nmi_matches_nmi_function():
     x, labels = data()
     out = evaluate(x, labels, seed=5)
-    assert list(out) == ["recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi"]
+    assert list(out) == [
+        "recall@1",
+        "recall@2",
+        "recall@4",
+        "recall@8",
+        "map@r",
+        "r_precision",
+        "nmi",
+    ]
     assert all(type(v) is float and 0.0 <= v <= 1.0 for v in out.values())
     assert out["recall@1"] <= out["recall@2"] <= out["recall@4"] <= out["recall@8"]
     assert out["nmi"] == nmi(x, labels, seed=5)
@@ -37,7 +45,9 @@ def test_k_depth_covers_largest_class(oracle):
     labels = np.concatenate([np.zeros(61, dtype=int), rng.integers(1, 5, 40)])
     x = rng.normal(size=(101, 6))
     out = evaluate(x, labels, recall_at=(1,), with_nmi=False, metric="euclidean")
-    ref = oracle.paper_metrics(oracle.brute_ranking(x, metric="euclidean")[0], labels, recall_at=(1,))
+    ref = oracle.paper_metrics(
+        oracle.brute_ranking(x, metric="euclidean")[0], labels, recall_at=(1,)
+    )
     assert out == pytest.approx(ref, abs=1e-12)
     with pytest.warns(RuntimeWarning, match="MAP@min"):
         capped = evaluate(x, labels, recall_at=(1,), with_nmi=False, metric="euclidean", max_k=10)
@@ -50,7 +60,9 @@ def test_euclidean_is_not_cosine():
     scaled = x * np.where(labels == 0, 25.0, 1.0)[:, None]
     kw = dict(with_nmi=False)
     assert evaluate(scaled, labels, **kw) == evaluate(x, labels, **kw)
-    assert evaluate(scaled, labels, metric="euclidean", **kw) != evaluate(x, labels, metric="euclidean", **kw)
+    assert evaluate(scaled, labels, metric="euclidean", **kw) != evaluate(
+        x, labels, metric="euclidean", **kw
+    )
 
 
 def test_errors_name_the_fix():

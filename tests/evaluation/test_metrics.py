@@ -11,7 +11,11 @@ from dmlstudy.evaluation import count_relevant, evaluate, knn, map_at_r, r_preci
 
 pml_acc = pytest.importorskip("pytorch_metric_learning.utils.accuracy_calculator")
 pml_inf = pytest.importorskip("pytorch_metric_learning.utils.inference")
-PML_KEYS = {"precision_at_1": "recall@1", "mean_average_precision_at_r": "map@r", "r_precision": "r_precision"}
+PML_KEYS = {
+    "precision_at_1": "recall@1",
+    "mean_average_precision_at_r": "map@r",
+    "r_precision": "r_precision",
+}
 
 
 def pml_metrics(query, labels, gallery=None, gallery_labels=None, metric="cosine", knn_func=None):
@@ -20,7 +24,11 @@ def pml_metrics(query, labels, gallery=None, gallery_labels=None, metric="cosine
         import faiss
 
         knn_func = pml_inf.FaissKNN(index_init_fn=faiss.IndexFlatIP if metric == "cosine" else None)
-    prep = (lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)) if metric == "cosine" else (lambda a: a)
+    prep = (
+        (lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))
+        if metric == "cosine"
+        else (lambda a: a)
+    )
     calc = pml_acc.AccuracyCalculator(
         include=tuple(PML_KEYS), k="max_bin_count", device=torch.device("cpu"), knn_func=knn_func
     )
@@ -47,8 +55,15 @@ class OurKNN:
 
 def labels_with_singletons_and_big_classes(rng, n):
     """Singletons, pairs, and two classes much larger than the largest Recall@K."""
-    labels = np.concatenate([np.arange(5) + 100, np.repeat([200, 201], 2), np.repeat([300], 25),
-                             np.repeat([301], 15), rng.integers(0, 12, n - 49)])
+    labels = np.concatenate(
+        [
+            np.arange(5) + 100,
+            np.repeat([200, 201], 2),
+            np.repeat([300], 25),
+            np.repeat([301], 15),
+            rng.integers(0, 12, n - 49),
+        ]
+    )
     return rng.permutation(labels)
 
 
@@ -66,7 +81,12 @@ def test_self_mode_random_vs_pml_and_paper(metric, seed, oracle):
     x = centers[labels] * 0.6 + rng.normal(size=(150, 16)) + (3.0 if metric == "euclidean" else 0)
     ours = evaluate(x, labels, metric=metric, recall_at=(1, 2, 4, 8, 16), with_nmi=False)
     assert_same(ours, pml_metrics(x, labels, metric=metric))
-    assert_same(ours, oracle.paper_metrics(oracle.brute_ranking(x, metric=metric)[0], labels, recall_at=(1, 2, 4, 8, 16)))
+    assert_same(
+        ours,
+        oracle.paper_metrics(
+            oracle.brute_ranking(x, metric=metric)[0], labels, recall_at=(1, 2, 4, 8, 16)
+        ),
+    )
     assert 0.05 < ours["map@r"] < 0.95  # non-trivial case
 
 
@@ -78,7 +98,9 @@ def test_query_gallery_mode_vs_pml_and_paper(metric, oracle):
     centers = rng.normal(size=(15, 10))
     q = centers[q_labels] + rng.normal(size=(60, 10)) * 0.9
     g = centers[g_labels] + rng.normal(size=(110, 10)) * 0.9
-    ours = evaluate(q, q_labels, gallery_embeddings=g, gallery_labels=g_labels, metric=metric, with_nmi=False)
+    ours = evaluate(
+        q, q_labels, gallery_embeddings=g, gallery_labels=g_labels, metric=metric, with_nmi=False
+    )
     assert_same(ours, pml_metrics(q, q_labels, g, g_labels, metric=metric))
     ranking = oracle.brute_ranking(q, g, metric=metric)[0]
     assert_same(ours, oracle.paper_metrics(ranking, q_labels, g_labels))
@@ -108,7 +130,9 @@ def test_duplicates_within_a_class_match_pml_faiss():
 
 
 def test_pure_functions_by_hand():
-    hits = np.array([[True, False, True, False], [False, False, False, True], [True, True, True, True]])
+    hits = np.array(
+        [[True, False, True, False], [False, False, False, True], [True, True, True, True]]
+    )
     r = np.array([2, 1, 0])  # third query is lone: ignored
     assert recall_at_k(hits, r, 1) == 0.5 and recall_at_k(hits, r, 4) == 1.0
     assert r_precision(hits, r) == pytest.approx((0.5 + 0.0) / 2)

@@ -13,10 +13,22 @@ def test_nearest_neighbors_hits():
     labels = np.array([0, 0, 1, 1, 1])
     nb = nearest_neighbors(x, labels, 2, metric="euclidean")
     assert nb.indices.tolist() == [[4, 1], [4, 0], [3, 1], [2, 1], [0, 1]]
-    assert nb.hits.tolist() == [[False, True], [False, True], [True, False], [True, False], [False, False]]
+    assert nb.hits.tolist() == [
+        [False, True],
+        [False, True],
+        [True, False],
+        [True, False],
+        [False, False],
+    ]
     np.testing.assert_allclose(nb.distances[0], [0.1, 0.2], rtol=1e-6)
-    nb2 = nearest_neighbors(x[:2], labels[:2], 1, gallery_embeddings=x[2:], gallery_labels=labels[2:],
-                            metric="euclidean")
+    nb2 = nearest_neighbors(
+        x[:2],
+        labels[:2],
+        1,
+        gallery_embeddings=x[2:],
+        gallery_labels=labels[2:],
+        metric="euclidean",
+    )
     assert nb2.indices[:, 0].tolist() == [2, 2] and nb2.hits[:, 0].tolist() == [False, False]
 
 

@@ -15,7 +15,9 @@ from dmlstudy.evaluation import mean_ci
 def test_matches_scipy_t_interval(confidence):
     values = np.random.default_rng(0).normal(0.6, 0.02, size=5)
     mean, half = mean_ci(values, confidence)
-    lo, hi = stats.t.interval(confidence, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    lo, hi = stats.t.interval(
+        confidence, len(values) - 1, loc=values.mean(), scale=stats.sem(values)
+    )
     assert mean == pytest.approx(values.mean()) and half == pytest.approx((hi - lo) / 2)
 
 

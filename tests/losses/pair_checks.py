@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from dmlstudy.losses import DMLLoss
 
 
-def make_batch(seed: int, per_class: int, num_classes: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    seed: int, per_class: int, num_classes: int, dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded float64 embeddings and shuffled labels with ``per_class`` samples of each class."""
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_classes).repeat_interleave(per_class)
@@ -32,7 +34,9 @@ def assert_gradcheck(loss: DMLLoss, x: torch.Tensor, y: torch.Tensor) -> None:
     assert torch.autograd.gradcheck(lambda a: loss(a, y), (x,), eps=1e-6, atol=1e-5)
 
 
-def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 80, lr: float = 0.05, per_class: int = 4) -> None:
+def assert_learns(
+    loss: DMLLoss, *, seed: int = 0, steps: int = 80, lr: float = 0.05, per_class: int = 4
+) -> None:
     """Optimizing free embeddings (plus the loss's own parameters) of a seeded toy problem lowers
     the loss and raises Recall@1."""
     x, y = make_batch(seed, per_class=per_class, num_classes=6, dim=8)
@@ -49,7 +53,11 @@ def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 80, lr: float = 
 
 
 def _adam_step(
-    params: list[torch.Tensor], grads: tuple[torch.Tensor | None, ...], state: dict[int, list[torch.Tensor]], step: int, lr: float
+    params: list[torch.Tensor],
+    grads: tuple[torch.Tensor | None, ...],
+    state: dict[int, list[torch.Tensor]],
+    step: int,
+    lr: float,
 ) -> None:
     """One Adam update (betas 0.9/0.999), written out: ``torch.optim`` costs seconds to import."""
     with torch.no_grad():
@@ -81,7 +89,9 @@ def assert_finite_with_grad(loss: DMLLoss, x: torch.Tensor, y: torch.Tensor) -> 
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-def assert_permutation_invariant(loss: DMLLoss, x: torch.Tensor, y: torch.Tensor, seed: int = 1) -> None:
+def assert_permutation_invariant(
+    loss: DMLLoss, x: torch.Tensor, y: torch.Tensor, seed: int = 1
+) -> None:
     """Permuting the batch leaves the loss unchanged (to rounding)."""
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(loss(x[perm], y[perm]), loss(x, y), rtol=1e-10, atol=1e-12)

@@ -28,7 +28,9 @@ def make_loss(name: str, num_classes: int, embedding_dim: int, seed: int = 0, **
     return loss.double()
 
 
-def make_batch(seed: int, batch: int, num_classes: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    seed: int, batch: int, num_classes: int, dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded float64 embeddings and labels covering as many classes as the batch allows."""
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(batch) % num_classes
@@ -53,7 +55,9 @@ def assert_gradcheck(loss: DMLLoss, x: torch.Tensor, y: torch.Tensor) -> None:
     """float64 finite differences agree with autograd through embeddings AND proxies."""
     x = x.clone().requires_grad_(True)
     proxies = loss.proxies.detach().clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a, p: loss_of(loss, a, y, p), (x, proxies), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda a, p: loss_of(loss, a, y, p), (x, proxies), eps=1e-6, atol=1e-5
+    )
 
 
 def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 100, lr: float = 0.05) -> None:
@@ -93,7 +97,9 @@ def assert_edge_cases(loss: DMLLoss, dim: int) -> None:
     assert value.item() == 0.0 and (loss.proxies.grad == 0).all()
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(loss(x[perm], y[perm]), loss(x, y), rtol=1e-12, atol=1e-12)
-    single = copy.deepcopy(loss).float()  # bfloat16 embeddings (autocast output) are computed in float32
+    single = copy.deepcopy(
+        loss
+    ).float()  # bfloat16 embeddings (autocast output) are computed in float32
     low = single(x.to(torch.bfloat16), y)
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, single(x.to(torch.bfloat16).float(), y))

@@ -35,13 +35,19 @@ def naive_arcface(x, y, weights, margin_degrees, scale):
 
 
 def test_defaults_and_param_groups():
-    assert loss_hyperparameters("arcface") == {"margin_degrees": 28.6, "scale": 64.0, "proxy_lr_multiplier": 1.0}
+    assert loss_hyperparameters("arcface") == {
+        "margin_degrees": 28.6,
+        "scale": 64.0,
+        "proxy_lr_multiplier": 1.0,
+    }
     loss = make_loss("arcface", 30, 500)
     assert loss.proxies.std().item() == pytest.approx(0.01, rel=0.02)  # insightface N(0, 0.01²)
     assert_param_groups(loss, 1.0)
 
 
-@pytest.mark.parametrize("margin_degrees,scale", [(28.6, 64.0), (120.0, 10.0)])  # 120°: fallback branch taken
+@pytest.mark.parametrize(
+    "margin_degrees,scale", [(28.6, 64.0), (120.0, 10.0)]
+)  # 120°: fallback branch taken
 def test_matches_pml_and_formula(margin_degrees, scale):
     loss = make_loss("arcface", 6, 8, margin_degrees=margin_degrees, scale=scale)
     pml = PMLArcFace(6, 8, margin=margin_degrees, scale=scale).double()
@@ -50,7 +56,9 @@ def test_matches_pml_and_formula(margin_degrees, scale):
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ours, theirs = loss(xa, y), pml(xb, y)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
-    assert ours.item() == pytest.approx(naive_arcface(x, y, loss.proxies.detach(), margin_degrees, scale), rel=1e-9)
+    assert ours.item() == pytest.approx(
+        naive_arcface(x, y, loss.proxies.detach(), margin_degrees, scale), rel=1e-9
+    )
     ours.backward()
     theirs.backward()
     torch.testing.assert_close(xa.grad, xb.grad)

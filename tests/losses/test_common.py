@@ -27,9 +27,13 @@ def _fake_encoder(texts: list[str]) -> np.ndarray:
 
 def _build(name: str) -> DMLLoss:
     extra = {"encoder": _fake_encoder} if name == "language" else {}
-    with torch.random.fork_rng(devices=[]):  # proxy inits draw from the global generator: isolate it
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # proxy inits draw from the global generator: isolate it
         torch.manual_seed(0)
-        loss = build_loss(name, num_classes=NUM_CLASSES, embedding_dim=DIM, class_names=CLASS_NAMES, **extra)
+        loss = build_loss(
+            name, num_classes=NUM_CLASSES, embedding_dim=DIM, class_names=CLASS_NAMES, **extra
+        )
     return loss.double()
 
 
@@ -51,7 +55,9 @@ def test_metric_attributes(name: str) -> None:
     loss = _build(name)
     assert loss.metric in ("cosine", "euclidean")
     assert isinstance(loss.normalize_embeddings, bool)
-    loss.schedule(0, 100)  # every loss accepts the trainer's call (100 epochs: room for RSW's phase 2)
+    loss.schedule(
+        0, 100
+    )  # every loss accepts the trainer's call (100 epochs: room for RSW's phase 2)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -86,7 +92,9 @@ def test_batch_permutation_leaves_loss_unchanged(name: str) -> None:
             perm[slots] = torch.sort(perm[slots]).values
     loss = _build(name)
     reference = copy.deepcopy(loss)(x, y)  # deep copies: running statistics start equal
-    torch.testing.assert_close(copy.deepcopy(loss)(x[perm], y[perm]), reference, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        copy.deepcopy(loss)(x[perm], y[perm]), reference, rtol=1e-9, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -14,7 +14,9 @@ def test_defaults() -> None:
     assert loss_hyperparameters("contrastive") == {"pos_margin": 0.0, "neg_margin": 0.5}
 
 
-@pytest.mark.parametrize(("pos_margin", "neg_margin", "seed"), [(0.0, 0.5, 0), (-0.2, 0.38, 1), (0.3, 1.2, 2)])
+@pytest.mark.parametrize(
+    ("pos_margin", "neg_margin", "seed"), [(0.0, 0.5, 0), (-0.2, 0.38, 1), (0.3, 1.2, 2)]
+)
 def test_matches_pml(pos_margin: float, neg_margin: float, seed: int) -> None:
     x, y = checks.make_batch(seed, per_class=3, num_classes=5, dim=6)
     ours = build_loss("contrastive", pos_margin=pos_margin, neg_margin=neg_margin)(x, y)
@@ -36,7 +38,9 @@ def test_edge_cases() -> None:
     for x, y in checks.edge_batches().values():
         checks.assert_finite_with_grad(loss, x, y)
     x, _ = checks.edge_batches()["one_class"]
-    checks.assert_zero(loss, torch.zeros_like(x[:1]) + 1.0, torch.zeros(1, dtype=torch.long))  # no pairs
+    checks.assert_zero(
+        loss, torch.zeros_like(x[:1]) + 1.0, torch.zeros(1, dtype=torch.long)
+    )  # no pairs
     far = torch.eye(4, dtype=torch.float64)  # singletons at distance √2 > m_neg: no active term
     checks.assert_zero(loss, far, torch.arange(4))
     x, y = checks.make_batch(5, per_class=3, num_classes=4, dim=5)

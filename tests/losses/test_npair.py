@@ -17,7 +17,9 @@ def _pml_npair(weight: float) -> pml.NPairsLoss:
     distance = pml_distances.DotProductSimilarity(normalize_embeddings=False)
     if weight == 0:
         return pml.NPairsLoss(distance=distance)
-    return pml.NPairsLoss(distance=distance, embedding_regularizer=LpRegularizer(power=2), embedding_reg_weight=weight)
+    return pml.NPairsLoss(
+        distance=distance, embedding_regularizer=LpRegularizer(power=2), embedding_reg_weight=weight
+    )
 
 
 def test_defaults() -> None:
@@ -25,7 +27,9 @@ def test_defaults() -> None:
     assert NPairLoss.normalize_embeddings is False
 
 
-@pytest.mark.parametrize(("weight", "per_class", "seed"), [(0.001, 2, 0), (0.0, 3, 1), (0.05, 4, 2)])
+@pytest.mark.parametrize(
+    ("weight", "per_class", "seed"), [(0.001, 2, 0), (0.0, 3, 1), (0.05, 4, 2)]
+)
 def test_matches_pml(weight: float, per_class: int, seed: int) -> None:
     x, y = checks.make_batch(seed, per_class=per_class, num_classes=5, dim=6)
     ours = build_loss("npair", l2_reg_weight=weight)(x, y)
@@ -60,7 +64,9 @@ def test_edge_cases() -> None:
     batches = checks.edge_batches()
     checks.assert_zero(loss, *batches["one_class"])  # one pair: a 1-way softmax
     checks.assert_zero(loss, *batches["singletons"])
-    checks.assert_finite_with_grad(build_loss("npair"), *batches["singletons"])  # only the regularizer
+    checks.assert_finite_with_grad(
+        build_loss("npair"), *batches["singletons"]
+    )  # only the regularizer
     checks.assert_finite_with_grad(loss, *batches["one_singleton_class"])
     # Order inside a class selects the pair, so invariance holds for permutations keeping it.
     x, y = checks.make_batch(5, per_class=3, num_classes=4, dim=5)

@@ -53,7 +53,9 @@ def test_matches_pml_and_formula(alpha, margin):
         x, y = make_batch(seed, batch, 9, 12)
         ours = loss(x, y)
         torch.testing.assert_close(ours, pml(x, y), rtol=1e-5, atol=1e-7)
-        assert ours.item() == pytest.approx(naive_proxy_anchor(x, y, loss.proxies.detach(), alpha, margin), rel=1e-9)
+        assert ours.item() == pytest.approx(
+            naive_proxy_anchor(x, y, loss.proxies.detach(), alpha, margin), rel=1e-9
+        )
 
 
 def test_gradients_match_pml():

@@ -38,8 +38,10 @@ def naive_proxy_gml(x, y, proxies, num_classes, per_class, ratio, reg_weight):
     if reg_weight > 0:
         reg = 0.0
         for a in range(len(centers)):
-            logits = [sum(dot(centers[a], centers[b]) for b in range(len(centers)) if owner[b] == c)
-                      for c in range(num_classes)]
+            logits = [
+                sum(dot(centers[a], centers[b]) for b in range(len(centers)) if owner[b] == c)
+                for c in range(num_classes)
+            ]
             top = max(logits)
             reg += -(logits[owner[a]] - top - math.log(sum(math.exp(v - top) for v in logits)))
         loss += reg_weight * reg / len(centers)
@@ -64,14 +66,28 @@ def test_defaults_init_and_param_groups():
 
 @pytest.mark.parametrize(
     "per_class,ratio,reg_weight",
-    [(3, 0.3, 0.3), (3, 0.05, 0.0), (1, 0.5, 0.0), (4, 0.5, 1.0)],  # k=5 (>N), k=1 (<N), SOP-like, many kept
+    [
+        (3, 0.3, 0.3),
+        (3, 0.05, 0.0),
+        (1, 0.5, 0.0),
+        (4, 0.5, 1.0),
+    ],  # k=5 (>N), k=1 (<N), SOP-like, many kept
 )
 def test_matches_naive_official_formula(per_class, ratio, reg_weight):
     num_classes, dim = 5, 6
-    loss = make_loss("proxy_gml", num_classes, dim, proxies_per_class=per_class, top_ratio=ratio, reg_weight=reg_weight)
+    loss = make_loss(
+        "proxy_gml",
+        num_classes,
+        dim,
+        proxies_per_class=per_class,
+        top_ratio=ratio,
+        reg_weight=reg_weight,
+    )
     for seed in (0, 1):
         x, y = make_batch(seed, 9, num_classes, dim)
-        expected = naive_proxy_gml(x, y, loss.proxies.detach(), num_classes, per_class, ratio, reg_weight)
+        expected = naive_proxy_gml(
+            x, y, loss.proxies.detach(), num_classes, per_class, ratio, reg_weight
+        )
         assert loss(x, y).item() == pytest.approx(expected, rel=1e-6, abs=1e-7)
 
 

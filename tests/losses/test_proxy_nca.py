@@ -39,10 +39,14 @@ def naive_proxy_nca(x, y, proxies, scale):
 
 
 def pml_per_sample(x, y, proxies, scale):
-    pml = PMLProxyNCA(proxies.shape[0], proxies.shape[1], softmax_scale=scale, reducer=DoNothingReducer()).double()
+    pml = PMLProxyNCA(
+        proxies.shape[0], proxies.shape[1], softmax_scale=scale, reducer=DoNothingReducer()
+    ).double()
     pml.proxies.data.copy_(proxies)
     out = pml(x, y)["loss"]
-    assert out["indices"].tolist() == list(range(len(y)))  # PML drops underflowed samples; none here
+    assert out["indices"].tolist() == list(
+        range(len(y))
+    )  # PML drops underflowed samples; none here
     return out["losses"]
 
 
@@ -71,7 +75,9 @@ def test_paper_formula_matches_transformed_pml(scale):
     per_sample = pml_per_sample(x, y, loss.proxies.data, scale)
     expected = (per_sample + torch.log1p(-torch.exp(-per_sample))).mean()
     torch.testing.assert_close(loss(x, y), expected, rtol=1e-5, atol=1e-7)
-    assert loss(x, y).item() == pytest.approx(naive_proxy_nca(x, y, loss.proxies.detach(), scale), rel=1e-9)
+    assert loss(x, y).item() == pytest.approx(
+        naive_proxy_nca(x, y, loss.proxies.detach(), scale), rel=1e-9
+    )
 
 
 def test_include_positive_is_pml():

@@ -11,8 +11,21 @@ from dmlstudy.losses import DMLLoss, build_loss, get_loss_class, list_losses, lo
 from dmlstudy.losses.base import RUNTIME_KEYS
 
 EXPECTED = {
-    "contrastive", "triplet", "npair", "multi_similarity", "proxy_nca", "proxy_nca_pp", "proxy_anchor",
-    "proxy_gml", "soft_triple", "arcface", "cosface", "direction", "language", "daal", "rsw",
+    "contrastive",
+    "triplet",
+    "npair",
+    "multi_similarity",
+    "proxy_nca",
+    "proxy_nca_pp",
+    "proxy_anchor",
+    "proxy_gml",
+    "soft_triple",
+    "arcface",
+    "cosface",
+    "direction",
+    "language",
+    "daal",
+    "rsw",
 }
 
 
@@ -22,7 +35,9 @@ def _fake_encoder(texts: list[str]) -> np.ndarray:
 
 def test_all_fifteen_losses_are_registered() -> None:
     public = {name for name in list_losses() if not name.startswith("_")}
-    assert public == EXPECTED, f"missing: {sorted(EXPECTED - public)}, extra: {sorted(public - EXPECTED)}"
+    assert public == EXPECTED, (
+        f"missing: {sorted(EXPECTED - public)}, extra: {sorted(public - EXPECTED)}"
+    )
     assert list_losses() == sorted(list_losses())
 
 
@@ -41,8 +56,16 @@ def test_misspelt_keyword_lists_choices_and_suggests() -> None:
 
 
 def test_none_means_default() -> None:
-    loss = build_loss("multi_similarity", alpha=None, beta=None, threshold=None, epsilon=None, mining=None)
-    assert (loss.alpha, loss.beta, loss.threshold, loss.epsilon, loss.mining) == (2.0, 50.0, 0.5, 0.1, True)
+    loss = build_loss(
+        "multi_similarity", alpha=None, beta=None, threshold=None, epsilon=None, mining=None
+    )
+    assert (loss.alpha, loss.beta, loss.threshold, loss.epsilon, loss.mining) == (
+        2.0,
+        50.0,
+        0.5,
+        0.1,
+        True,
+    )
     assert build_loss("triplet", margin=None, miner="hard").miner == "hard"
 
 
@@ -68,7 +91,9 @@ def test_every_loss_builds_with_runtime_values(name: str) -> None:
     if name not in list_losses():
         pytest.fail(f"loss {name!r} is not registered yet")
     extra = {"encoder": _fake_encoder} if name == "language" else {}
-    loss = build_loss(name, num_classes=4, embedding_dim=8, class_names=["ab", "cd", "ef", "gh"], **extra)
+    loss = build_loss(
+        name, num_classes=4, embedding_dim=8, class_names=["ab", "cd", "ef", "gh"], **extra
+    )
     assert isinstance(loss, DMLLoss) and get_loss_class(name) is type(loss)
     assert loss.registry_name == name
 

@@ -17,7 +17,9 @@ def naive_rsw(x, y, proxies, *, T, alpha, k1, k2, m):
     for i in range(x.shape[0]):
         logits = []
         for c in range(proxies.shape[0]):
-            d = math.sqrt(sum((float(x[i, j]) - float(proxies[c, j])) ** 2 for j in range(x.shape[1])))
+            d = math.sqrt(
+                sum((float(x[i, j]) - float(proxies[c, j])) ** 2 for j in range(x.shape[1]))
+            )
             if c == int(y[i]):
                 d = k1 * d + m * (1 - k1) * d if d < alpha else k2 * d + alpha * (1 - k2)
             logits.append(-T * d)
@@ -35,10 +37,14 @@ def make(seed: int, b=12, c=5, d=6, scale=3.0, dtype=torch.float64):
     return x, y, p
 
 
-@pytest.mark.parametrize("alpha", [1.0, 6.0, 100.0])  # all in the inward, mixed, all outward regimes
+@pytest.mark.parametrize(
+    "alpha", [1.0, 6.0, 100.0]
+)  # all in the inward, mixed, all outward regimes
 def test_matches_naive_loop(alpha):
     x, y, p = make(0)
-    loss = RealignedSoftmaxWarpingLoss(5, 6, temperature=0.7, alpha=alpha, k1=0.9, k2=1.2, margin=1.5).double()
+    loss = RealignedSoftmaxWarpingLoss(
+        5, 6, temperature=0.7, alpha=alpha, k1=0.9, k2=1.2, margin=1.5
+    ).double()
     loss.proxies.data.copy_(p)
     expected = naive_rsw(x, y, p, T=0.7, alpha=alpha, k1=0.9, k2=1.2, m=1.5)
     assert loss(x, y).item() == pytest.approx(expected, rel=1e-10)
@@ -46,7 +52,9 @@ def test_matches_naive_loop(alpha):
 
 def test_gradcheck_away_from_kink():
     x, y, p = make(1)
-    loss = RealignedSoftmaxWarpingLoss(5, 6, temperature=0.5, alpha=7.0, k1=0.9, k2=1.2, margin=1.3).double()
+    loss = RealignedSoftmaxWarpingLoss(
+        5, 6, temperature=0.5, alpha=7.0, k1=0.9, k2=1.2, margin=1.3
+    ).double()
     loss.proxies.data.copy_(p)
     d_y = torch.cdist(x, p).gather(1, y[:, None])
     assert ((d_y - 7.0).abs() > 0.05).all()  # no sample sits on the kink d_y = alpha

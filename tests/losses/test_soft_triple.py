@@ -47,7 +47,9 @@ def test_defaults_init_and_param_groups():
     assert SoftTripleLoss.optimizer_hints == {"adam_eps": 0.01, "weight_decay": 1e-4}
     loss = make_loss("soft_triple", 20, 64)
     assert loss.proxies.shape == (200, 64)
-    assert loss.proxies.abs().max().item() <= 1 / math.sqrt(200)  # kaiming_uniform(a=√5), fan_in C·K
+    assert loss.proxies.abs().max().item() <= 1 / math.sqrt(
+        200
+    )  # kaiming_uniform(a=√5), fan_in C·K
     assert_param_groups(loss, 100.0, eps=0.01)
 
 
@@ -56,7 +58,9 @@ def test_matches_pml_and_official_regularizer(per_class, gamma, margin):
     kw = dict(centers_per_class=per_class, gamma=gamma, margin=margin)
     x, y = make_batch(0, 14, 6, 8)
     no_reg = make_loss("soft_triple", 6, 8, tau=0.0, **kw)
-    pml = PMLSoftTriple(6, 8, centers_per_class=per_class, la=20, gamma=gamma, margin=margin).double()
+    pml = PMLSoftTriple(
+        6, 8, centers_per_class=per_class, la=20, gamma=gamma, margin=margin
+    ).double()
     pml.fc.data.copy_(no_reg.proxies.data.T)
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ours, theirs = no_reg(xa, y), pml(xb, y)

@@ -18,7 +18,9 @@ def _pml_triplet(miner: str, margin: float, x: torch.Tensor, y: torch.Tensor) ->
     if miner == "all":
         return loss(x, y)
     if miner == "semihard":
-        return loss(x, y, pml_miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")(x, y))
+        return loss(
+            x, y, pml_miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")(x, y)
+        )
     return loss(x, y, pml_miners.BatchHardMiner()(x, y))
 
 

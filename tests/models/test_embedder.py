@@ -33,22 +33,34 @@ def test_convnet4_050_is_the_half_width_convnet() -> None:
 @pytest.mark.parametrize("pooling", ["avg", "max", "avgmax"])
 def test_pooling_matches_formula(pooling: str) -> None:
     torch.manual_seed(0)
-    net = build_embedder("convnet4", embedding_dim=5, in_chans=1, pooling=pooling, normalize=False).eval()
+    net = build_embedder(
+        "convnet4", embedding_dim=5, in_chans=1, pooling=pooling, normalize=False
+    ).eval()
     x = torch.randn(3, 1, 40, 40)  # 40 px → 2×2 feature map, so avg and max differ
     fmap = net.backbone(x)
     assert fmap.shape[-1] == 2
-    pooled = {"avg": fmap.mean((2, 3)), "max": fmap.amax((2, 3)), "avgmax": fmap.mean((2, 3)) + fmap.amax((2, 3))}
+    pooled = {
+        "avg": fmap.mean((2, 3)),
+        "max": fmap.amax((2, 3)),
+        "avgmax": fmap.mean((2, 3)) + fmap.amax((2, 3)),
+    }
     expected = net.head(pooled[pooling])
     torch.testing.assert_close(net(x), expected)
 
 
 def test_normalize_and_layer_norm() -> None:
     x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    raw = build_embedder("convnet4", embedding_dim=6, in_chans=1, normalize=False, layer_norm=True).eval()
-    assert isinstance(raw.norm, torch.nn.LayerNorm) and not list(raw.norm.parameters())  # no affine (RSW)
+    raw = build_embedder(
+        "convnet4", embedding_dim=6, in_chans=1, normalize=False, layer_norm=True
+    ).eval()
+    assert isinstance(raw.norm, torch.nn.LayerNorm) and not list(
+        raw.norm.parameters()
+    )  # no affine (RSW)
     z = raw(x)
     assert not torch.allclose(z.norm(dim=1), torch.ones(4))
-    normed = build_embedder("convnet4", embedding_dim=6, in_chans=1, normalize=True, layer_norm=True).eval()
+    normed = build_embedder(
+        "convnet4", embedding_dim=6, in_chans=1, normalize=True, layer_norm=True
+    ).eval()
     normed.load_state_dict(raw.state_dict())
     torch.testing.assert_close(normed(x), F.normalize(z, dim=1))
 
@@ -83,8 +95,13 @@ def test_backbone_with_conv_head_after_pooling() -> None:
 
 def test_nhwc_backbone_pools_over_space() -> None:
     """Swin returns B×H×W×C maps (timm output_fmt NHWC); pooling must reduce H, W — not W, C."""
-    net = build_embedder("swin_tiny_patch4_window7_224", embedding_dim=4, in_chans=3, pooling="avgmax",
-                         normalize=False).eval()
+    net = build_embedder(
+        "swin_tiny_patch4_window7_224",
+        embedding_dim=4,
+        in_chans=3,
+        pooling="avgmax",
+        normalize=False,
+    ).eval()
     feats = torch.randn(2, 7, 7, 768)
     torch.testing.assert_close(net.pool(feats), feats.mean(dim=(1, 2)) + feats.amax(dim=(1, 2)))
 

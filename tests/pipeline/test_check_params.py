@@ -22,7 +22,11 @@ def test_merged_settings_and_loss_schedule_errors_fail(tmp_path, capsys):
     assert main([str(bad), str(tmp_path / "ok")]) == 1
     err = capsys.readouterr().err
     assert "datasets.omniglot + losses.rsw" in err and "phase2_epochs" in err
-    bad.write_text(text.replace("      m_per_class: 4\n      lr: 0.001", "      m_per_class: 5\n      lr: 0.001"))
+    bad.write_text(
+        text.replace(
+            "      m_per_class: 4\n      lr: 0.001", "      m_per_class: 5\n      lr: 0.001"
+        )
+    )
     assert main([str(bad), str(tmp_path / "ok")]) == 1
     assert "multiple of m_per_class" in capsys.readouterr().err
     assert not (tmp_path / "ok").exists()

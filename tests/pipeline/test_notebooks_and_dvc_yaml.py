@@ -24,13 +24,23 @@ def _parameters(path: Path) -> dict[str, object]:
     assert len(cells) == 1, f"{path.name}: exactly one cell tagged parameters"
     values = {}
     for node in ast.parse(cells[0].source).body:
-        assert isinstance(node, ast.Assign) and len(node.targets) == 1, f"{path.name}: only `name = literal`"
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, (
+            f"{path.name}: only `name = literal`"
+        )
         values[node.targets[0].id] = ast.literal_eval(node.value)  # literals only
     return values
 
 
 def test_notebooks_exist_for_every_stage():
-    assert {p.stem for p in NOTEBOOKS} == {"prepare", "train", "evaluate", "geometry", "ablation", "multimodal", "report"}
+    assert {p.stem for p in NOTEBOOKS} == {
+        "prepare",
+        "train",
+        "evaluate",
+        "geometry",
+        "ablation",
+        "multimodal",
+        "report",
+    }
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -42,7 +52,9 @@ def test_notebook_is_thin_and_documented(path):
         assert word in first.source, f"{path.name}: first markdown cell lacks {word}"
     assert "params_file" in _parameters(path)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert not re.search(r"^\s*(def|class) ", code, re.M), f"{path.name}: logic belongs in the package"
+    assert not re.search(r"^\s*(def|class) ", code, re.M), (
+        f"{path.name}: logic belongs in the package"
+    )
 
 
 def _commands():
@@ -58,7 +70,9 @@ def test_every_notebook_parameter_passed_by_dvc_exists(name, cmd):
         return
     known = _parameters(REPO / "notebooks" / f"{m.group(1)}.py")
     for key in re.findall(r"-p (\w+) ", cmd):
-        assert key in known, f"stage {name} passes -p {key}, not a parameter of notebooks/{m.group(1)}.py"
+        assert key in known, (
+            f"stage {name} passes -p {key}, not a parameter of notebooks/{m.group(1)}.py"
+        )
 
 
 def test_train_outputs_follow_the_package_run_layout():
@@ -82,7 +96,9 @@ def test_stage_params_exist_in_params_yaml():
         for key in body.get("params", []):
             for dataset in PARAMS["datasets"]:
                 concrete = key.replace("${item.dataset}", dataset).replace("${item}", dataset)
-                concrete = concrete.replace("${item.loss}", "triplet").replace("${item.ablation}", "daal_parts")
+                concrete = concrete.replace("${item.loss}", "triplet").replace(
+                    "${item.ablation}", "daal_parts"
+                )
                 for profile in ("full", "tiny"):  # every study.profile value must resolve
                     key_p = concrete.replace("${study.profile}", profile)
                     assert has(key_p), f"stage {name}: params key {key_p} missing from params.yaml"
@@ -98,7 +114,9 @@ def test_only_the_active_profile_invalidates_work_stages():
             continue
         assert "profiles" not in keys, f"stage {name} depends on every profile"
         if "study.profile" in keys:
-            assert "profiles.${study.profile}" in keys, f"stage {name} misses its active profile's values"
+            assert "profiles.${study.profile}" in keys, (
+                f"stage {name} misses its active profile's values"
+            )
 
 
 def _stage_for(notebook: str) -> dict:
@@ -115,8 +133,14 @@ def test_training_stages_depend_on_all_code_that_shapes_a_run(notebook):
     metric that selects its epoch (dmlstudy/evaluation) and the params merge (pipeline/runs.py):
     an edit there must rerun it."""
     deps = _stage_for(notebook)["deps"]
-    for code in ("dmlstudy/losses", "dmlstudy/models", "dmlstudy/training", "dmlstudy/data",
-                 "dmlstudy/evaluation", "dmlstudy/pipeline/runs.py"):
+    for code in (
+        "dmlstudy/losses",
+        "dmlstudy/models",
+        "dmlstudy/training",
+        "dmlstudy/data",
+        "dmlstudy/evaluation",
+        "dmlstudy/pipeline/runs.py",
+    ):
         assert code in deps, f"stage running notebooks/{notebook}.py lacks dep {code}"
 
 
@@ -131,9 +155,13 @@ def test_projections_use_the_runs_metric(path):
     """projection_2d L2-normalizes by default (cosine): RSW's Euclidean embeddings must be
     projected raw, so every call passes the run's metric."""
     code = "\n".join(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
-    for node in ast.walk(ast.parse("\n".join(l for l in code.splitlines() if not l.startswith("%")))):
+    for node in ast.walk(
+        ast.parse("\n".join(l for l in code.splitlines() if not l.startswith("%")))
+    ):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "projection_2d":
-            assert "metric" in {k.arg for k in node.keywords}, f"{path.name}: projection_2d without metric="
+            assert "metric" in {k.arg for k in node.keywords}, (
+                f"{path.name}: projection_2d without metric="
+            )
 
 
 def _imported_package_files(path: Path) -> set[str]:
@@ -144,8 +172,13 @@ def _imported_package_files(path: Path) -> set[str]:
             base = node.module.replace(".", "/")
             for alias in node.names:  # `from dmlstudy.pipeline import results` imports a module
                 sub = f"{base}/{alias.name}"
-                found.add(sub + ".py" if (REPO / f"{sub}.py").is_file() else
-                          sub if (REPO / sub).is_dir() else base + ("" if (REPO / base).is_dir() else ".py"))
+                found.add(
+                    sub + ".py"
+                    if (REPO / f"{sub}.py").is_file()
+                    else sub
+                    if (REPO / sub).is_dir()
+                    else base + ("" if (REPO / base).is_dir() else ".py")
+                )
         elif isinstance(node, ast.Import):
             found |= {a.name.replace(".", "/") for a in node.names if a.name.startswith("dmlstudy")}
     return found
@@ -158,4 +191,5 @@ def test_every_imported_package_module_is_a_stage_dependency(path):
     deps = [d for d in _stage_for(path.stem)["deps"] if isinstance(d, str)]
     for module in _imported_package_files(path):
         assert any(module == d or module.startswith(d.rstrip("/") + "/") for d in deps), (
-            f"stage running notebooks/{path.name} imports {module} but does not list it in deps")
+            f"stage running notebooks/{path.name} imports {module} but does not list it in deps"
+        )

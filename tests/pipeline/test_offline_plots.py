@@ -27,7 +27,11 @@ def test_main_builds_from_node_modules_layout(tmp_path):
         (tmp_path / rel).write_text(f"window['{name}'] = 1;")
     assert main([str(tmp_path), str(tmp_path / "o.html")]) == 0
     page = (tmp_path / "o.html").read_text()
-    assert page.index("window['vega']") < page.index("window['vega-lite']") < page.index("window['vega-embed']")
+    assert (
+        page.index("window['vega']")
+        < page.index("window['vega-lite']")
+        < page.index("window['vega-embed']")
+    )
     assert "{plot_divs}" in page and "<script src" not in page
 
 

@@ -18,11 +18,26 @@ def _fake_run(root, loss, seed, r1, metric="cosine"):
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(5), 4)
     emb = np.eye(5)[labels] + 0.3 * rng.normal(size=(20, 5))
-    np.savez(d / "embeddings_test.npz", embeddings=emb.astype(np.float32), labels=labels, coarse_labels=labels // 2,
-             is_query=np.ones(20, bool), is_gallery=np.ones(20, bool), rows=np.arange(100, 120))
-    metrics = {"test": {m: r1 for m in R.METRICS}, "best_epoch": 1, "train_seconds": 2.0, "train_images_per_s": 9.0,
-               "metric": metric, "history": [{"epoch": 0, "loss": 1.0, "images_per_s": 5.0, "val": {"map@r": 0.1}},
-                                             {"epoch": 1, "loss": 0.5, "images_per_s": 5.0, "val": {"map@r": 0.2}}]}
+    np.savez(
+        d / "embeddings_test.npz",
+        embeddings=emb.astype(np.float32),
+        labels=labels,
+        coarse_labels=labels // 2,
+        is_query=np.ones(20, bool),
+        is_gallery=np.ones(20, bool),
+        rows=np.arange(100, 120),
+    )
+    metrics = {
+        "test": {m: r1 for m in R.METRICS},
+        "best_epoch": 1,
+        "train_seconds": 2.0,
+        "train_images_per_s": 9.0,
+        "metric": metric,
+        "history": [
+            {"epoch": 0, "loss": 1.0, "images_per_s": 5.0, "val": {"map@r": 0.1}},
+            {"epoch": 1, "loss": 0.5, "images_per_s": 5.0, "val": {"map@r": 0.2}},
+        ],
+    }
     (d / "metrics.json").write_text(json.dumps(metrics))
     return emb, labels
 
@@ -36,7 +51,9 @@ def test_collect_summarize_and_metrics_json(tmp_path):
     s = R.summarize(runs)
     assert s.index.tolist() == ["b", "a"]  # sorted best first
     # t(0.975, 2) * std([.5,.6,.7], ddof=1) / sqrt(3) = 4.3027 * 0.1 / 1.732
-    assert s.loc["a", "recall@1"] == pytest.approx(0.6) and s.loc["a", "recall@1_ci"] == pytest.approx(0.24841, abs=1e-4)
+    assert s.loc["a", "recall@1"] == pytest.approx(0.6) and s.loc[
+        "a", "recall@1_ci"
+    ] == pytest.approx(0.24841, abs=1e-4)
     table = R.display_table(s, "cub200")
     assert table.loc["a", "recall@1"] == "60.0 ± 24.8" and "published R@1" in table
     assert R.metrics_json(s)["b"]["recall@1"] == pytest.approx(0.8)
@@ -71,10 +88,19 @@ def test_euclidean_query_gallery_runs_use_raw_distances(tmp_path):
     d.mkdir(parents=True)
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(6), 6)
-    emb = (rng.normal(size=(36, 4)) * rng.uniform(0.2, 5.0, size=(36, 1)) + 2.0 * np.eye(4)[labels % 4]).astype(np.float32)
+    emb = (
+        rng.normal(size=(36, 4)) * rng.uniform(0.2, 5.0, size=(36, 1)) + 2.0 * np.eye(4)[labels % 4]
+    ).astype(np.float32)
     is_query = np.tile([True, True, False, False, False, False], 6)
-    np.savez(d / "embeddings_test.npz", embeddings=emb, labels=labels, coarse_labels=labels // 3,
-             is_query=is_query, is_gallery=~is_query, rows=np.arange(36) + 500)
+    np.savez(
+        d / "embeddings_test.npz",
+        embeddings=emb,
+        labels=labels,
+        coarse_labels=labels // 3,
+        is_query=is_query,
+        is_gallery=~is_query,
+        rows=np.arange(36) + 500,
+    )
     (d / "metrics.json").write_text(json.dumps({"metric": "euclidean"}))
     qi, gi = np.flatnonzero(is_query), np.flatnonzero(~is_query)
     dist = np.linalg.norm(emb[qi, None] - emb[None, gi], axis=2)
@@ -82,7 +108,9 @@ def test_euclidean_query_gallery_runs_use_raw_distances(tmp_path):
     hits = labels[gi][order] == labels[qi, None]
     curves = R.recall_curves(tmp_path, ["rsw"], [0], ks=(1, 4))
     for k in (1, 4):
-        assert curves.loc[curves["k"] == k, "recall"].item() == pytest.approx(hits[:, :k].any(axis=1).mean())
+        assert curves.loc[curves["k"] == k, "recall"].item() == pytest.approx(
+            hits[:, :k].any(axis=1).mean()
+        )
     q_rows, nb_rows, nb_hits = R.gallery_neighbors(d, qi[:3], k=4)
     assert q_rows.tolist() == (qi[:3] + 500).tolist()
     np.testing.assert_array_equal(nb_rows, gi[order[:3, :4]] + 500)
@@ -92,18 +120,33 @@ def test_euclidean_query_gallery_runs_use_raw_distances(tmp_path):
 def test_departures_list_tuned_loss_values_and_loss_specific_training():
     from dmlstudy.pipeline.results import departures
 
-    run = {"loss_params": {}, "pooling": "avg", "layer_norm": False, "crop_scale": [0.7, 1.0], "lr": 0.001}
-    protocol = {"crop_scale": (0.7, 1.0), "lr": 0.001}  # pooling / layer_norm: TrainSettings defaults
-    table = departures({
-        "triplet": {**run, "loss_params": {"margin": 0.1, "miner": "all"}},
-        "proxy_anchor": {**run, "loss_params": {"alpha": 32.0, "proxy_lr_multiplier": 10.0}},
-        "rsw": {**run, "layer_norm": True},
-    }, shared=protocol)
-    assert table.values.tolist() == [["proxy_anchor", "loss", "proxy_lr_multiplier", 100.0, 10.0],
-                                     ["rsw", "train", "layer_norm", False, True]]
+    run = {
+        "loss_params": {},
+        "pooling": "avg",
+        "layer_norm": False,
+        "crop_scale": [0.7, 1.0],
+        "lr": 0.001,
+    }
+    protocol = {
+        "crop_scale": (0.7, 1.0),
+        "lr": 0.001,
+    }  # pooling / layer_norm: TrainSettings defaults
+    table = departures(
+        {
+            "triplet": {**run, "loss_params": {"margin": 0.1, "miner": "all"}},
+            "proxy_anchor": {**run, "loss_params": {"alpha": 32.0, "proxy_lr_multiplier": 10.0}},
+            "rsw": {**run, "layer_norm": True},
+        },
+        shared=protocol,
+    )
+    assert table.values.tolist() == [
+        ["proxy_anchor", "loss", "proxy_lr_multiplier", 100.0, 10.0],
+        ["rsw", "train", "layer_norm", False, True],
+    ]
     # a single loss with its own head is still reported (compared with the protocol, not the others)
     assert departures({"rsw": {**run, "layer_norm": True}}, shared=protocol).values.tolist() == [
-        ["rsw", "train", "layer_norm", False, True]]
+        ["rsw", "train", "layer_norm", False, True]
+    ]
 
 
 def test_gallery_neighbors_equal_the_full_search_with_duplicate_images(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from dmlstudy.pipeline.run_notebook import execute, parse_parameters
 
-NOTEBOOK = '''# %% [markdown]
+NOTEBOOK = """# %% [markdown]
 # # toy
 
 # %% tags=["parameters"]
@@ -21,12 +21,13 @@ import matplotlib.pyplot as plt
 fig, ax = plt.subplots()
 ax.plot(range(n))
 print(f"n={n} name={name}")
-'''
+"""
 
 
 def test_parse_parameters_types():
-    assert parse_parameters([("a", "1e-3"), ("b", "2"), ("c", "[0, 1]"), ("d", "seed0"), ("e", "true")]) == {
-        "a": 0.001, "b": 2, "c": [0, 1], "d": "seed0", "e": True}
+    assert parse_parameters(
+        [("a", "1e-3"), ("b", "2"), ("c", "[0, 1]"), ("d", "seed0"), ("e", "true")]
+    ) == {"a": 0.001, "b": 2, "c": [0, 1], "d": "seed0", "e": True}
 
 
 def test_execute_injects_parameters_and_embeds_figures(tmp_path, monkeypatch):

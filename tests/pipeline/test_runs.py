@@ -24,14 +24,29 @@ def test_precedence_common_dataset_profile_extra(raw):
     raw = copy.deepcopy(raw)
     raw["train"]["lr"] = 0.5  # common, overridden by the dataset preset
     raw["train"]["grad_clip"] = 3.0  # common only
-    s = train_settings(config_from_dict(raw), "omniglot", "proxy_anchor", 7, prepared_dir="p", out_dir="o")
+    s = train_settings(
+        config_from_dict(raw), "omniglot", "proxy_anchor", 7, prepared_dir="p", out_dir="o"
+    )
     assert (s.lr, s.grad_clip, s.seed, s.backbone, s.epochs) == (0.001, 3.0, 7, "convnet4_050", 3)
     published, _, per_dataset = split_loss_section(raw["losses"]["proxy_anchor"])
     assert s.loss_params == {**published, **per_dataset.get("omniglot", {})}
     raw["study"]["profile"] = "tiny"
-    s = train_settings(config_from_dict(raw), "omniglot", "rsw", 0, prepared_dir="p", out_dir="o",
-                       loss_params={"k1": 1.0}, extra={"epochs": 5})
-    assert (s.epochs, s.max_steps_per_epoch, s.loss_params["k1"], s.loss_params["phase2_epochs"]) == (5, 2, 1.0, 0)
+    s = train_settings(
+        config_from_dict(raw),
+        "omniglot",
+        "rsw",
+        0,
+        prepared_dir="p",
+        out_dir="o",
+        loss_params={"k1": 1.0},
+        extra={"epochs": 5},
+    )
+    assert (
+        s.epochs,
+        s.max_steps_per_epoch,
+        s.loss_params["k1"],
+        s.loss_params["phase2_epochs"],
+    ) == (5, 2, 1.0, 0)
 
 
 def test_budget_applies_before_the_profile_and_variant_changes_after(raw):
@@ -39,11 +54,27 @@ def test_budget_applies_before_the_profile_and_variant_changes_after(raw):
     and what a variant changes (its swept value) beats both."""
     raw = copy.deepcopy(raw)
     budget = {"epochs": 2, "max_steps_per_epoch": 50, "m_per_class": 8}
-    s = train_settings(config_from_dict(raw), "omniglot", "triplet", 0, prepared_dir="p", out_dir="o", budget=budget)
+    s = train_settings(
+        config_from_dict(raw),
+        "omniglot",
+        "triplet",
+        0,
+        prepared_dir="p",
+        out_dir="o",
+        budget=budget,
+    )
     assert (s.epochs, s.max_steps_per_epoch, s.m_per_class) == (2, 50, 8)
     raw["study"]["profile"] = "tiny"
-    s = train_settings(config_from_dict(raw), "omniglot", "triplet", 0, prepared_dir="p", out_dir="o", budget=budget,
-                       extra={"m_per_class": 2})
+    s = train_settings(
+        config_from_dict(raw),
+        "omniglot",
+        "triplet",
+        0,
+        prepared_dir="p",
+        out_dir="o",
+        budget=budget,
+        extra={"m_per_class": 2},
+    )
     assert (s.epochs, s.max_steps_per_epoch, s.m_per_class) == (1, 2, 2)
 
 
@@ -62,7 +93,9 @@ def test_ablation_variants_cover_named_variants_and_sweeps(raw):
 def test_bad_sweep_key_is_named(raw):
     raw = copy.deepcopy(raw)
     raw["ablations"]["direction_gamma"]["sweep"] = {"loss_params.gama": [0.1]}
-    with pytest.raises(ParamsError, match=r"ablations.direction_gamma.sweep.loss_params.gama.*did you mean 'gamma'"):
+    with pytest.raises(
+        ParamsError, match=r"ablations.direction_gamma.sweep.loss_params.gama.*did you mean 'gamma'"
+    ):
         ablation_variants(config_from_dict(raw), "direction_gamma")
 
 

@@ -15,23 +15,34 @@ def test_image_grid_and_gallery_marks_hits():
     hits = np.array([[True, False, True], [False, False, True]])
     fig = plots.retrieval_gallery(imgs[:, 0], imgs, hits, row_titles=["a", "b"])
     colors = [p.get_edgecolor()[:3] for ax in fig.axes for p in ax.patches]
-    green = tuple(int(plots.images.HIT[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    green = tuple(int(plots.images.HIT[i : i + 2], 16) / 255 for i in (1, 3, 5))
     assert len(colors) == 6 and sum(np.allclose(c, green) for c in colors) == 3
     with pytest.raises(ValueError, match="shapes disagree"):
         plots.retrieval_gallery(imgs[:1, 0], imgs, hits)
 
 
 def test_result_figures():
-    runs = pd.DataFrame({"loss": list("aabb"), "seed": [0, 1, 0, 1], "recall@1": [.5, .6, .8, .9], "map@r": [.1] * 4})
+    runs = pd.DataFrame(
+        {
+            "loss": list("aabb"),
+            "seed": [0, 1, 0, 1],
+            "recall@1": [0.5, 0.6, 0.8, 0.9],
+            "map@r": [0.1] * 4,
+        }
+    )
     fig = plots.metric_points(runs, "recall@1")
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["b", "a"]
-    curves = pd.DataFrame({"loss": ["a"] * 4, "seed": [0, 0, 1, 1], "k": [1, 2, 1, 2], "recall": [.5, .7, .6, .8]})
+    curves = pd.DataFrame(
+        {"loss": ["a"] * 4, "seed": [0, 0, 1, 1], "k": [1, 2, 1, 2], "recall": [0.5, 0.7, 0.6, 0.8]}
+    )
     assert isinstance(plots.recall_at_k(curves), Figure)
-    hist = pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5], "val_map@r": [0.1, 0.2], "loss": ["a", "a"]})
+    hist = pd.DataFrame(
+        {"epoch": [0, 1], "train_loss": [1.0, 0.5], "val_map@r": [0.1, 0.2], "loss": ["a", "a"]}
+    )
     assert len(plots.training_curves(hist).axes) == 2
     with pytest.raises(ValueError, match="none of the columns"):
         plots.training_curves(hist[["epoch"]])
-    abl = pd.DataFrame({"value": [64, 64, 128, 128], "map@r": [.1, .2, .3, .4]})
+    abl = pd.DataFrame({"value": [64, 64, 128, 128], "map@r": [0.1, 0.2, 0.3, 0.4]})
     assert isinstance(plots.ablation_lines(abl, "value"), Figure)
 
 
@@ -67,7 +78,9 @@ def test_seed_bands_are_student_t_intervals():
     from dmlstudy.evaluation import mean_ci
     from dmlstudy.plots.results import ablation_lines
 
-    results = pd.DataFrame({"value": [1, 1, 2, 2], "seed": [0, 1, 0, 1], "map@r": [0.0, 1.0, 0.4, 0.6]})
+    results = pd.DataFrame(
+        {"value": [1, 1, 2, 2], "seed": [0, 1, 0, 1], "map@r": [0.0, 1.0, 0.4, 0.6]}
+    )
     fig = ablation_lines(results, x="value", y="map@r", categorical=False)
     band = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)][0]
     ys = band.get_paths()[0].vertices[:, 1]
@@ -82,9 +95,17 @@ def test_fifteen_losses_get_fifteen_colours_the_same_in_every_figure():
     names = list(list_losses())
     palette = loss_palette(names)
     assert len(set(palette.values())) == len(names) == 15
-    assert loss_palette(names[::-1]) == palette  # order of appearance does not change a loss's colour
-    curves = pd.DataFrame({"loss": np.repeat(names, 2), "seed": 0, "k": np.tile([1, 2], 15), "recall": 0.5})
+    assert (
+        loss_palette(names[::-1]) == palette
+    )  # order of appearance does not change a loss's colour
+    curves = pd.DataFrame(
+        {"loss": np.repeat(names, 2), "seed": 0, "k": np.tile([1, 2], 15), "recall": 0.5}
+    )
     fig = recall_at_k(curves)
-    lines = {t.get_text(): h.get_color() for t, h in zip(fig.axes[0].get_legend().get_texts(),
-                                                       fig.axes[0].get_legend().legend_handles)}
+    lines = {
+        t.get_text(): h.get_color()
+        for t, h in zip(
+            fig.axes[0].get_legend().get_texts(), fig.axes[0].get_legend().legend_handles
+        )
+    }
     assert len(set(lines.values())) == 15

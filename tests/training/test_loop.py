@@ -37,7 +37,9 @@ class _NaNLoss(DMLLoss):
 
 
 @pytest.fixture(scope="module")
-def runs(make_settings: Callable[..., TrainSettings], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def runs(
+    make_settings: Callable[..., TrainSettings], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("runs")
     out = {}
     for loss in ("multi_similarity", "proxy_anchor"):
@@ -50,7 +52,14 @@ def runs(make_settings: Callable[..., TrainSettings], tmp_path_factory: pytest.T
 def test_outputs_and_best_epoch_selected_on_validation(runs: dict[str, Any], loss: str) -> None:
     s, metrics = runs[loss]
     names = {p.name for p in s.out_dir.iterdir()}
-    assert {"checkpoint.pt", "best.pt", "embeddings_val.npz", "embeddings_test.npz", "metrics.json", "dvclive"} <= names
+    assert {
+        "checkpoint.pt",
+        "best.pt",
+        "embeddings_val.npz",
+        "embeddings_test.npz",
+        "metrics.json",
+        "dvclive",
+    } <= names
     assert json.loads((s.out_dir / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     maps = [h["val"]["map@r"] for h in metrics["history"]]
     assert len(maps) == 2 and metrics["best_epoch"] == int(np.argmax(maps))
@@ -64,8 +73,9 @@ def test_outputs_and_best_epoch_selected_on_validation(runs: dict[str, Any], los
     assert (s.out_dir / "dvclive" / "metrics.json").is_file()
 
 
-def test_resume_after_interrupt_is_exact(runs: dict[str, Any], make_settings: Callable[..., TrainSettings],
-                                         tmp_path: Path) -> None:
+def test_resume_after_interrupt_is_exact(
+    runs: dict[str, Any], make_settings: Callable[..., TrainSettings], tmp_path: Path
+) -> None:
     """Stop after epoch 0 (as if killed), rerun: same result as the uninterrupted run, bit for bit."""
     ref_s, ref = runs["proxy_anchor"]  # proxies + Adam state must be restored
     s = make_settings(tmp_path / "run", loss="proxy_anchor")
@@ -74,7 +84,10 @@ def test_resume_after_interrupt_is_exact(runs: dict[str, Any], make_settings: Ca
     (s.out_dir / "checkpoint.pt.tmp").write_bytes(b"torn write from the killed process")
     resumed = train(s)
     for split in ("val", "test"):
-        a, b = np.load(ref_s.out_dir / f"embeddings_{split}.npz"), np.load(s.out_dir / f"embeddings_{split}.npz")
+        a, b = (
+            np.load(ref_s.out_dir / f"embeddings_{split}.npz"),
+            np.load(s.out_dir / f"embeddings_{split}.npz"),
+        )
         np.testing.assert_array_equal(a["embeddings"], b["embeddings"])
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in ref["history"]]
     assert resumed["test"] == ref["test"] and resumed["best_epoch"] == ref["best_epoch"]
@@ -92,7 +105,9 @@ def test_resume_with_other_settings_names_the_key(runs: dict[str, Any]) -> None:
 def test_same_seed_same_init_other_seed_differs() -> None:
     def init(seed: int) -> torch.Tensor:
         with seeded(seed):
-            return build_embedder("convnet4", embedding_dim=4, in_chans=1).head.weight.detach().clone()
+            return (
+                build_embedder("convnet4", embedding_dim=4, in_chans=1).head.weight.detach().clone()
+            )
 
     state = torch.random.get_rng_state()
     assert torch.equal(init(0), init(0)) and not torch.equal(init(0), init(1))
@@ -105,30 +120,47 @@ def test_nan_loss_stops_with_epoch_step_and_value(
     # Registered for this test only, so the registry other tests see lists just the study's losses.
     monkeypatch.setitem(loss_base._REGISTRY, "_test_nan_after_first_epoch", _NaNLoss)
     s = make_settings(tmp_path / "nan", loss="_test_nan_after_first_epoch")
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss nan at epoch 1 \(0-based\), step 1"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite loss nan at epoch 1 \(0-based\), step 1"
+    ):
         train(s)
-    assert load_checkpoint(s.out_dir / "checkpoint.pt")["state"]["epoch"] == 0  # last good epoch kept
+    assert (
+        load_checkpoint(s.out_dir / "checkpoint.pt")["state"]["epoch"] == 0
+    )  # last good epoch kept
     assert not (s.out_dir / "metrics.json").exists()
 
 
-def test_warmup_trains_only_head(make_settings: Callable[..., TrainSettings], tmp_path: Path) -> None:
+def test_warmup_trains_only_head(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path
+) -> None:
     s = make_settings(tmp_path / "warm", warmup_epochs=1, epochs=2, max_steps_per_epoch=1)
     train(s, _stop_after_epoch=0)
     trained = load_checkpoint(s.out_dir / "checkpoint.pt")["model_state"]
     with seeded(s.seed):
         init = build_embedder("convnet4", embedding_dim=8, in_chans=1).state_dict()
     backbone = [k for k in init if k.startswith("backbone.")]
-    assert backbone and all(torch.equal(init[k], trained[k]) for k in backbone)  # incl. BN running stats
+    assert backbone and all(
+        torch.equal(init[k], trained[k]) for k in backbone
+    )  # incl. BN running stats
     assert not torch.equal(init["head.weight"], trained["head.weight"])
 
 
-def test_coarse_training_keeps_fine_labels(make_settings: Callable[..., TrainSettings], tmp_path: Path) -> None:
+def test_coarse_training_keeps_fine_labels(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path
+) -> None:
     s = make_settings(tmp_path / "coarse", label_level="coarse", epochs=1, max_steps_per_epoch=1)
     metrics = train(s)
     ckpt = load_checkpoint(s.out_dir / "best.pt")
-    assert ckpt["class_names"] == ["group 0", "group 1", "group 2"]  # 6 fine train classes → 3 coarse
+    assert ckpt["class_names"] == [
+        "group 0",
+        "group 1",
+        "group 2",
+    ]  # 6 fine train classes → 3 coarse
     test = np.load(s.out_dir / "embeddings_test.npz")
-    assert sorted(set(test["labels"])) == [9, 10, 11] and sorted(set(test["coarse_labels"])) == [4, 5]
+    assert sorted(set(test["labels"])) == [9, 10, 11] and sorted(set(test["coarse_labels"])) == [
+        4,
+        5,
+    ]
     assert "test_fine" in metrics and math.isfinite(metrics["test_fine"]["map@r"])
 
 
@@ -136,19 +168,24 @@ def test_same_settings_same_embeddings_bitwise(runs: dict[str, Any], tmp_path: P
     ref_s, ref = runs["multi_similarity"]
     again = train(ref_s.model_copy(update={"out_dir": tmp_path / "again"}))
     for split in ("val", "test"):
-        np.testing.assert_array_equal(np.load(ref_s.out_dir / f"embeddings_{split}.npz")["embeddings"],
-                                      np.load(tmp_path / "again" / f"embeddings_{split}.npz")["embeddings"])
+        np.testing.assert_array_equal(
+            np.load(ref_s.out_dir / f"embeddings_{split}.npz")["embeddings"],
+            np.load(tmp_path / "again" / f"embeddings_{split}.npz")["embeddings"],
+        )
     assert again["test"] == ref["test"]
     other = train(ref_s.model_copy(update={"out_dir": tmp_path / "seed1", "seed": 1}))
     assert other["history"][0]["loss"] != ref["history"][0]["loss"]
 
 
-def test_pretrained_run_uses_the_backbones_normalization(make_settings: Callable[..., TrainSettings],
-                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_run_uses_the_backbones_normalization(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The trainer (and so best.pt / dmlstudy.embed) uses the pretrained weights' own mean/std."""
     import dmlstudy.training.loop as loop
 
-    def fake_pretrained(*args: Any, **kwargs: Any) -> Any:  # no downloads: stand-in "pretrained" weights
+    def fake_pretrained(
+        *args: Any, **kwargs: Any
+    ) -> Any:  # no downloads: stand-in "pretrained" weights
         model = build_embedder(*args, **{**kwargs, "pretrained": False})
         model.backbone.pretrained_cfg = {"mean": (0.25,), "std": (0.125,)}
         return model

@@ -27,9 +27,13 @@ def test_param_groups_include_proxies_with_multiplier() -> None:
     opt = build_optimizer(model, loss, s)
     groups = {g["name"]: g for g in opt.param_groups}
     assert set(groups) == {"backbone", "head", "proxy_anchor.proxies"}
-    assert groups["backbone"]["lr"] == pytest.approx(1e-5) and groups["head"]["lr"] == pytest.approx(1e-4)
+    assert groups["backbone"]["lr"] == pytest.approx(1e-5) and groups["head"][
+        "lr"
+    ] == pytest.approx(1e-4)
     proxies = groups["proxy_anchor.proxies"]
-    assert proxies["params"][0] is loss.proxies and proxies["lr"] == pytest.approx(1e-4 * loss.proxy_lr_multiplier)
+    assert proxies["params"][0] is loss.proxies and proxies["lr"] == pytest.approx(
+        1e-4 * loss.proxy_lr_multiplier
+    )
     n_opt = sum(p.numel() for g in opt.param_groups for p in g["params"])
     assert n_opt == sum(p.numel() for p in list(model.parameters()) + list(loss.parameters()))
 
@@ -56,15 +60,21 @@ def test_frozen_bn_parameters_are_left_out() -> None:
     assert all(id(p) not in ids for m in model._bn_modules() for p in m.parameters())
 
 
-@pytest.mark.parametrize(("schedule", "expected"), [
-    ("cosine", [1e-3 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]),
-    ("step", [1e-3, 1e-3, 5e-4, 5e-4]),
-    ("none", [1e-3] * 4),
-])
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ("cosine", [1e-3 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]),
+        ("step", [1e-3, 1e-3, 5e-4, 5e-4]),
+        ("none", [1e-3] * 4),
+    ],
+)
 def test_schedules(schedule: str, expected: list[float]) -> None:
-    s = _settings(lr=1e-3, epochs=4, schedule=schedule, step_epochs=2, step_gamma=0.5, optimizer="sgd")
-    opt = build_optimizer(build_embedder("convnet4", embedding_dim=4, in_chans=1),
-                          build_loss("multi_similarity"), s)
+    s = _settings(
+        lr=1e-3, epochs=4, schedule=schedule, step_epochs=2, step_gamma=0.5, optimizer="sgd"
+    )
+    opt = build_optimizer(
+        build_embedder("convnet4", embedding_dim=4, in_chans=1), build_loss("multi_similarity"), s
+    )
     sched = build_scheduler(opt, s)
     seen = []
     for _ in range(4):

@@ -34,13 +34,18 @@ train(TrainSettings(**json.loads(sys.argv[1])))
 
 
 @pytest.mark.slow
-def test_sigkill_during_checkpoint_write_then_resume(make_settings: Callable[..., TrainSettings],
-                                                      tmp_path: Path) -> None:
+def test_sigkill_during_checkpoint_write_then_resume(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path
+) -> None:
     ref = make_settings(tmp_path / "ref", loss="proxy_anchor", epochs=3)
     ref_metrics = train(ref)
     s = make_settings(tmp_path / "killed", loss="proxy_anchor", epochs=3)
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(s.model_dump(mode="json"))],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(s.model_dump(mode="json"))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (s.out_dir / "checkpoint.pt.tmp").is_file()  # the un-renamed epoch-1 write
     assert load_checkpoint(s.out_dir / "checkpoint.pt")["state"]["epoch"] == 0
