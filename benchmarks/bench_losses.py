@@ -22,7 +22,8 @@ import argparse
 import ast
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -215,7 +215,7 @@ class StudyConfig(_Strict):
     multimodal: MultimodalSection = Field(default_factory=MultimodalSection)
 
     @model_validator(mode="after")
-    def _cross_check(self) -> "StudyConfig":
+    def _cross_check(self) -> StudyConfig:
         for name in self.datasets:
             _choices(name, DATASETS, "dataset preset (datasets.<name>)")
         for d in set(self.study.datasets) | set(self.study.multimodal):

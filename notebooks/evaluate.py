@@ -38,7 +38,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dmlstudy.config import load_config
 from dmlstudy.data import PreparedDataset

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
-
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

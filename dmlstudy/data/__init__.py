@@ -34,8 +34,8 @@ from .splits import assign_validation_split
 __all__ = [
     "DATASETS",
     "DATA_DIR_ENV",
-    "WORK_DIR_ENV",
     "INDEX_COLUMNS",
+    "WORK_DIR_ENV",
     "ChecksumError",
     "DataError",
     "DatasetLayoutError",

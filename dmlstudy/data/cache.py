@@ -23,13 +23,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .catalog import get_spec, open_dataset
-from .index import SPLITS
 from .errors import DatasetLayoutError
+from .index import SPLITS
 from .sources import Reader, ZipReader
 from .splits import assign_validation_split, select_classes
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DatasetLayoutError
-from .sources import DatasetSpec, RemoteFile, Reader, ZipReader
+from .sources import DatasetSpec, Reader, RemoteFile, ZipReader
 
 _URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
 FILES = (

@@ -25,7 +25,7 @@ class PreparedDataset:
     meta: dict
 
     @classmethod
-    def load(cls, out_dir: str | Path) -> "PreparedDataset":
+    def load(cls, out_dir: str | Path) -> PreparedDataset:
         """Open ``out_dir`` (images memory-mapped read-only); errors name a missing/bad file."""
         out_dir = Path(out_dir)
         for f in ("meta.json", "index.csv", "images.npy"):

@@ -16,10 +16,10 @@ Where we differ from PML, and why:
 
 from dmlstudy.evaluation.clustering import kmeans_assign, nmi
 from dmlstudy.evaluation.evaluator import evaluate
-from dmlstudy.evaluation.neighbors import Neighbors, nearest_neighbors
-from dmlstudy.evaluation.retrieval import METRICS, knn, prepare_embeddings
 from dmlstudy.evaluation.metrics import count_relevant, map_at_r, r_precision, recall_at_k
 from dmlstudy.evaluation.multimodal import fine_structure_metrics
+from dmlstudy.evaluation.neighbors import Neighbors, nearest_neighbors
+from dmlstudy.evaluation.retrieval import METRICS, knn, prepare_embeddings
 from dmlstudy.evaluation.stats import mean_ci
 
 __all__ = [

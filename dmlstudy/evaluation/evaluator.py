@@ -18,18 +18,18 @@ only retrieval is needed (e.g. per-epoch model selection).
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from dmlstudy.evaluation.clustering import DEFAULT_NITER, nmi_prepared
+from dmlstudy.evaluation.metrics import count_relevant, map_at_r, r_precision, recall_at_k
 from dmlstudy.evaluation.retrieval import (
     DEFAULT_CHUNK_SIZE,
-    knn_prepared,
     check_metric,
+    knn_prepared,
     prepare_embeddings,
 )
-from dmlstudy.evaluation.metrics import count_relevant, map_at_r, r_precision, recall_at_k
 
 DEFAULT_MAX_K = 1023
 

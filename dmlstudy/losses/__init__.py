@@ -4,6 +4,19 @@
 True
 """
 
+# Importing the modules registers their losses.
+from dmlstudy.losses import (
+    daal,  # noqa: F401
+    direction,  # noqa: F401
+    language,  # noqa: F401
+    margin_softmax,  # noqa: F401
+    miners,  # noqa: F401
+    pair,  # noqa: F401
+    proxy,  # noqa: F401
+    proxy_gml,  # noqa: F401
+    rsw,  # noqa: F401
+    soft_triple,  # noqa: F401
+)
 from dmlstudy.losses.base import (
     DMLLoss,
     Metric,
@@ -13,18 +26,6 @@ from dmlstudy.losses.base import (
     loss_hyperparameters,
     register_loss,
 )
-
-# Importing the modules registers their losses.
-from dmlstudy.losses import miners  # noqa: F401,E402
-from dmlstudy.losses import pair  # noqa: F401,E402
-from dmlstudy.losses import proxy  # noqa: F401,E402
-from dmlstudy.losses import proxy_gml  # noqa: F401,E402
-from dmlstudy.losses import soft_triple  # noqa: F401,E402
-from dmlstudy.losses import margin_softmax  # noqa: F401,E402
-from dmlstudy.losses import direction  # noqa: F401,E402
-from dmlstudy.losses import language  # noqa: F401,E402
-from dmlstudy.losses import daal  # noqa: F401,E402
-from dmlstudy.losses import rsw  # noqa: F401,E402
 
 __all__ = [
     "DMLLoss",

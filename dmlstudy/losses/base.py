@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable, ClassVar, Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from torch import nn
 Metric = Literal["cosine", "euclidean"]
 RUNTIME_KEYS = ("num_classes", "embedding_dim", "class_names")
 
-_REGISTRY: dict[str, type["DMLLoss"]] = {}
+_REGISTRY: dict[str, type[DMLLoss]] = {}
 
 T = TypeVar("T", bound=type["DMLLoss"])
 

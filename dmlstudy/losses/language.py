@@ -20,7 +20,8 @@ re-tuning.  The pseudo-label variant (ImageNet top-k classes) is not implemented
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, Union
 
 import numpy as np
 import torch

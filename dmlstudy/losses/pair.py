@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses.base import DMLLoss, build_loss, register_loss  # noqa: F401 (doctest)
-from dmlstudy.losses.proxy_common import compute_dtype
 from dmlstudy.losses.miners import (
     TRIPLET_STRATEGIES,
     TripletStrategy,
@@ -25,6 +24,7 @@ from dmlstudy.losses.miners import (
     multi_similarity_mining,
     pair_masks,
 )
+from dmlstudy.losses.proxy_common import compute_dtype
 
 
 def mean_nonzero(values: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,6 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from dmlstudy.losses.base import register_loss
 from dmlstudy.losses.proxy_common import (

@@ -3,4 +3,4 @@
 from dmlstudy.models.convnet import ConvNet4
 from dmlstudy.models.embedder import POOLINGS, Embedder, build_embedder
 
-__all__ = ["ConvNet4", "Embedder", "POOLINGS", "build_embedder"]
+__all__ = ["POOLINGS", "ConvNet4", "Embedder", "build_embedder"]

@@ -88,7 +88,7 @@ class Embedder(nn.Module):
             m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
         ]
 
-    def train(self, mode: bool = True) -> "Embedder":
+    def train(self, mode: bool = True) -> Embedder:
         super().train(mode)
         if mode and self.freeze_bn:
             for m in self._bn_modules():

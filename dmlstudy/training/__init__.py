@@ -4,8 +4,8 @@
 metrics.json and dvclive/ into ``settings.out_dir``.
 """
 
-from dmlstudy.training.settings import TrainSettings
 from dmlstudy.training.epoch import NonFiniteLossError
 from dmlstudy.training.loop import train
+from dmlstudy.training.settings import TrainSettings
 
 __all__ = ["NonFiniteLossError", "TrainSettings", "train"]

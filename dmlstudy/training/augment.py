@@ -46,7 +46,7 @@ class Preprocess:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
         return cls(int(d["image_size"]), int(d["eval_resize"]), tuple(d["mean"]), tuple(d["std"]))
 
 

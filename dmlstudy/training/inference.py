@@ -58,5 +58,5 @@ def embed_images(
             out.append(z.float().cpu().numpy())
     finally:
         model.train(was_training)
-    dim = getattr(model, "head").out_features if not out else out[0].shape[1]
+    dim = model.head.out_features if not out else out[0].shape[1]
     return np.concatenate(out) if out else np.zeros((0, dim), np.float32)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dmlstudy.data import PreparedDataset, MPerClassSampler
+from dmlstudy.data import MPerClassSampler, PreparedDataset
 from dmlstudy.evaluation import evaluate
 from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder

@@ -8,7 +8,8 @@ exactly one group, and raises otherwise.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

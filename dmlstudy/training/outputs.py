@@ -3,7 +3,6 @@ metrics.json) of :func:`dmlstudy.training.train`."""
 
 from __future__ import annotations
 
-
 import platform
 import time
 from pathlib import Path

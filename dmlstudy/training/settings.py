@@ -121,7 +121,7 @@ class TrainSettings(BaseModel):
     progress: bool = Field(True, description="tqdm progress bar")
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainSettings":
+    def _check(self) -> TrainSettings:
         if self.batch_size % self.m_per_class:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of m_per_class ({self.m_per_class})"

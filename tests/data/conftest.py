@@ -221,7 +221,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     cut_after: int | None = None  # send only this many body bytes, then drop the connection
     log: list[tuple[str, str | None]] = []
 
-    def do_GET(self):  # noqa: N802 (http.server API)
+    def do_GET(self):
         rng = self.headers.get("Range")
         self.log.append((self.path, rng))
         data = self.files.get(self.path)

@@ -3,7 +3,6 @@ sanity, zero-loss edge cases, permutation invariance).  Oracle comparisons live 
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 

@@ -6,7 +6,7 @@ Each ``test_<loss>.py`` calls these with its own loss; the oracle comparisons li
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -49,7 +49,7 @@ def naive_triplet(
     return sum(nonzero) / len(nonzero) if nonzero else 0.0
 
 
-def naive_ms(x, y, gamma, alpha, beta, lam, eps, mining) -> float:  # noqa: ANN001
+def naive_ms(x, y, gamma, alpha, beta, lam, eps, mining) -> float:
     x = F.normalize(x, dim=1)
     s = (x @ x.T).tolist()
     b, total = len(y), 0.0
@@ -72,7 +72,7 @@ def naive_ms(x, y, gamma, alpha, beta, lam, eps, mining) -> float:  # noqa: ANN0
     return total / b
 
 
-def naive_proxy_nca(x, y, proxies, gamma, scale, include_positive) -> float:  # noqa: ANN001
+def naive_proxy_nca(x, y, proxies, gamma, scale, include_positive) -> float:
     x, p = F.normalize(x, dim=1), F.normalize(proxies, dim=1)
     total = 0.0
     for i in range(len(y)):
@@ -92,7 +92,7 @@ def naive_proxy_nca(x, y, proxies, gamma, scale, include_positive) -> float:  # 
     return total / len(y)
 
 
-def _build(base: str, seed: int = 0, num_classes: int = 5, **params):  # noqa: ANN003, ANN202
+def _build(base: str, seed: int = 0, num_classes: int = 5, **params):
     with torch.random.fork_rng(
         devices=[]
     ):  # proxies are drawn from the global generator: isolate it
@@ -209,7 +209,7 @@ def test_proxy_param_groups() -> None:
     assert groups[0]["lr"] == pytest.approx(0.1)
 
 
-def _degenerate_batches(loss) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
+def _degenerate_batches(loss) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Configurations where a direction vector is (numerically) zero."""
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(8, 6, generator=gen, dtype=torch.float64)
