@@ -80,7 +80,8 @@ def main() -> None:
     value = nmi(x, labels, metric="cosine", seed=args.seed, niter=args.niter)
     t_nmi = time.perf_counter() - t0
     print(
-        f"NMI (faiss k-means, {args.classes} clusters, {args.niter} iterations): {t_nmi:.1f} s  nmi={value:.4f}"
+        f"NMI (faiss k-means, {args.classes} clusters, {args.niter} iterations): {t_nmi:.1f} s  "
+        f"nmi={value:.4f}"
     )
     print(
         f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, "

@@ -1,9 +1,9 @@
 """Forward+backward time of every loss next to its pytorch-metric-learning equivalent.
 
-Prints a markdown table: best-of-N milliseconds of ``loss(x, y).backward()`` per loss, batch size B and
-number of classes C (embedding size d), PML's time for the identically configured loss where one
-exists, and the ratio ours/PML (< 1: ours is faster).  Both run in the same process, interleaved,
-so machine load affects them alike; the load average is printed with the table.  Timings use one
+Prints a markdown table: best-of-N milliseconds of ``loss(x, y).backward()`` per loss, batch size B
+and number of classes C (embedding size d), PML's time for the identically configured loss where one
+exists, and the ratio ours/PML (< 1: ours is faster).  Both run in the same process, interleaved, so
+machine load affects them alike; the load average is printed with the table.  Timings use one
 intra-op thread by default (``--threads``).
 
 Usage::
@@ -147,7 +147,8 @@ def batch(
 
 def time_fns(fns: list[Fn | None], x: torch.Tensor, y: torch.Tensor, repeats: int) -> list[float]:
     """Best-of-``repeats`` milliseconds of forward+backward for each fn, calls interleaved (one
-    warm-up each) so that load changes hit all alike; the minimum is the least load-disturbed run."""
+    warm-up each) so that load changes hit all alike; the minimum is the least load-disturbed
+    run."""
     times: list[list[float]] = [[] for _ in fns]
     for i in range(repeats + 1):
         for k, fn in enumerate(fns):
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         "--threads",
         type=int,
         default=1,
-        help="intra-op threads (default 1: on a shared, loaded machine spinning OpenMP threads make "
-        "multi-threaded timings meaningless; 0 keeps torch's default)",
+        help="intra-op threads (default 1: on a shared, loaded machine spinning OpenMP threads "
+        "make multi-threaded timings meaningless; 0 keeps torch's default)",
     )
     parser.add_argument("--list", action="store_true", help="print the registered losses and exit")
     args = parser.parse_args(argv)
@@ -185,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(list_losses()))
         return
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average before: {os.getloadavg()}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average before: "
+        f"{os.getloadavg()}"
     )
     print("\n| loss | B | C | ours ms | PML ms | ours/PML |\n|---|---|---|---|---|---|")
     for spec in args.losses:

@@ -3,7 +3,7 @@ embedder → loss → backward → optimizer step (dmlstudy.training.epoch.train
 
 Prints figures; asserts nothing.  Examples::
 
-    python benchmarks/bench_training.py                       # convnet4_050, Omniglot settings (28 px, b128, CPU)
+    python benchmarks/bench_training.py   # convnet4_050, Omniglot settings (28 px, b128, CPU)
     python benchmarks/bench_training.py --backbone convnet4   # the 64-channel ConvNet
     python benchmarks/bench_training.py --device cuda --backbone resnet50 --image-size 224 \
         --cache-size 256 --channels 3 --batch-size 128 --embedding-dim 512   # bf16 + channels_last
@@ -118,12 +118,14 @@ def main() -> None:
     amp = device.type == "cuda" and s.amp
     print(
         f"backbone={a.backbone} image={a.image_size}px cache={cache}px channels={a.channels} "
-        f"batch={a.batch_size} loss={a.loss} device={device} bf16={amp} threads={torch.get_num_threads()}"
+        f"batch={a.batch_size} loss={a.loss} device={device} bf16={amp} "
+        f"threads={torch.get_num_threads()}"
     )
     print(
-        f"{a.steps} steps: {stats.images / wall:,.0f} images/s wall ({wall / a.steps * 1000:.1f} ms/step); "
-        f"{stats.images / cpu:,.0f} images per CPU-second (process CPU time {cpu:.1f} s; less sensitive to "
-        f"other processes on a shared machine); load average {os.getloadavg()[0]:.1f}"
+        f"{a.steps} steps: {stats.images / wall:,.0f} images/s wall ({wall / a.steps * 1000:.1f} "
+        f"ms/step); {stats.images / cpu:,.0f} images per CPU-second (process CPU time {cpu:.1f} s; "
+        "less sensitive to other processes on a shared machine); load average "
+        f"{os.getloadavg()[0]:.1f}"
     )
 
 

@@ -1,5 +1,5 @@
-"""A short Omniglot run on CPU: prepare the 28 px cache, train the preset ConvNet with one loss for a few
-epochs (the params.yaml Omniglot preset), print wall time, images/s and test Recall@1 / MAP@R.
+"""A short Omniglot run on CPU: prepare the 28 px cache, train the preset ConvNet with one loss for
+a few epochs (the params.yaml Omniglot preset), print wall time, images/s and test Recall@1 / MAP@R.
 
 Reference (architecture.md, a 60-line script outside the project: 4-block ConvNet, 28 px,
 batch 128, normalized softmax with margin, Adam): test R@1 0.754 after 3 epochs on the 659
@@ -94,22 +94,24 @@ def main() -> None:
     m = train(s)
     wall = time.perf_counter() - t1
     print(
-        f"prepare (or reuse) cache: {t_prep:.1f} s; threads={a.threads or torch.get_num_threads()}; "
-        f"load average now {os.getloadavg()[0]:.1f}"
+        f"prepare (or reuse) cache: {t_prep:.1f} s; "
+        f"threads={a.threads or torch.get_num_threads()}; load average now {os.getloadavg()[0]:.1f}"
     )
     for h in m["history"]:
         print(
-            f"  epoch {h['epoch']}: loss {h['loss']:.4f}  {h['images_per_s']:.0f} img/s  {h['seconds']:.1f} s  "
-            f"val R@1 {h['val']['recall@1']:.3f} MAP@R {h['val']['map@r']:.3f}"
+            f"  epoch {h['epoch']}: loss {h['loss']:.4f}  {h['images_per_s']:.0f} img/s  "
+            f"{h['seconds']:.1f} s  val R@1 {h['val']['recall@1']:.3f} MAP@R "
+            f"{h['val']['map@r']:.3f}"
         )
     t = m["test"]
     print(
-        f"loss={a.loss} {loss_params} crop_scale={a.crop_scale} epochs={a.epochs}: train+eval wall {wall:.1f} s, train {m['train_seconds']:.1f} s, "
-        f"{m['train_images_per_s']:.0f} train img/s; best epoch {m['best_epoch']} (val MAP@R)"
+        f"loss={a.loss} {loss_params} crop_scale={a.crop_scale} epochs={a.epochs}: train+eval wall "
+        f"{wall:.1f} s, train {m['train_seconds']:.1f} s, {m['train_images_per_s']:.0f} train "
+        f"img/s; best epoch {m['best_epoch']} (val MAP@R)"
     )
     print(
-        f"test (659 classes): R@1 {t['recall@1']:.3f}  R@8 {t['recall@8']:.3f}  MAP@R {t['map@r']:.3f}  "
-        f"NMI {t['nmi']:.3f}   (reference: R@1 0.754 after 3 epochs)"
+        f"test (659 classes): R@1 {t['recall@1']:.3f}  R@8 {t['recall@8']:.3f}  MAP@R "
+        f"{t['map@r']:.3f}  NMI {t['nmi']:.3f}   (reference: R@1 0.754 after 3 epochs)"
     )
 
 

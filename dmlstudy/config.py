@@ -5,11 +5,12 @@ Every notebook of the pipeline starts with :func:`load_config`; the first stage 
 wrong type, empty seed list, misspelt key) stops the pipeline before any work, with an error naming
 the key and the valid choices:
 
->>> try:
+>>> try:  # doctest: +NORMALIZE_WHITESPACE
 ...     StudySection(datasets=["omniglott"], losses=["triplet"], seeds=[0])
 ... except ValueError as err:
 ...     print(err.errors()[0]["msg"])
-Value error, unknown dataset 'omniglott' (did you mean 'omniglot'?). Valid choices: omniglot, cub200, cars196, sop, inshop
+Value error, unknown dataset 'omniglott' (did you mean 'omniglot'?).
+Valid choices: omniglot, cub200, cars196, sop, inshop
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ class StudySection(_Strict):
 
 class DataSection(_Strict):
     dir: str = Field(
-        description=f"data directory (archives under <dir>/<dataset>/); ${DATA_DIR_ENV} overrides it"
+        description="data directory (archives under <dir>/<dataset>/); "
+        f"${DATA_DIR_ENV} overrides it"
     )
     work_dir: str | None = Field(
         None, description="downloads/extractions; None = $DMLSTUDY_WORK_DIR or ~/.cache"
@@ -157,7 +159,8 @@ def split_loss_section(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
     """``losses.<loss>`` → (constructor keywords, ``train`` overrides, ``per_dataset`` overrides).
 
-    >>> split_loss_section({"margin": 0.1, "train": {"pooling": "max"}, "per_dataset": {"omniglot": {"margin": 0.2}}})
+    >>> split_loss_section({"margin": 0.1, "train": {"pooling": "max"},
+    ...                     "per_dataset": {"omniglot": {"margin": 0.2}}})
     ({'margin': 0.1}, {'pooling': 'max'}, {'omniglot': {'margin': 0.2}})
     """
     params = {k: v for k, v in section.items() if k not in LOSS_SECTION_KEYS}
@@ -233,7 +236,8 @@ class StudyConfig(_Strict):
                 raise ValueError(f"study.ablations lists {d!r} but params has no ablations.{d}")
         if self.study.profile != "full" and self.study.profile not in self.profiles:
             raise ValueError(
-                f"study.profile is {self.study.profile!r} but params has no profiles.{self.study.profile}"
+                f"study.profile is {self.study.profile!r} but params has no "
+                f"profiles.{self.study.profile}"
             )
         from dmlstudy.losses import list_losses
 
@@ -282,7 +286,7 @@ class StudyConfig(_Strict):
             for loss, values in prof.loss_overrides.items():
                 _choices(loss, list_losses(), f"loss (profiles.{name}.loss_overrides.<loss>)")
                 check_loss_params(loss, values, f"profiles.{name}.loss_overrides.{loss}")
-        for name, prof in self.profiles.items():
+        for prof in self.profiles.values():
             PrepareSection.model_validate(
                 {"image_size": 1, "val_fraction": 0.5, **prof.prepare}
             )  # keys and types only
@@ -302,7 +306,8 @@ class StudyConfig(_Strict):
         return Path(os.environ.get(DATA_DIR_ENV) or self.data.dir)
 
     def published_loss_params(self, loss: str) -> dict[str, Any]:
-        """``losses.<loss>`` without its ``train`` / ``per_dataset`` keys: the published defaults."""
+        """``losses.<loss>`` without its ``train`` / ``per_dataset`` keys: the published
+        defaults."""
         return split_loss_section(self.losses.get(loss, {}))[0]
 
     def loss_params(self, dataset: str, loss: str) -> dict[str, Any]:

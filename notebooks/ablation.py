@@ -17,8 +17,8 @@
 # variants such as DAAL's parts or RSW's warp, or a sweep such as direction γ, language ω,
 # embedding size, m-per-class) for every seed, and compare them on the test classes.
 #
-# **Inputs.** `params.yaml` (`ablations.<name>`, `train`, `datasets.<dataset>`, `losses`, `study.seeds`);
-# the prepared dataset.
+# **Inputs.** `params.yaml` (`ablations.<name>`, `train`, `datasets.<dataset>`, `losses`,
+# `study.seeds`); the prepared dataset.
 #
 # **Outputs.** one run per variant and seed in `runs_dir/<variant>/seed<seed>/`;
 # `results_dir/<ablation>.csv` (one row per variant and seed).

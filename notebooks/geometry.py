@@ -42,16 +42,18 @@ forces = {
     name: loss_forces(name, config.published_loss_params(name), x, y, seed=seed)
     for name in config.study.losses
 }
-pd.DataFrame(
-    {
-        name: {
-            "loss": f.loss,
-            "max |force|": abs(f.forces).max(),
-            "learnable 2-D points": 0 if f.proxies is None else len(f.proxies),
+display(
+    pd.DataFrame(
+        {
+            name: {
+                "loss": f.loss,
+                "max |force|": abs(f.forces).max(),
+                "learnable 2-D points": 0 if f.proxies is None else len(f.proxies),
+            }
+            for name, f in forces.items()
         }
-        for name, f in forces.items()
-    }
-).T
+    ).T
+)
 
 # %%
 force_panels(

@@ -19,8 +19,9 @@
 # (`dmlstudy.evaluation.fine_structure_metrics`). A loss that collapses each class to a point
 # erases it; one that preserves intra-class density keeps it.
 #
-# **Inputs.** `params.yaml` (`multimodal`, `study.losses`, `study.seeds`, `train`, `datasets.<dataset>`, `losses`);
-# the prepared dataset. **Outputs.** runs in `runs_dir/<loss>/seed<seed>/`; `results_dir/multimodal.csv`.
+# **Inputs.** `params.yaml` (`multimodal`, `study.losses`, `study.seeds`, `train`,
+# `datasets.<dataset>`, `losses`); the prepared dataset. **Outputs.** runs in
+# `runs_dir/<loss>/seed<seed>/`; `results_dir/multimodal.csv`.
 
 # %% tags=["parameters"]
 dataset = "omniglot"

@@ -37,7 +37,7 @@ from dmlstudy.plots import image_grid
 
 config = load_config(params_file)
 settings = config.prepare_settings(dataset)
-settings
+display(settings)
 
 # %%
 prepare_dataset(
@@ -51,7 +51,7 @@ prepare_dataset(
     work_dir=config.data.work_dir,
 )
 data = PreparedDataset.load(out_dir)
-pd.DataFrame(data.meta["counts"]).T
+display(pd.DataFrame(data.meta["counts"]).T)
 
 # %% [markdown]
 # A few images per split (first image of the first classes).

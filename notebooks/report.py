@@ -17,7 +17,8 @@
 # (test classes, percent, mean ± 95% CI over seeds, published Recall@1 beside), the ablation and
 # multi-modal summaries where they ran, and an index page linking every rendered notebook.
 #
-# **Inputs.** `params.yaml` (`study`); `results_dir/<dataset>/runs.csv`, `ablations/*.csv`, `multimodal.csv`.
+# **Inputs.** `params.yaml` (`study`); `results_dir/<dataset>/runs.csv`, `ablations/*.csv`,
+# `multimodal.csv`.
 #
 # **Outputs.** `index_html` (links + tables).
 
@@ -39,7 +40,8 @@ from dmlstudy.pipeline.results import summarize
 config = load_config(params_file)
 study = config.study
 print(
-    f"datasets {study.datasets}; {len(study.losses)} losses; seeds {study.seeds}; profile {study.profile}"
+    f"datasets {study.datasets}; {len(study.losses)} losses; seeds {study.seeds}; profile "
+    f"{study.profile}"
 )
 tables = report.dataset_tables(results_dir, study.datasets, study.losses)
 

@@ -50,7 +50,8 @@ pd.DataFrame({k: metrics[k] for k in ("val", "test")})
 # %%
 print(
     f"best epoch {metrics['best_epoch']} (selected on {metrics['selected_on']}); "
-    f"{metrics['train_seconds']:.1f} s training, {metrics['train_images_per_s']:.0f} images/s on {metrics['device']}"
+    f"{metrics['train_seconds']:.1f} s training, {metrics['train_images_per_s']:.0f} images/s on "
+    f"{metrics['device']}"
 )
 
 # %% [markdown]

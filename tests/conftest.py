@@ -11,7 +11,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path:
-    """The offline data folder (``../shared/data`` next to the checkout, or $DMLSTUDY_SHARED_DATA)."""
+    """The offline data folder (``../shared/data`` next to the checkout, or
+    $DMLSTUDY_SHARED_DATA)."""
     return Path(os.environ.get("DMLSTUDY_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
@@ -25,7 +26,8 @@ def shared_omniglot_dir() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Tests use tiny tensors: one intra-op thread is faster than two and immune to a busy machine."""
+    """Tests use tiny tensors: one intra-op thread is faster than two and immune to a busy
+    machine."""
     import torch
 
     torch.set_num_threads(1)

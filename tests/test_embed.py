@@ -58,7 +58,7 @@ def test_embed_arrays_reproduces_training_embeddings(trained: tuple[Path, Path])
 def test_embed_paths_uses_the_cache_resize_policy(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    prep, run = trained
+    _prep, run = trained
     model = dmlstudy.embed.load(run / "checkpoint.pt")
     rng = np.random.default_rng(0)
     files = []

@@ -1,4 +1,5 @@
-"""Static checks of the install files: conda is not available here, so environment.yml is read, not run."""
+"""Static checks of the install files: conda is not available here, so environment.yml is read, not
+run."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ class MPerClassSampler:
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The batches of ``epoch``: arrays of ``batch_size`` row positions into ``labels``."""
         rng = np.random.default_rng([self.seed, epoch])
-        n_batches, cpb, n_cls, m = len(self), self.classes_per_batch, len(self.classes), self.m
+        n_batches, m = len(self), self.m
         slots = self._class_slots(rng, n_batches)  # class (0..C-1) of each batch slot
         # rows grouped by class, shuffled within each class
         grouped = np.lexsort((rng.random(len(self.labels)), self.inverse))

@@ -23,7 +23,7 @@ def assign_validation_split(index: pd.DataFrame, val_fraction: float, seed: int)
     if (index["split"] == "val").any():
         raise ValueError("index already has a 'val' split")
     train_classes = np.unique(index.loc[index["split"] == "train", "label"].to_numpy())
-    n_val = int(round(val_fraction * len(train_classes)))
+    n_val = round(float(val_fraction) * len(train_classes))
     if val_fraction > 0 and not 1 <= n_val < len(train_classes):
         raise ValueError(
             f"val_fraction={val_fraction} of {len(train_classes)} train classes "

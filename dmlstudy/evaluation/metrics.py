@@ -76,7 +76,8 @@ def _relevance_mask(hits: np.ndarray, num_relevant: np.ndarray) -> tuple[np.ndar
 
 
 def r_precision(hits: np.ndarray, num_relevant: np.ndarray) -> float:
-    """R-Precision = mean over queries of (correct items among the top R) / R (Musgrave et al. 2020).
+    """R-Precision = mean over queries of (correct items among the top R) / R (Musgrave et al.
+    2020).
 
     >>> r_precision(np.array([[True, False, True], [False, True, True]]), np.array([2, 1]))
     0.25

@@ -1,4 +1,5 @@
-"""Confidence intervals over seeds (Student t) (Musgrave et al. 2020 report mean and 95% CI over runs)."""
+"""Confidence intervals over seeds (Student t) (Musgrave et al. 2020 report mean and 95% CI over
+runs)."""
 
 from __future__ import annotations
 

@@ -98,7 +98,8 @@ def get_loss_class(name: str) -> type[DMLLoss]:
 
 
 def loss_hyperparameters(name: str) -> dict[str, Any]:
-    """The constructor's hyper-parameters of loss ``name`` with their defaults (runtime keys excluded).
+    """The constructor's hyper-parameters of loss ``name`` with their defaults (runtime keys
+    excluded).
 
     Every hyper-parameter must have a default (``None`` in params.yaml means "the default"); one
     without raises ``TypeError`` instead of returning ``inspect.Parameter.empty``.
@@ -113,8 +114,8 @@ def loss_hyperparameters(name: str) -> dict[str, Any]:
     if missing:
         raise TypeError(
             f"Loss {name!r} has hyper-parameter(s) without a default: {', '.join(missing)}. "
-            f"Give them a default in {get_loss_class(name).__qualname__}.__init__ (runtime values must be "
-            f"one of {', '.join(RUNTIME_KEYS)})"
+            f"Give them a default in {get_loss_class(name).__qualname__}.__init__ (runtime values "
+            f"must be one of {', '.join(RUNTIME_KEYS)})"
         )
     return params
 

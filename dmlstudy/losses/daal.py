@@ -56,12 +56,14 @@ _EPS = 1e-12
 def segment_projection(
     x: torch.Tensor, a: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances (B×C) from ``x`` (B×d) to the segments ``[a_c, b_c]`` (C×d), and the unclamped ``t``.
+    """Distances (B×C) from ``x`` (B×d) to the segments ``[a_c, b_c]`` (C×d), and the unclamped
+    ``t``.
 
     Memory O(B·C) (inner products only, no B×C×d tensor).  A segment of length 0 gives ``t = 0``
     and the point distance ``‖x − a_c‖``.
 
-    >>> d, t = segment_projection(torch.tensor([[0.5, 1.0], [3.0, 0.0]]), torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))
+    >>> d, t = segment_projection(torch.tensor([[0.5, 1.0], [3.0, 0.0]]), torch.zeros(1, 2),
+    ...                           torch.tensor([[1.0, 0.0]]))
     >>> d.squeeze(1).tolist(), t.squeeze(1).tolist()
     ([1.0, 2.0], [0.5, 3.0])
     """
@@ -97,7 +99,8 @@ def _per_class_variance(
 
 @register_loss("daal")
 class DensityAwareAdaptiveLineLoss(DMLLoss):
-    """Segment-prototype margin softmax + elastic length + density terms (reconstruction; module doc).
+    """Segment-prototype margin softmax + elastic length + density terms (reconstruction; module
+    doc).
 
     Args:
         num_classes, embedding_dim: runtime values.
@@ -138,7 +141,8 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
             )
         if num_classes < 2 or embedding_dim < 1:
             raise ValueError(
-                f"daal needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, {embedding_dim}"
+                f"daal needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, "
+                f"{embedding_dim}"
             )
         if not 0.0 < spread_momentum <= 1.0:
             raise ValueError(f"daal: spread_momentum must be in (0, 1], got {spread_momentum}")
@@ -186,7 +190,8 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
             raise ValueError(
-                f"daal expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}"
+                f"daal expects embeddings of shape (B, {self.embedding_dim}), got "
+                f"{tuple(embeddings.shape)}"
             )
         labels = labels.long()
         if labels.numel() == 0:
@@ -220,7 +225,8 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         return sq.mean() if classes.numel() else length.sum() * 0.0
 
     def density_term(self, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``mean_c [1/12 − Var_c(t)]_+`` over batch classes with ≥ 2 samples (unclamped own-class t)."""
+        """``mean_c [1/12 − Var_c(t)]_+`` over batch classes with ≥ 2 samples (unclamped own-class
+        t)."""
         t_own = t.gather(1, labels[:, None])
         counts, var = _per_class_variance(t_own, labels, self.num_classes)
         ok = counts >= 2

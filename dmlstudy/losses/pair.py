@@ -5,7 +5,8 @@ follow pytorch-metric-learning (PML), which the tests use as an exact oracle.
 
 >>> g = torch.Generator().manual_seed(0)
 >>> x, y = torch.randn(8, 4, generator=g), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
->>> all(torch.isfinite(build_loss(n)(x, y)) for n in ("contrastive", "triplet", "npair", "multi_similarity"))
+>>> all(torch.isfinite(build_loss(n)(x, y))
+...     for n in ("contrastive", "triplet", "npair", "multi_similarity"))
 True
 """
 
@@ -88,7 +89,8 @@ class TripletLoss(DMLLoss):
     Args:
         margin: m (default 0.1, the study's setting for normalized embeddings).
         miner: ``"all"`` (every triplet), ``"semihard"`` (``0 < d_an − d_ap ≤ m``, PML
-            ``TripletMarginMiner``) or ``"hard"`` (batch-hard, Hermans et al. 2017). Default ``"all"``.
+            ``TripletMarginMiner``) or ``"hard"`` (batch-hard, Hermans et al. 2017). Default
+            ``"all"``.
     """
 
     def __init__(self, *, margin: float = 0.1, miner: TripletStrategy = "all") -> None:
@@ -125,7 +127,8 @@ class NPairLoss(DMLLoss):
             paper text available to us; the widely used reference implementation (TensorFlow
             ``contrib.losses.metric_learning.npairs_loss``, ``reg_lambda=0.002``) computes
             ``0.25·λ·(mean‖a‖² + mean‖p‖²)`` = ``0.001·mean`` over the 2N embeddings, which our
-            default reproduces (the PML oracle: ``LpRegularizer(power=2)``, weight w); 0 disables it.
+            default reproduces (the PML oracle: ``LpRegularizer(power=2)``, weight w); 0 disables
+            it.
     """
 
     normalize_embeddings = False
@@ -162,7 +165,8 @@ class NPairLoss(DMLLoss):
 class MultiSimilarityLoss(DMLLoss):
     """Multi-Similarity loss (Wang et al., CVPR 2019, Eq. 12) with MS mining (Eq. 7–8).
 
-    ``L = mean_i [ 1/α log(1 + Σ_{p∈P_i} e^{−α(S_ip − λ)}) + 1/β log(1 + Σ_{n∈N_i} e^{β(S_in − λ)}) ]``
+    ``L = mean_i [ 1/α log(1 + Σ_{p∈P_i} e^{−α(S_ip − λ)})``
+    ``+ 1/β log(1 + Σ_{n∈N_i} e^{β(S_in − λ)}) ]``
     on cosine similarities; ``P_i``, ``N_i`` are the pairs kept by the miner; the mean runs over all
     B anchors (PML ``MultiSimilarityLoss`` + ``MultiSimilarityMiner``).
 

@@ -5,7 +5,8 @@
   *excluded* from the denominator; ``include_positive=True`` gives the pytorch-metric-learning
   variant, a plain softmax over all proxies).  No official code exists.
 * ``proxy_nca_pp`` — Teh, DeVries, Taylor, "ProxyNCA++", ECCV 2020, eq. 9 (official
-  ``euwern/proxynca_pp`` ``loss.ProxyNCA_prob``): ``−log softmax_c(−D(x̂,p̂_c)/T)`` over **all** proxies.
+  ``euwern/proxynca_pp`` ``loss.ProxyNCA_prob``): ``−log softmax_c(−D(x̂,p̂_c)/T)`` over **all**
+  proxies.
 * ``proxy_anchor`` — Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020, eq. 4
   (official ``tjddus9597/Proxy-Anchor-CVPR2020`` ``losses.Proxy_Anchor``).
 
@@ -97,10 +98,10 @@ class ProxyNCAPlusPlusLoss(ProxyLoss):
     ``randn/8`` as official.  Official CUB config: Adam, proxy lr 4e2 vs base 4e-3 (×1e5,
     "fast-moving proxies"), Adam ``eps=1`` for every group, no weight decay; SOP config uses ×1e4.
     The ×1e5 multiplier only makes sense with ``eps=1`` (the Adam step is then ≈ lr·grad), so the
-    proxies' group carries ``eps=1`` and ``weight_decay=0`` (``proxy_group_options``); the model-wide
-    ``eps=1`` is an ``optimizer_hints`` entry for the trainer.
-    Omitted here (architecture/sampling, not the loss): global max pooling, layer norm,
-    class-balanced sampling, the warm-up epoch with a frozen backbone.
+    proxies' group carries ``eps=1`` and ``weight_decay=0`` (``proxy_group_options``); the
+    model-wide ``eps=1`` is an ``optimizer_hints`` entry for the trainer. Omitted here
+    (architecture/sampling, not the loss): global max pooling, layer norm, class-balanced sampling,
+    the warm-up epoch with a frozen backbone.
     """
 
     proxy_group_options: ClassVar[dict[str, float]] = {"eps": 1.0, "weight_decay": 0.0}

@@ -24,8 +24,9 @@ def compute_dtype(embeddings: torch.Tensor) -> torch.dtype:
 def cosine_to_proxies(
     embeddings: torch.Tensor, proxies: torch.Tensor, *, normalized: bool = False, scale: float = 1.0
 ) -> torch.Tensor:
-    """``scale·x̂_i·p̂_c`` (B×C) in :func:`compute_dtype`; ``normalized`` skips re-normalizing proxies.
-    The scale multiplies the B×d normalized embeddings before the product (no extra B×C pass).
+    """``scale·x̂_i·p̂_c`` (B×C) in :func:`compute_dtype`; ``normalized`` skips re-normalizing
+    proxies. The scale multiplies the B×d normalized embeddings before the product (no extra B×C
+    pass).
 
     >>> cosine_to_proxies(torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 3.0], [1.0, 1.0]]))
     tensor([[0.0000, 0.7071]])
@@ -52,7 +53,8 @@ def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: in
         raise ValueError(f"embeddings must be B×d, got shape {tuple(embeddings.shape)}")
     if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
         raise ValueError(
-            f"labels must be a 1-D tensor of length {embeddings.shape[0]}, got shape {tuple(labels.shape)}"
+            f"labels must be a 1-D tensor of length {embeddings.shape[0]}, got shape "
+            f"{tuple(labels.shape)}"
         )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
@@ -62,9 +64,9 @@ def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: in
         )
     if labels.numel() and bool(((labels < 0) | (labels >= num_classes)).any()):
         raise ValueError(
-            f"labels must be contiguous class ids in 0..{num_classes - 1} (num_classes={num_classes}); "
-            f"got min {int(labels.min())}, max {int(labels.max())}. Remap labels per split or pass the "
-            "right num_classes to build_loss."
+            f"labels must be contiguous class ids in 0..{num_classes - 1} "
+            f"(num_classes={num_classes}); got min {int(labels.min())}, max {int(labels.max())}. "
+            "Remap labels per split or pass the right num_classes to build_loss."
         )
 
 
@@ -122,7 +124,8 @@ class ProxyLoss(DMLLoss):
         return nn.Parameter(official_layout.T.contiguous())
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        """One group holding ``proxies`` at ``base_lr × proxy_lr_multiplier`` (+ ``proxy_group_options``)."""
+        """One group holding ``proxies`` at ``base_lr × proxy_lr_multiplier`` (+
+        ``proxy_group_options``)."""
         group = {"params": [self.proxies], "lr": base_lr * self.proxy_lr_multiplier}
         return [{**group, "name": f"{self.registry_name}.proxies", **self.proxy_group_options}]
 

@@ -7,8 +7,8 @@ true class's proxy ``d_y`` is warped piecewise before the softmax (paper Sec. 3,
   that is *detached*, ``w = k1·d_y + m·(1 − k1)·sg(d_y)`` (``sg`` = stop-gradient);
 * ``d_y >= alpha``: inward warp ``w = k2·d_y + alpha·(1 − k2)`` with ``k2 > 1``;
 
-other classes keep ``w_c = d_c``.  The loss is ``−log softmax_c(−T·w_c)[y]`` averaged over the batch.
-Everything follows the official code (``Image-Retrieval/Model.py``, ``WarpLoss._Warp`` /
+other classes keep ``w_c = d_c``.  The loss is ``−log softmax_c(−T·w_c)[y]`` averaged over the
+batch. Everything follows the official code (``Image-Retrieval/Model.py``, ``WarpLoss._Warp`` /
 ``_embedding`` / ``_euclidean_dist`` of mdemoor226/Realigned-Softmax-Warping), including the
 Euclidean distance ``sqrt(clamp(‖x‖² + ‖p‖² − 2x·p, 1e-12))`` and the proxy initialisation
 ``kaiming_normal_(mode="fan_out")`` on the (C, d) proxy matrix.
@@ -100,7 +100,8 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         super().__init__()
         if num_classes < 2 or embedding_dim < 1:
             raise ValueError(
-                f"rsw needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, {embedding_dim}"
+                f"rsw needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, "
+                f"{embedding_dim}"
             )
         if phase2_epochs < 0:
             raise ValueError(
@@ -133,12 +134,13 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         self.phase = phase
 
     def schedule(self, epoch: int, num_epochs: int) -> None:
-        """Phase 2 for the last ``phase2_epochs`` epochs (0-based ``epoch``), as the official trainer."""
+        """Phase 2 for the last ``phase2_epochs`` epochs (0-based ``epoch``), as the official
+        trainer."""
         if self.phase2_epochs >= num_epochs:
             raise ValueError(
                 f"rsw: phase2_epochs={self.phase2_epochs} leaves no phase-1 epoch out of "
-                f"num_epochs={num_epochs}; set the rsw hyper-parameter phase2_epochs below num_epochs "
-                "(0 disables phase 2)"
+                f"num_epochs={num_epochs}; set the rsw hyper-parameter phase2_epochs below "
+                "num_epochs (0 disables phase 2)"
             )
         self.set_phase(2 if epoch >= num_epochs - self.phase2_epochs else 1)
 
@@ -162,7 +164,8 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
             raise ValueError(
-                f"rsw expects embeddings of shape (B, {self.embedding_dim}), got {tuple(embeddings.shape)}"
+                f"rsw expects embeddings of shape (B, {self.embedding_dim}), got "
+                f"{tuple(embeddings.shape)}"
             )
         if embeddings.shape[0] == 0:
             raise ValueError(

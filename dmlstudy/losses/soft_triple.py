@@ -2,13 +2,13 @@
 ICCV 2019; official code ``idstcv/SoftTriple`` ``loss/SoftTriple.py``).
 
 Each class has ``K`` centres (rows ``c·K … c·K+K−1`` of ``proxies``).  Relaxed similarity (eq. 7)
-``S'_{i,c} = Σ_k softmax_k(s_{i,c,k}/γ)·s_{i,c,k}`` with ``s`` the cosine to the centres; loss (eq. 10)
-``CE(λ·(S' − δ·1[c = y]), y)`` plus ``τ·R`` where the centre regularizer (eq. 13) follows the
-official code: ``R = Σ_c Σ_{k<k'} sqrt(2 + 1e-5 − 2 w_{c,k}·w_{c,k'}) / (C·K·(K−1))`` — the sum runs
-over unordered pairs while the divisor counts ordered ones (paper: the mean over pairs), and the
-1e-5 keeps the square root differentiable for coincident centres.  The embedding is L2-normalized
-here (the official model normalizes its output).  pytorch-metric-learning's ``SoftTripleLoss``
-omits the regularizer.
+``S'_{i,c} = Σ_k softmax_k(s_{i,c,k}/γ)·s_{i,c,k}`` with ``s`` the cosine to the centres; loss
+(eq. 10) ``CE(λ·(S' − δ·1[c = y]), y)`` plus ``τ·R`` where the centre regularizer (eq. 13) follows
+the official code: ``R = Σ_c Σ_{k<k'} sqrt(2 + 1e-5 − 2 w_{c,k}·w_{c,k'}) / (C·K·(K−1))`` — the sum
+runs over unordered pairs while the divisor counts ordered ones (paper: the mean over pairs), and
+the 1e-5 keeps the square root differentiable for coincident centres.  The embedding is
+L2-normalized here (the official model normalizes its output).  pytorch-metric-learning's
+``SoftTripleLoss`` omits the regularizer.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ REG_EPS = 1e-5  # official: sqrt(2.0 + 1e-5 - 2·sim)
 def center_regularizer(
     normalized_centers: torch.Tensor, num_classes: int, per_class: int
 ) -> torch.Tensor:
-    """SoftTriple eq. 13 as in the official code (see the module docstring); 0 when ``per_class == 1``."""
+    """SoftTriple eq. 13 as in the official code (see the module docstring); 0 when
+    ``per_class == 1``."""
     if per_class < 2:
         return normalized_centers.sum() * 0.0
     grouped = normalized_centers.view(num_classes, per_class, -1)

@@ -1,4 +1,5 @@
-"""Embedding models: timm backbones (plus the registered Omniglot ``convnet4``) with an embedding head."""
+"""Embedding models: timm backbones (plus the registered Omniglot ``convnet4``) with an embedding
+head."""
 
 from dmlstudy.models.convnet import ConvNet4
 from dmlstudy.models.embedder import POOLINGS, Embedder, build_embedder

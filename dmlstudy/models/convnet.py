@@ -7,8 +7,9 @@ conv3×3 (64 channels) → BatchNorm → ReLU → 2×2 max-pool.  A 28×28 input
 ``convnet4_050`` is the same network at half width (32 channels; timm's ``_050`` naming), the
 Omniglot preset's backbone: about 3× the CPU training throughput for ~10 points of Recall@1.
 
-Registered through ``timm.models.register_model`` so ``timm.create_model("convnet4", ...)`` builds it
-with the same keyword arguments as any timm backbone (``in_chans``, ``num_classes``, ``global_pool``).
+Registered through ``timm.models.register_model`` so ``timm.create_model("convnet4", ...)`` builds
+it with the same keyword arguments as any timm backbone (``in_chans``, ``num_classes``,
+``global_pool``).
 
 >>> import timm, torch
 >>> net = timm.create_model("convnet4", in_chans=1, num_classes=0, global_pool="")
@@ -89,7 +90,8 @@ def convnet4(pretrained: bool = False, **kwargs: Any) -> ConvNet4:
 @register_model
 def convnet4_050(pretrained: bool = False, **kwargs: Any) -> ConvNet4:
     """The same ConvNet at half width (4 blocks × 32 channels; timm's ``_050`` width naming):
-    about 3× the training throughput of ``convnet4`` on a 2-core CPU (benchmarks/bench_training.py)."""
+    about 3× the training throughput of ``convnet4`` on a 2-core CPU
+    (benchmarks/bench_training.py)."""
     if pretrained:
         raise ValueError("convnet4_050 has no pretrained weights; set pretrained: false")
     return ConvNet4(**{"channels": 32, **kwargs})

@@ -28,7 +28,8 @@ POOLINGS = ("avg", "max", "avgmax")
 
 
 class Embedder(nn.Module):
-    """Backbone + pooling + head; ``config`` rebuilds the same architecture (stored in checkpoints)."""
+    """Backbone + pooling + head; ``config`` rebuilds the same architecture (stored in
+    checkpoints)."""
 
     def __init__(
         self,
@@ -47,7 +48,8 @@ class Embedder(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not timm.is_model(backbone):
             raise ValueError(
-                f"unknown backbone {backbone!r}: use a timm model name (timm.list_models()) or 'convnet4'"
+                f"unknown backbone {backbone!r}: use a timm model name (timm.list_models()) or "
+                "'convnet4'"
             )
         self.config: dict[str, Any] = dict(
             backbone=backbone,
@@ -62,8 +64,8 @@ class Embedder(nn.Module):
         self.backbone = timm.create_model(
             backbone, pretrained=pretrained, in_chans=in_chans, num_classes=0, global_pool=""
         )
-        # Channels of backbone(x) with global_pool="": timm's head_hidden_size where the model keeps a
-        # conv head after pooling (MobileNetV3/V4, GhostNet: num_features is the pre-head width).
+        # Channels of backbone(x) with global_pool="": timm's head_hidden_size where the model keeps
+        # a conv head after pooling (MobileNetV3/V4, GhostNet: num_features is the pre-head width).
         feat_dim = int(
             getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         )

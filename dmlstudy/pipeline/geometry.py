@@ -82,7 +82,8 @@ def loss_forces(
 def rsw_warp_curves(
     params: dict[str, Any], d_max: float | None = None, n: int = 200
 ) -> dict[str, np.ndarray]:
-    """RSW's warped true-class distance ``w(d)`` for both phases (arrays ``d``, ``phase1``, ``phase2``)."""
+    """RSW's warped true-class distance ``w(d)`` for both phases (arrays ``d``, ``phase1``,
+    ``phase2``)."""
     from dmlstudy.losses.rsw import warp_true_distance
 
     alpha1, alpha2 = params.get("alpha", 28.4), params.get("phase2_alpha", 24.68)

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(modules / f) for f in LIBRARIES.values() if not (modules / f).is_file()]
     if missing:
         print(
-            f"missing {', '.join(missing)}: run `npm install --legacy-peer-deps` in dvc_plots/ first",
+            f"missing {', '.join(missing)}: run `npm install --legacy-peer-deps` in dvc_plots/ "
+            "first",
             file=sys.stderr,
         )
         return 1

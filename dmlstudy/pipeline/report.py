@@ -1,6 +1,7 @@
 """The study's index page: links to every rendered notebook plus the headline tables.
 
->>> html = index_html("dmlstudy", {"omniglot": ["omniglot/evaluate.html"]}, {"omniglot": "<table></table>"})
+>>> html = index_html("dmlstudy", {"omniglot": ["omniglot/evaluate.html"]},
+...                   {"omniglot": "<table></table>"})
 >>> '<a href="omniglot/evaluate.html">' in html
 True
 """
@@ -47,7 +48,8 @@ def index_html(title: str, pages: Mapping[str, Sequence[str]], tables: Mapping[s
     """A small self-contained HTML index: one section per group with its tables and links."""
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style></head><body>",
         f"<h1>{_html.escape(title)}</h1>",
     ]

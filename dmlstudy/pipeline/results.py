@@ -230,7 +230,8 @@ def departures(settings: dict[str, dict[str, Any]], shared: dict[str, Any]) -> p
     ``metrics.json["settings"]``.
 
     >>> base = {"loss_params": {"margin": 0.1, "miner": "all"}, "pooling": "avg", "lr": 0.001}
-    >>> departures({"triplet": base, "rsw": {**base, "loss_params": {"alpha": 28.4}, "pooling": "avgmax"}},
+    >>> departures({"triplet": base,
+    ...             "rsw": {**base, "loss_params": {"alpha": 28.4}, "pooling": "avgmax"}},
     ...            shared={"lr": 0.001}).values.tolist()
     [['rsw', 'train', 'pooling', 'avg', 'avgmax']]
     """

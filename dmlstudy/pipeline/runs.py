@@ -4,8 +4,9 @@ variants of each ablation study.
 Loss hyper-parameters: ``losses.<loss>`` (published) → ``losses.<loss>.per_dataset.<d>`` (tuned
 on validation) → ``profiles.<profile>.loss_overrides.<loss>`` → ablation variant.
 Precedence of training settings (later wins): ``train`` (common) → ``datasets.<d>.train``
-(protocol) → ``losses.<loss>.train`` → ``losses.<loss>.per_dataset.<d>.train`` → ablation/multimodal budget
-→ ``profiles.<profile>.train`` (tiny: it caps every budget) → what an ablation variant changes.
+(protocol) → ``losses.<loss>.train`` → ``losses.<loss>.per_dataset.<d>.train`` → ablation/multimodal
+budget → ``profiles.<profile>.train`` (tiny: it caps every budget) → what an ablation variant
+changes.
 
 >>> from dmlstudy.pipeline.runs import run_path
 >>> run_path("work/runs/omniglot", "triplet", 2).as_posix()

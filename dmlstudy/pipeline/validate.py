@@ -2,14 +2,16 @@
 ``TrainSettings`` overrides), so an error names the exact key and the valid choices.
 
 >>> check_train_overrides({"epochs": 3}, "train")
->>> check_train_overrides({"epoch": 3}, "train")
+>>> check_train_overrides({"epoch": 3}, "train")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-dmlstudy.pipeline.validate.ParamsError: train.epoch: unknown key (did you mean 'epochs'?). Valid keys: ...
->>> check_train_overrides({"epochs": "three"}, "train")
+dmlstudy.pipeline.validate.ParamsError: train.epoch: unknown key (did you mean 'epochs'?).
+Valid keys: ...
+>>> check_train_overrides({"epochs": "three"}, "train")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-dmlstudy.pipeline.validate.ParamsError: train.epochs: Input should be a valid integer, unable to parse string as an integer (got 'three')
+dmlstudy.pipeline.validate.ParamsError: train.epochs: Input should be a valid integer,
+unable to parse string as an integer (got 'three')
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ def retrieval_gallery(
     q, k = hits.shape
     if neighbor_images.shape[:2] != (q, k) or len(query_images) != q:
         raise ValueError(
-            f"shapes disagree: {len(query_images)} queries, neighbours {neighbor_images.shape[:2]}, hits {hits.shape}"
+            f"shapes disagree: {len(query_images)} queries, neighbours "
+            f"{neighbor_images.shape[:2]}, hits {hits.shape}"
         )
     fig = Figure(
         figsize=(size * (k + 1.4), size * q + (0.4 if suptitle else 0)), layout="constrained"

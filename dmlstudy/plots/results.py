@@ -2,7 +2,8 @@
 ablation lines with confidence bands, and a 2-D projection of embeddings.
 
 >>> import pandas as pd
->>> runs = pd.DataFrame({"loss": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "recall@1": [.5, .6, .4, .45]})
+>>> runs = pd.DataFrame({"loss": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+...                      "recall@1": [.5, .6, .4, .45]})
 >>> fig = metric_points(runs, "recall@1")
 >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
 ['a', 'b']
@@ -37,7 +38,8 @@ def loss_palette(losses: Sequence[str]) -> dict[str, tuple[float, float, float]]
     ``tab20`` (the default 10-colour cycle repeats within the 15 losses). Unknown names follow.
 
     >>> pal = loss_palette(["triplet", "rsw"])
-    >>> pal["triplet"] == loss_palette(["npair", "triplet"])["triplet"] and pal["triplet"] != pal["rsw"]
+    >>> (pal["triplet"] == loss_palette(["npair", "triplet"])["triplet"]
+    ...  and pal["triplet"] != pal["rsw"])
     True
     """
     from dmlstudy.losses import list_losses
@@ -49,7 +51,8 @@ def loss_palette(losses: Sequence[str]) -> dict[str, tuple[float, float, float]]
 
 
 def metric_points(runs: pd.DataFrame, metric: str, *, title: str | None = None) -> Figure:
-    """Mean of ``metric`` per loss (best on top) with a Student-t 95% CI over seeds, seeds as dots."""
+    """Mean of ``metric`` per loss (best on top) with a Student-t 95% CI over seeds, seeds as
+    dots."""
     stats = runs.groupby("loss")[metric].apply(lambda v: mean_ci(v.to_numpy())).apply(pd.Series)
     stats.columns = ["mean", "ci"]
     stats = stats.sort_values("mean", ascending=False)

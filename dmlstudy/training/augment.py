@@ -13,7 +13,8 @@ same crops.  The crops are applied with one ``affine_grid``/``grid_sample`` call
 >>> tuple(eval_transform(x, p).shape)
 (4, 1, 24, 24)
 >>> g = step_generator(0, 1, 2)
->>> tuple(train_transform(x, p, scale=(0.5, 1.0), ratio=(0.75, 1.33), hflip=True, generator=g).shape)
+>>> tuple(train_transform(x, p, scale=(0.5, 1.0), ratio=(0.75, 1.33), hflip=True,
+...                       generator=g).shape)
 (4, 1, 24, 24)
 """
 
@@ -132,7 +133,8 @@ def sample_crops(
 def crop_resize(
     x: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Bilinear crop of float B×C×H×W to B×C×size×size by pixel boxes (x0, y0, w, h); optional h-flip."""
+    """Bilinear crop of float B×C×H×W to B×C×size×size by pixel boxes (x0, y0, w, h); optional
+    h-flip."""
     b, c, hgt, wid = x.shape
     boxes = boxes.to(device=x.device, dtype=torch.float32)
     x0, y0, w, h = boxes.unbind(1)
@@ -175,5 +177,5 @@ def eval_transform(images: torch.Tensor, p: Preprocess) -> torch.Tensor:
     if p.image_size > min(hgt, wid):
         raise ValueError(f"image_size {p.image_size} is larger than the resized image {hgt}×{wid}")
     # torchvision's center_crop offsets (Python round) so PIL-era pipelines match exactly
-    top, left = int(round((hgt - p.image_size) / 2.0)), int(round((wid - p.image_size) / 2.0))
+    top, left = round(float(hgt - p.image_size) / 2.0), round(float(wid - p.image_size) / 2.0)
     return x[..., top : top + p.image_size, left : left + p.image_size].contiguous()

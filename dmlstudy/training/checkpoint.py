@@ -52,7 +52,8 @@ def atomic_json(obj: Any, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by the trainer (plain tensors / containers only: ``weights_only``)."""
+    """Load a checkpoint written by the trainer (plain tensors / containers only:
+    ``weights_only``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")

@@ -1,4 +1,5 @@
-"""One training epoch: m-per-class batches from the uint8 cache → device augmentation → loss → step."""
+"""One training epoch: m-per-class batches from the uint8 cache → device augmentation → loss →
+step."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def train_epoch(
         )
         if s.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        # Any global-RNG use inside the model (dropout) is seeded from (seed, epoch, step) and restored.
+        # Any global-RNG use inside the model (dropout) is seeded from (seed, epoch, step) and
+        # restored.
         with torch.random.fork_rng(devices=[device] if cuda else []):
             torch.manual_seed(step_seed(s.seed, epoch, step))
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and s.amp):
@@ -84,7 +86,8 @@ def train_epoch(
         if not math.isfinite(v):
             raise NonFiniteLossError(
                 f"non-finite loss {v} at epoch {epoch} (0-based), step {step}, loss {s.loss!r}; "
-                f"the checkpoint of the last finished epoch is kept. Lower lr / check the loss parameters."
+                "the checkpoint of the last finished epoch is kept. Lower lr / check the loss "
+                "parameters."
             )
         optimizer.zero_grad(set_to_none=True)
         value.backward()

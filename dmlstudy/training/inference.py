@@ -38,7 +38,8 @@ def embed_images(
     amp: bool = True,
     channels_last: bool = False,
 ) -> np.ndarray:
-    """Embeddings (float32, N×d) of uint8 N×H×W×C ``images`` (or of ``images[rows]``), in eval mode."""
+    """Embeddings (float32, N×d) of uint8 N×H×W×C ``images`` (or of ``images[rows]``), in eval
+    mode."""
     device = torch.device(device)
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 N×H×W×C images, got {images.dtype} {images.shape}")

@@ -86,8 +86,8 @@ def _check_resumable(stored: dict[str, Any], s: TrainSettings) -> None:
     diff = settings_diff(stored, s)
     if diff:
         raise ValueError(
-            f"{s.out_dir / 'checkpoint.pt'} was written with different settings ({', '.join(diff)}); "
-            f"use another out_dir or delete the old run to start over"
+            f"{s.out_dir / 'checkpoint.pt'} was written with different settings "
+            f"({', '.join(diff)}); use another out_dir or delete the old run to start over"
         )
 
 

@@ -50,7 +50,8 @@ def param_groups(model: Embedder, loss: DMLLoss, s: TrainSettings) -> list[dict[
     if missing:
         raise ValueError(
             f"{len(missing)} trainable parameter(s) are in no optimizer group "
-            f"(loss {type(loss).__name__}.param_groups() must return all of its learnable parameters)"
+            f"(loss {type(loss).__name__}.param_groups() must return all of its learnable "
+            "parameters)"
         )
     return [g for g in groups if g["params"]]
 
@@ -69,7 +70,8 @@ def build_optimizer(model: Embedder, loss: DMLLoss, s: TrainSettings) -> torch.o
 def lr_factor(s: TrainSettings) -> Callable[[int], float]:
     """Multiplier of every group's base LR at epoch ``e`` (0-based).
 
-    >>> f = lr_factor(TrainSettings(prepared_dir=".", out_dir=".", loss="x", epochs=4, schedule="cosine"))
+    >>> f = lr_factor(TrainSettings(prepared_dir=".", out_dir=".", loss="x", epochs=4,
+    ...                             schedule="cosine"))
     >>> [round(f(e), 3) for e in range(4)]
     [1.0, 0.854, 0.5, 0.146]
     """

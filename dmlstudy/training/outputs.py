@@ -163,7 +163,8 @@ def finalize(
 
 
 def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per-epoch ``metrics.json["history"]`` → columns epoch, train_loss, images_per_s, val_<metric>.
+    """Per-epoch ``metrics.json["history"]`` → columns epoch, train_loss, images_per_s,
+    val_<metric>.
 
     >>> history_frame([{"epoch": 0, "loss": 0.5, "val": {"map@r": 0.2}}]).columns.tolist()
     ['epoch', 'train_loss', 'images_per_s', 'val_map@r']

@@ -45,8 +45,8 @@ class TrainSettings(BaseModel):
     cpu_threads: int | None = Field(
         None,
         gt=0,
-        description="torch.set_num_threads during the run (restored after); None = torch's default. "
-        "1 is much faster on a contended CPU (several runs in parallel)",
+        description="torch.set_num_threads during the run (restored after); None = torch's "
+        "default. 1 is much faster on a contended CPU (several runs in parallel)",
     )
     # --- model --------------------------------------------------------------------------------
     backbone: str = Field("convnet4", description="any timm model name, or 'convnet4'")
@@ -63,7 +63,8 @@ class TrainSettings(BaseModel):
     eval_resize: int | None = Field(
         None,
         gt=0,
-        description="test-time resize of the shorter side before the center crop; None = image_size",
+        description="test-time resize of the shorter side before the center crop; None = "
+        "image_size",
     )
     crop_scale: tuple[float, float] = Field(
         (0.16, 1.0), description="random-resized-crop area range"
@@ -124,7 +125,8 @@ class TrainSettings(BaseModel):
     def _check(self) -> TrainSettings:
         if self.batch_size % self.m_per_class:
             raise ValueError(
-                f"batch_size ({self.batch_size}) must be a multiple of m_per_class ({self.m_per_class})"
+                f"batch_size ({self.batch_size}) must be a multiple of m_per_class "
+                f"({self.m_per_class})"
             )
         if self.warmup_epochs >= self.epochs:
             raise ValueError(

@@ -34,7 +34,8 @@ def write_synthetic_prepared(
     fine_per_coarse: int = 2,
     noise: float = 40.0,
 ) -> Path:
-    """Write index.csv / images.npy / meta.json for ``classes[split]`` classes × ``per_class`` images."""
+    """Write index.csv / images.npy / meta.json for ``classes[split]`` classes × ``per_class``
+    images."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

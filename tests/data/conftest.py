@@ -9,6 +9,7 @@ import tarfile
 import threading
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -216,10 +217,10 @@ def tiny_dataset(tmp_path, tiny_counts):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
     honour_range = True
     cut_after: int | None = None  # send only this many body bytes, then drop the connection
-    log: list[tuple[str, str | None]] = []
+    log: ClassVar[list[tuple[str, str | None]]] = []
 
     def do_GET(self):
         rng = self.headers.get("Range")

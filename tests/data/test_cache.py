@@ -123,7 +123,7 @@ def test_killed_prepare_leaves_no_cache(tiny_dataset, tmp_path, monkeypatch):
             work_dir=tmp_path / "w",
         )
     assert not (out / "meta.json").exists()
-    with pytest.raises(FileNotFoundError, match="meta.json missing"):
+    with pytest.raises(FileNotFoundError, match=r"meta.json missing"):
         PreparedDataset.load(out)
     assert np.load(out / "images.npy").shape[1] == 4  # old complete file intact, not half-new
     assert sorted(p.name for p in out.iterdir()) == ["images.npy", "index.csv"]  # no tmp left

@@ -161,12 +161,12 @@ def test_missing_member_names_the_archive(name, archive, member, tiny_dataset, t
 def test_bad_mat_and_partition_files_are_named(tiny_dataset, tmp_path):
     data_dir = tiny_dataset("cars196")
     (data_dir / "cars196" / "cars_annos.mat").write_bytes(b"MATLAB 5.0 garbage")
-    with pytest.raises(DatasetLayoutError, match="cars_annos.mat"):
+    with pytest.raises(DatasetLayoutError, match=r"cars_annos.mat"):
         load_index("cars196", data_dir, work_dir=tmp_path / "w")
     data_dir = tiny_dataset("inshop")
     part = data_dir / "inshop" / "list_eval_partition.txt"
     part.write_text(part.read_text().replace("gallery\n", "validation\n", 1))
-    with pytest.raises(DatasetLayoutError, match="list_eval_partition.txt.*validation"):
+    with pytest.raises(DatasetLayoutError, match=r"list_eval_partition.txt.*validation"):
         load_index("inshop", data_dir, work_dir=tmp_path / "w")
     part.write_text("99\n" + part.read_text().split("\n", 1)[1])
     with pytest.raises(DatasetLayoutError, match="count line says 99"):

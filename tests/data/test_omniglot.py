@@ -66,7 +66,7 @@ def test_full_size_zips_with_wrong_alphabets_are_rejected(tmp_path, monkeypatch)
         "images_background.zip": tmp_path / "b.zip",
         "images_evaluation.zip": tmp_path / "e.zip",
     }
-    with pytest.raises(DatasetLayoutError, match="found {'train': 29, 'test': 20}"):
+    with pytest.raises(DatasetLayoutError, match=r"found {'train': 29, 'test': 20}"):
         omniglot.build_index(files, FakeReader({}))
 
 

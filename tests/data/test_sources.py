@@ -106,7 +106,7 @@ def test_download_with_wrong_checksum_fails_naming_the_file(monkeypatch, tmp_pat
             "cars_annos.mat": (http_server.url("/cars_annos.mat"), "0" * 32),
         },
     )
-    with pytest.raises(ChecksumError, match="cars_annos.mat"):
+    with pytest.raises(ChecksumError, match=r"cars_annos.mat"):
         load_index("cars196", tmp_path / "data", work_dir=tmp_path / "w")
 
 
@@ -135,7 +135,7 @@ def test_extract_once_is_atomic_and_cached(tmp_path, makers):
 def test_extract_corrupt_tgz_names_file(tmp_path):
     bad = tmp_path / "car_ims.tgz"
     bad.write_bytes(b"\x1f\x8b not really gzip")
-    with pytest.raises(Exception, match="car_ims.tgz"):
+    with pytest.raises(Exception, match=r"car_ims.tgz"):
         extract_once(bad, tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
@@ -174,7 +174,7 @@ def test_corrupt_zip_member_names_the_archive(tmp_path, makers):
     at = data.index(b"\x89PNG", offset)  # members are stored uncompressed
     data[at + 20] ^= 0xFF  # flip a byte of the member: its CRC check fails on read
     path.write_bytes(bytes(data))
-    with pytest.raises(DatasetLayoutError, match="images_background.zip.*0001_01.png"):
+    with pytest.raises(DatasetLayoutError, match=r"images_background.zip.*0001_01.png"):
         ZipReader({"images_background": path}).read(member)
 
 

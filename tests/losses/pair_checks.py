@@ -1,5 +1,6 @@
 """Shared checks for the pair-based losses and the direction regularizer (gradcheck, learning
-sanity, zero-loss edge cases, permutation invariance).  Oracle comparisons live in the test files."""
+sanity, zero-loss edge cases, permutation invariance).  Oracle comparisons live in the test
+files."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def recall_at_1(embeddings: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def assert_gradcheck(loss: DMLLoss, x: torch.Tensor, y: torch.Tensor) -> None:
-    """float64 finite differences agree with autograd (inputs are generic, away from hinge kinks)."""
+    """float64 finite differences agree with autograd (inputs are generic, away from hinge
+    kinks)."""
     x = x.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a: loss(a, y), (x,), eps=1e-6, atol=1e-5)
 

@@ -61,7 +61,8 @@ def assert_gradcheck(loss: DMLLoss, x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 100, lr: float = 0.05) -> None:
-    """Optimizing free embeddings + proxies of a seeded toy problem lowers the loss and raises R@1."""
+    """Optimizing free embeddings + proxies of a seeded toy problem lowers the loss and raises
+    R@1."""
     num_classes, dim = loss.num_classes, loss.embedding_dim
     x, y = make_batch(seed, 6 * num_classes, num_classes, dim)
     x.requires_grad_(True)
@@ -81,7 +82,8 @@ def assert_learns(loss: DMLLoss, *, seed: int = 0, steps: int = 100, lr: float =
 
 def assert_edge_cases(loss: DMLLoss, dim: int) -> None:
     """One-class batch and singleton classes stay finite; an empty batch is a zero with zero grads;
-    the loss is invariant to permuting the batch; bfloat16 input is computed in float32; bad labels raise."""
+    the loss is invariant to permuting the batch; bfloat16 input is computed in float32; bad labels
+    raise."""
     x, y = make_batch(3, 8, loss.num_classes, dim)
     for labels in (torch.zeros(8, dtype=torch.long), torch.arange(8) % loss.num_classes):
         emb = x.clone().requires_grad_(True)

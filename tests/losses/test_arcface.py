@@ -1,4 +1,5 @@
-"""ArcFace (dmlstudy.losses.margin_softmax.ArcFaceLoss) against pytorch-metric-learning and the formula."""
+"""ArcFace (dmlstudy.losses.margin_softmax.ArcFaceLoss) against pytorch-metric-learning and the
+formula."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Properties every registered loss must have: finite values and gradients on edge-case batches,
 invariance to the batch order, param_groups covering each learnable parameter exactly once, a valid
-metric.  Parametrized over ``list_losses()``, so a newly registered loss is checked automatically."""
+metric.  Parametrized over ``list_losses()``, so a newly registered loss is checked
+automatically."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""CosFace (dmlstudy.losses.margin_softmax.CosFaceLoss) against pytorch-metric-learning and the formula."""
+"""CosFace (dmlstudy.losses.margin_softmax.CosFaceLoss) against pytorch-metric-learning and the
+formula."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests of the DAAL reconstruction: naive loop oracle, gradcheck, point ablation, state, learning."""
+"""Tests of the DAAL reconstruction: naive loop oracle, gradcheck, point ablation, state,
+learning."""
 
 from __future__ import annotations
 

@@ -220,8 +220,9 @@ def test_real_encoder(monkeypatch, standin):
 def test_learns_and_moves_image_structure_toward_language():
     """Learning sanity on free embeddings (MS base + KL, fake encoder): the total loss falls,
     Recall@1 rises, and the KL term itself ends lower than it starts.  ω = 1: the letter-count
-    stand-in encoder gives all prompts cosines 0.8–0.94, and with the official shift (+1) the KL then
-    pulls negative image similarities up hard enough that ω = 10 outweighs MS on this toy batch."""
+    stand-in encoder gives all prompts cosines 0.8–0.94, and with the official shift (+1) the KL
+    then pulls negative image similarities up hard enough that ω = 10 outweighs MS on this toy
+    batch."""
     from tests.losses import pair_checks as checks
 
     names = ["albatross", "sparrow", "sedan", "pickup truck", "hummingbird", "coupe"]

@@ -1,4 +1,5 @@
-"""Miners against pytorch-metric-learning's miners (same index sets) and against plain definitions."""
+"""Miners against pytorch-metric-learning's miners (same index sets) and against plain
+definitions."""
 
 from __future__ import annotations
 

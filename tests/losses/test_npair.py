@@ -1,4 +1,5 @@
-"""N-pair loss: PML oracle (same pairing + L2 regularizer), gradcheck, learning sanity, edge cases."""
+"""N-pair loss: PML oracle (same pairing + L2 regularizer), gradcheck, learning sanity, edge
+cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Proxy-Anchor (dmlstudy.losses.proxy.ProxyAnchorLoss) against pytorch-metric-learning and the formula."""
+"""Proxy-Anchor (dmlstudy.losses.proxy.ProxyAnchorLoss) against pytorch-metric-learning and the
+formula."""
 
 from __future__ import annotations
 

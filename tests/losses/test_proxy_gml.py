@@ -1,4 +1,5 @@
-"""ProxyGML (dmlstudy.losses.proxy_gml.ProxyGMLLoss) against a naive loop of the official formula."""
+"""ProxyGML (dmlstudy.losses.proxy_gml.ProxyGMLLoss) against a naive loop of the official
+formula."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from tests.losses.proxy_checks import (
 
 
 def naive_proxy_gml(x, y, proxies, num_classes, per_class, ratio, reg_weight):
-    """Official loss/ProxyGML.py forward, one sample and one proxy at a time (1e-8/1e-20 guards kept)."""
+    """Official loss/ProxyGML.py forward, one sample and one proxy at a time (1e-8/1e-20 guards
+    kept)."""
     centers = F.normalize(proxies, dim=1).tolist()
     xs = F.normalize(x, dim=1).tolist()
     owner = [j // per_class for j in range(len(centers))]

@@ -1,4 +1,5 @@
-"""ProxyNCA (dmlstudy.losses.proxy.ProxyNCALoss) against pytorch-metric-learning and the paper formula.
+"""ProxyNCA (dmlstudy.losses.proxy.ProxyNCALoss) against pytorch-metric-learning and the paper
+formula.
 
 PML's ``ProxyNCALoss`` puts the true class in the softmax denominator; the paper (eq. 4) does not.
 With ``p_i`` PML's per-sample softmax probability of the true class (``l_i = −log p_i``), the paper

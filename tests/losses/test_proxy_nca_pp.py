@@ -1,4 +1,5 @@
-"""ProxyNCA++ (dmlstudy.losses.proxy.ProxyNCAPlusPlusLoss) against the formula and the official scaling.
+"""ProxyNCA++ (dmlstudy.losses.proxy.ProxyNCAPlusPlusLoss) against the formula and the official
+scaling.
 
 Oracles: a naive loop of Teh et al. 2020 eq. 9, the official code's form (x̂ and p̂ scaled by
 √(1/T) before the squared distance), and PML's ``ProxyNCALoss`` with ``softmax_scale = 1/T``
@@ -38,7 +39,8 @@ def naive_proxy_nca_pp(x, y, proxies, temperature):
 
 
 def official_form(x, y, proxies, scale):
-    """euwern/proxynca_pp loss.ProxyNCA_prob with smoothing 0, re-typed (cdist for pairwise_distance)."""
+    """euwern/proxynca_pp loss.ProxyNCA_prob with smoothing 0, re-typed (cdist for
+    pairwise_distance)."""
     p, xx = scale * F.normalize(proxies, dim=-1), scale * F.normalize(x, dim=-1)
     d = torch.cdist(xx, p) ** 2
     t = F.one_hot(y, len(p)).to(x.dtype)

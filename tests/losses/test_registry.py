@@ -1,4 +1,5 @@
-"""The loss registry: names, clear errors, defaults, runtime values (integration check of all losses)."""
+"""The loss registry: names, clear errors, defaults, runtime values (integration check of all
+losses)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_all_fifteen_losses_are_registered() -> None:
 
 
 def test_unknown_name_lists_choices_and_suggests() -> None:
-    with pytest.raises(ValueError, match="Valid choices: .*contrastive.*triplet") as err:
+    with pytest.raises(ValueError, match=r"Valid choices: .*contrastive.*triplet") as err:
         build_loss("tripplet")
     assert "Did you mean 'triplet'" in str(err.value)
 

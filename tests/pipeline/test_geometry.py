@@ -19,7 +19,7 @@ def test_contrastive_force_matches_hand_gradient():
 
 
 def test_toy_batch_is_seeded():
-    a, ya = toy_batch(seed=3)
-    b, yb = toy_batch(seed=3)
+    a, _ya = toy_batch(seed=3)
+    b, _yb = toy_batch(seed=3)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, toy_batch(seed=4)[0])

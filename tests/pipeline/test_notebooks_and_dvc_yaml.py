@@ -156,7 +156,7 @@ def test_projections_use_the_runs_metric(path):
     projected raw, so every call passes the run's metric."""
     code = "\n".join(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
     for node in ast.walk(
-        ast.parse("\n".join(l for l in code.splitlines() if not l.startswith("%")))
+        ast.parse("\n".join(ln for ln in code.splitlines() if not ln.startswith("%")))
     ):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "projection_2d":
             assert "metric" in {k.arg for k in node.keywords}, (

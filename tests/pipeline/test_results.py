@@ -153,7 +153,7 @@ def test_gallery_neighbors_equal_the_full_search_with_duplicate_images(tmp_path)
     itself) they must still equal the leave-one-out rows of the all-vs-all search."""
     from dmlstudy.evaluation import nearest_neighbors
 
-    emb, labels = _fake_run(tmp_path, "a", 0, 0.5)
+    emb, _labels = _fake_run(tmp_path, "a", 0, 0.5)
     e = R.load_embeddings(run_path(tmp_path, "a", 0))
     emb = e["embeddings"].copy()
     emb[1] = emb[0]

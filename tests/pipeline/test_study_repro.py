@@ -29,7 +29,8 @@ LOSSES = ["contrastive", "rsw"]
 def _env(tmp: Path, data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # `python` in dvc.yaml = this venv
+        # `python` in dvc.yaml = this venv
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         DVC_NO_ANALYTICS="1",
         MPLBACKEND="Agg",
         DMLSTUDY_DATA_DIR=str(data_dir),

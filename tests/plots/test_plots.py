@@ -82,7 +82,7 @@ def test_seed_bands_are_student_t_intervals():
         {"value": [1, 1, 2, 2], "seed": [0, 1, 0, 1], "map@r": [0.0, 1.0, 0.4, 0.6]}
     )
     fig = ablation_lines(results, x="value", y="map@r", categorical=False)
-    band = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)][0]
+    band = next(c for c in fig.axes[0].collections if isinstance(c, PolyCollection))
     ys = band.get_paths()[0].vertices[:, 1]
     m, h = mean_ci([0.0, 1.0])
     assert ys.min() == pytest.approx(m - h) and ys.max() == pytest.approx(m + h)

@@ -14,7 +14,8 @@ from dmlstudy.training.synthetic import write_synthetic_prepared
 
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 train classes × 8, 3 val × 8, 3 test × 8 grayscale 16×16 images (coarse = pairs of classes)."""
+    """6 train classes × 8, 3 val × 8, 3 test × 8 grayscale 16×16 images (coarse = pairs of
+    classes)."""
     return write_synthetic_prepared(
         tmp_path_factory.mktemp("prepared"),
         classes={"train": 6, "val": 3, "test": 3},

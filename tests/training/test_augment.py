@@ -101,7 +101,8 @@ def test_eval_transform_matches_torchvision() -> None:
 
 def test_pretrained_backbone_gets_its_own_normalization() -> None:
     """A pretrained timm backbone is fed the statistics its weights were trained with (ViT/Inception
-    weights use 0.5, not ImageNet's); non-pretrained / channel mismatch → the documented defaults."""
+    weights use 0.5, not ImageNet's); non-pretrained / channel mismatch → the documented
+    defaults."""
     import timm
 
     from dmlstudy.training.augment import IMAGENET_MEAN, IMAGENET_STD, backbone_mean_std

@@ -22,7 +22,8 @@ from dmlstudy.training.loop import seeded
 
 
 class _NaNLoss(DMLLoss):
-    """Mean squared norm, but NaN from epoch 1 step 1 on (the trainer's schedule() tells the epoch)."""
+    """Mean squared norm, but NaN from epoch 1 step 1 on (the trainer's schedule() tells the
+    epoch)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,7 +78,8 @@ def test_outputs_and_best_epoch_selected_on_validation(runs: dict[str, Any], los
 def test_resume_after_interrupt_is_exact(
     runs: dict[str, Any], make_settings: Callable[..., TrainSettings], tmp_path: Path
 ) -> None:
-    """Stop after epoch 0 (as if killed), rerun: same result as the uninterrupted run, bit for bit."""
+    """Stop after epoch 0 (as if killed), rerun: same result as the uninterrupted run, bit for
+    bit."""
     ref_s, ref = runs["proxy_anchor"]  # proxies + Adam state must be restored
     s = make_settings(tmp_path / "run", loss="proxy_anchor")
     assert train(s, _stop_after_epoch=0) == {"interrupted_after_epoch": 0}

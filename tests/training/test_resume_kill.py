@@ -1,4 +1,5 @@
-"""A real ``kill -9`` in the middle of a checkpoint write, then resume: same result as uninterrupted."""
+"""A real ``kill -9`` in the middle of a checkpoint write, then resume: same result as
+uninterrupted."""
 
 from __future__ import annotations
 
