@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 export HF_HUB_OFFLINE := 1
 
-.PHONY: study test env
+.PHONY: study test env lint
 
 env: $(VENV)/.installed
 
@@ -21,3 +21,7 @@ study: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
