@@ -18,7 +18,7 @@ from dmlstudy.config import (
     split_loss_section,
 )
 from dmlstudy.losses import list_losses, loss_hyperparameters
-from dmlstudy.pipeline.validate import ParamsError
+from dmlstudy.config import ParamsError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,6 +119,42 @@ BAD = [
         1,
         "losses.rsw.per_dataset.omniglot.train.epoch",
         "did you mean 'epochs'",
+    ),
+    # numbers and booleans are strict: a quoted value is an error naming the key, not coerced
+    (
+        ("datasets", "omniglot", "train", "lr"),
+        "0.001",
+        "datasets.omniglot.train.lr",
+        "'0.001' is quoted: write 0.001 without quotes",
+    ),
+    (("losses", "proxy_anchor", "alpha"), "32", "losses.proxy_anchor.alpha", "without quotes"),
+    (("losses", "triplet", "margin"), "0.1", "losses.triplet.margin", "write 0.1 without quotes"),
+    (("study", "seeds"), ["0"], "study.seeds.0", "write 0 without quotes"),
+    (
+        ("datasets", "omniglot", "prepare", "image_size"),
+        "28",
+        "datasets.omniglot.prepare.image_size",
+        "write 28 without quotes",
+    ),
+    (("train", "deterministic"), "true", "train.deterministic", "write true without quotes"),
+    (("datasets", "omniglot", "train", "hflip"), 1, "datasets.omniglot.train.hflip", "a number"),
+    (
+        ("datasets", "omniglot", "train", "epochs"),
+        True,
+        "datasets.omniglot.train.epochs",
+        "boolean",
+    ),
+    (
+        ("profiles", "tiny", "prepare", "max_classes_per_split"),
+        "40",
+        "profiles.tiny.prepare.max_classes_per_split",
+        "write 40 without quotes",
+    ),
+    (
+        ("datasets", "omniglot", "train", "crop_scale"),
+        [0.7, "1.0"],
+        "datasets.omniglot.train.crop_scale",
+        "write 1.0 without quotes",
     ),
 ]
 

@@ -10,13 +10,14 @@ silently drops unknown kwargs).  ``None`` means "use the default".
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
+
+from dmlstudy.config.suggest import did_you_mean
 
 Metric = Literal["cosine", "euclidean"]
 RUNTIME_KEYS = ("num_classes", "embedding_dim", "class_names")
@@ -90,10 +91,9 @@ def get_loss_class(name: str) -> type[DMLLoss]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(
-            f"Unknown loss {name!r}.{hint} Valid choices: {', '.join(list_losses())}"
+            f"Unknown loss {name!r}{did_you_mean(name, _REGISTRY)}. "
+            f"Valid choices: {', '.join(list_losses())}"
         ) from None
 
 
@@ -140,10 +140,7 @@ def build_loss(
     valid = [k for k in accepted if k not in RUNTIME_KEYS]
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hints = [f"{key!r}{did_you_mean(key, valid)}" for key in unknown]
         raise TypeError(
             f"Unknown hyper-parameter(s) for loss {name!r}: {', '.join(hints)}. "
             f"Valid choices: {', '.join(valid) or '(none)'}"

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from dmlstudy.config import StudyConfig, load_config
+from dmlstudy.config import ParamsError, StudyConfig, load_config
 from dmlstudy.losses import build_loss
 from dmlstudy.pipeline.runs import ablation_variants, train_settings
-from dmlstudy.pipeline.validate import ParamsError
 from dmlstudy.training.settings import TrainSettings
 
 MARKER = "params.yaml validated by dmlstudy.pipeline.check_params\n"

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dmlstudy.config import StudyConfig
-from dmlstudy.pipeline.validate import check_loss_params, check_train_overrides
+from dmlstudy.config import StudyConfig, check_loss_params, check_train_overrides
 from dmlstudy.training.settings import TrainSettings
 
 #: One run's folder below a runs root; dvc.yaml's train stage writes the same layout

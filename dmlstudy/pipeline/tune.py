@@ -69,16 +69,15 @@ def tune(
 ) -> pd.DataFrame:
     """Train every grid point of ``loss`` on ``dataset`` (validation only); one row per point,
     best validation MAP@R first."""
-    from dmlstudy.config import _choices, load_config
+    from dmlstudy.config import check_choice, check_loss_params, check_train_overrides, load_config
     from dmlstudy.losses import list_losses
     from dmlstudy.pipeline.runs import train_settings
-    from dmlstudy.pipeline.validate import check_loss_params, check_train_overrides
     from dmlstudy.training import train
     from dmlstudy.training.loop import settings_diff
 
     config = load_config(params_file)
-    _choices(dataset, list(config.datasets), "dataset (a preset in params.yaml datasets.<name>)")
-    _choices(loss, list_losses(), "loss")
+    check_choice(dataset, list(config.datasets), "dataset (a preset in params.yaml datasets.<name>)")
+    check_choice(loss, list_losses(), "loss")
     for key, values in grid.items():  # every bad key or value fails here, before any training
         for value in values:
             if key.startswith("train."):

@@ -45,7 +45,7 @@ def test_all_fifteen_losses_are_registered() -> None:
 def test_unknown_name_lists_choices_and_suggests() -> None:
     with pytest.raises(ValueError, match=r"Valid choices: .*contrastive.*triplet") as err:
         build_loss("tripplet")
-    assert "Did you mean 'triplet'" in str(err.value)
+    assert "(did you mean 'triplet'?)" in str(err.value)
 
 
 def test_misspelt_keyword_lists_choices_and_suggests() -> None:

@@ -10,7 +10,7 @@ import yaml
 
 from dmlstudy.config import config_from_dict, split_loss_section
 from dmlstudy.pipeline.runs import ablation_variants, run_path, train_settings
-from dmlstudy.pipeline.validate import ParamsError
+from dmlstudy.config import ParamsError
 
 REPO = Path(__file__).resolve().parents[2]
 

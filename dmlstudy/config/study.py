@@ -1,0 +1,169 @@
+"""``StudyConfig``: the whole ``params.yaml`` with its cross-section checks (every loss, dataset
+and ablation a section names exists; every free-form value is a valid loss hyper-parameter or
+``TrainSettings`` field) and the merges the pipeline reads (loss parameters, prepare settings).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+
+from dmlstudy.config.checks import check_loss_params, check_train_overrides
+from dmlstudy.config.errors import describe_errors
+from dmlstudy.config.sections import (
+    ABLATIONS,
+    COARSE_DATASETS,
+    DATASETS,
+    AblationSection,
+    DataSection,
+    DatasetPreset,
+    MultimodalSection,
+    PrepareSection,
+    ProfileSection,
+    StrictSection,
+    StudySection,
+    check_mapping,
+    split_loss_section,
+)
+from dmlstudy.config.suggest import check_choice
+from dmlstudy.data.sources import default_work_dir, resolve_data_dir
+
+
+class StudyConfig(StrictSection):
+    """The whole ``params.yaml``."""
+
+    study: StudySection
+    data: DataSection
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="TrainSettings common to all datasets"
+    )
+    datasets: dict[str, DatasetPreset]
+    losses: dict[str, dict[str, Any]]
+    profiles: dict[str, ProfileSection] = Field(default_factory=dict)
+    ablations: dict[str, AblationSection] = Field(default_factory=dict)
+    multimodal: MultimodalSection = Field(default_factory=MultimodalSection)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> StudyConfig:
+        self._check_study()
+        self._check_losses()
+        check_train_overrides(self.train, "train")
+        for name, section in [(f"datasets.{k}", v) for k, v in self.datasets.items()] + [
+            (f"profiles.{k}", v) for k, v in self.profiles.items()
+        ]:
+            check_train_overrides(section.train, f"{name}.train")
+        self._check_profiles_ablations_multimodal()
+        return self
+
+    def _check_study(self) -> None:
+        for name in self.datasets:
+            check_choice(name, DATASETS, "dataset preset (datasets.<name>)")
+        for d in set(self.study.datasets) | set(self.study.multimodal):
+            if d not in self.datasets:
+                raise ValueError(f"study lists dataset {d!r} but params has no preset datasets.{d}")
+        for d in self.study.multimodal:
+            check_choice(d, COARSE_DATASETS, "dataset with coarse labels (study.multimodal)")
+            if d not in self.study.datasets:
+                raise ValueError(
+                    f"study.multimodal lists {d!r}, which is not in study.datasets: add it to "
+                    f"study.datasets or remove it from study.multimodal"
+                )
+        for d in self.study.ablations:
+            if d not in self.ablations:
+                raise ValueError(f"study.ablations lists {d!r} but params has no ablations.{d}")
+        if self.study.profile != "full" and self.study.profile not in self.profiles:
+            raise ValueError(
+                f"study.profile is {self.study.profile!r} but params has no "
+                f"profiles.{self.study.profile}"
+            )
+        for name in self.study.losses:
+            if name not in self.losses:
+                raise ValueError(
+                    f"study.losses lists {name!r} but params has no section losses.{name}"
+                )
+
+    def _check_losses(self) -> None:
+        from dmlstudy.losses import list_losses  # not at module level: see config/checks.py
+
+        for name, section in self.losses.items():
+            check_choice(name, list_losses(), "loss (losses.<name>)")
+            where = f"losses.{name}"
+            check_mapping(section.get("train"), f"{where}.train", "TrainSettings fields -> values")
+            check_mapping(
+                section.get("per_dataset"), f"{where}.per_dataset", "dataset names -> overrides"
+            )
+            params, train, per_dataset = split_loss_section(section)
+            check_loss_params(name, params, where)
+            check_train_overrides(train, f"{where}.train")
+            for d, values in per_dataset.items():
+                check_choice(d, DATASETS, f"dataset ({where}.per_dataset.<dataset>)")
+                at = f"{where}.per_dataset.{d}"
+                check_mapping(values, at, "hyper-parameters (and train) -> values")
+                check_mapping(values.get("train"), f"{at}.train", "TrainSettings fields -> values")
+                check_loss_params(name, {k: v for k, v in values.items() if k != "train"}, at)
+                check_train_overrides(values.get("train") or {}, f"{at}.train")
+
+    def _check_profiles_ablations_multimodal(self) -> None:
+        from dmlstudy.losses import list_losses
+
+        for name, prof in self.profiles.items():
+            for loss, values in prof.loss_overrides.items():
+                check_choice(loss, list_losses(), f"loss (profiles.{name}.loss_overrides.<loss>)")
+                check_loss_params(loss, values, f"profiles.{name}.loss_overrides.{loss}")
+            try:  # keys and types only
+                PrepareSection.model_validate(
+                    {"image_size": 1, "val_fraction": 0.5, **prof.prepare}
+                )
+            except ValidationError as exc:
+                lines = describe_errors(exc.errors(), f"profiles.{name}.prepare")
+                raise ValueError("\n".join(line.strip() for line in lines)) from None
+        for name, abl in self.ablations.items():
+            check_choice(name, ABLATIONS, "ablation (ablations.<name>)")
+            check_choice(abl.loss, list_losses(), f"loss (ablations.{name}.loss)")
+            check_train_overrides(abl.train, f"ablations.{name}.train")
+            check_loss_params(abl.loss, abl.loss_params, f"ablations.{name}.loss_params")
+        check_train_overrides(self.multimodal.train, "multimodal.train")
+        for loss, values in self.multimodal.loss_params.items():
+            check_choice(loss, list_losses(), "loss (multimodal.loss_params.<loss>)")
+            check_loss_params(loss, values, f"multimodal.loss_params.{loss}")
+
+    def data_dir(self) -> Path:
+        """The data directory: ``$DMLSTUDY_DATA_DIR`` if set, else ``data.dir``."""
+        return resolve_data_dir(self.data.dir)
+
+    def work_dir(self) -> Path:
+        """Downloads and extractions: ``data.work_dir``, else ``$DMLSTUDY_WORK_DIR`` or
+        ~/.cache/dmlstudy (as :func:`dmlstudy.data.load_index` resolves it)."""
+        return Path(self.data.work_dir) if self.data.work_dir else default_work_dir()
+
+    def published_loss_params(self, loss: str) -> dict[str, Any]:
+        """``losses.<loss>`` without its ``train`` / ``per_dataset`` keys: the published
+        defaults."""
+        return split_loss_section(self.losses.get(loss, {}))[0]
+
+    def loss_params(self, dataset: str, loss: str) -> dict[str, Any]:
+        """Constructor keywords of ``loss`` on ``dataset``: ``losses.<loss>`` (published) updated by
+        its ``per_dataset.<dataset>`` values, then by the active profile's ``loss_overrides``."""
+        params, _, per_dataset = split_loss_section(self.losses.get(loss, {}))
+        values = {
+            **params,
+            **{k: v for k, v in per_dataset.get(dataset, {}).items() if k != "train"},
+        }
+        if self.study.profile in self.profiles:
+            values.update(self.profiles[self.study.profile].loss_overrides.get(loss, {}))
+        return values
+
+    def loss_train(self, dataset: str, loss: str) -> dict[str, Any]:
+        """TrainSettings that ``loss`` brings on ``dataset``: ``losses.<loss>.train`` updated by
+        ``losses.<loss>.per_dataset.<dataset>.train``."""
+        _, train, per_dataset = split_loss_section(self.losses.get(loss, {}))
+        return {**train, **(per_dataset.get(dataset, {}).get("train") or {})}
+
+    def prepare_settings(self, dataset: str) -> PrepareSection:
+        """The dataset's prepare settings with the active profile applied."""
+        base = self.datasets[dataset].prepare.model_dump()
+        if self.study.profile in self.profiles:
+            base.update(self.profiles[self.study.profile].prepare)
+        return PrepareSection.model_validate(base)

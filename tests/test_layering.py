@@ -1,0 +1,141 @@
+"""The package's layering, read from the source (ast): every ``dmlstudy`` import, module-level or
+inside a function, points down the order below (or within its own layer), and no module imports
+another module's private (``_name``) names.
+
+data → models → losses → training → evaluation → plots → config, embed → pipeline (→ notebooks)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "dmlstudy"
+LAYERS = [
+    ("data",),
+    ("models",),
+    ("losses",),
+    ("training",),
+    ("evaluation",),
+    ("plots",),
+    ("config", "embed"),  # config validates against data/losses/training; embed runs checkpoints
+    ("pipeline",),
+]
+RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
+#: A dependency-free leaf every layer may use: the one "did you mean" helper.
+LEAF = "dmlstudy.config.suggest"
+#: Upward edges that exist on purpose, with the reason; each must still exist (no stale entry).
+KNOWN_UPWARD = {
+    ("training", "evaluation"): "validation MAP@R selects the best epoch (training/loop.py, "
+    "training/outputs.py); dmlstudy.evaluation imports nothing from dmlstudy, so no cycle",
+}
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def _layer(module: str) -> str | None:
+    """``dmlstudy.<layer>[...]`` → layer name (None for the package root)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _dotted(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line, absolute module, imported names) of every dmlstudy import in ``path``."""
+    here = _dotted(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            out.append((node.lineno, module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, []) for a in node.names]
+    return [(line, m, names) for line, m, names in out if m.split(".")[0] == "dmlstudy"]
+
+
+def _edges() -> list[tuple[str, int, str, str, str]]:
+    """(file, line, source layer, target layer, target module) of every cross-layer import."""
+    edges = []
+    for path in _modules():
+        source = _layer(_dotted(path))
+        for line, module, names in _imports(path):
+            # `from dmlstudy import config` names the layer in the imported names
+            targets = [f"{module}.{n}" for n in names] if module == "dmlstudy" else [module]
+            for target in targets:
+                layer = _layer(target)
+                if source and layer and layer != source:
+                    edges.append(
+                        (str(path.relative_to(PACKAGE.parent)), line, source, layer, target)
+                    )
+    return edges
+
+
+def test_every_layer_is_ranked():
+    layers = {_layer(_dotted(p)) for p in _modules()} - {None}
+    assert layers == set(RANK), f"unranked: {layers - set(RANK)}, stale: {set(RANK) - layers}"
+
+
+def test_no_import_runs_upward():
+    upward = [
+        f"{file}:{line}: {source} imports {target}"
+        for file, line, source, layer, target in _edges()
+        if RANK[layer] > RANK[source]
+        and not target.startswith(LEAF)
+        and (source, layer) not in KNOWN_UPWARD
+    ]
+    assert not upward, "imports running upward:\n" + "\n".join(upward)
+
+
+def test_known_upward_edges_still_exist():
+    found = {(source, layer) for _, _, source, layer, _ in _edges()}
+    assert set(KNOWN_UPWARD) <= found, f"stale KNOWN_UPWARD: {set(KNOWN_UPWARD) - found}"
+
+
+def test_config_never_imports_pipeline():
+    bad = [e for e in _edges() if e[2] == "config" and e[3] == "pipeline"]
+    assert not bad, bad
+
+
+def test_the_suggest_leaf_imports_nothing_from_dmlstudy():
+    path = PACKAGE / Path(*LEAF.split(".")[1:]).with_suffix(".py")
+    assert _imports(path) == []
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_public_names_cross_modules(path):
+    private = [
+        f"line {line}: from {module} import {name}"
+        for line, module, names in _imports(path)
+        for name in names
+        if name.startswith("_") and module != _dotted(path)
+    ]
+    assert not private, f"{path.name} imports private names: {private}"
+
+
+def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
+    """The walk must be able to fail: a data module importing the pipeline is reported."""
+    fake = tmp_path / "dmlstudy"
+    (fake / "data").mkdir(parents=True)
+    (fake / "pipeline").mkdir()
+    (fake / "data" / "x.py").write_text("def f():\n    from dmlstudy.pipeline import runs\n")
+    (fake / "pipeline" / "y.py").write_text("from ..data import x\n")
+    monkeypatch.setitem(globals(), "PACKAGE", fake)
+    edges = _edges()
+    assert ("dmlstudy/data/x.py", 2, "data", "pipeline", "dmlstudy.pipeline") in edges
+    assert ("dmlstudy/pipeline/y.py", 1, "pipeline", "data", "dmlstudy.data") in edges
+    with pytest.raises(AssertionError, match=r"data imports dmlstudy\.pipeline"):
+        test_no_import_runs_upward()
