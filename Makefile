@@ -16,7 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,language]"
 	touch $@
 
+# params.yaml is checked before DVC parses dvc.yaml: a misspelt key (study.lossess) gets the
+# project's "did you mean" and missing data its download instructions, not DVC's "Could not find".
 study: $(VENV)/.installed
+	$(PY) -m dmlstudy.pipeline.check_params params.yaml
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
 
 test: $(VENV)/.installed

@@ -13,12 +13,12 @@ from dmlstudy.config import (
     ABLATIONS,
     COARSE_DATASETS,
     DATASETS,
+    ParamsError,
     config_from_dict,
     load_config,
     split_loss_section,
 )
 from dmlstudy.losses import list_losses, loss_hyperparameters
-from dmlstudy.config import ParamsError
 
 REPO = Path(__file__).resolve().parents[1]
 

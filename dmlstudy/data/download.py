@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -75,6 +76,18 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
             f"download of {url} stopped after {have} of {total} bytes; the "
             f"partial file {part} is kept: run again to resume"
         )
+
+
+def unreachable(url: str, timeout: float = 10.0) -> str | None:
+    """``None`` if the server of ``url`` answers (any HTTP status: it is online), else why not
+    (no network, DNS failure, timeout). A HEAD request: nothing is downloaded."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except urllib.error.HTTPError:  # the server answered (403, 405...): the network is there
+        return None
+    except (urllib.error.URLError, OSError) as err:
+        return f"cannot reach {urllib.parse.urlsplit(url).netloc}: {getattr(err, 'reason', err)}"
 
 
 def download_file(

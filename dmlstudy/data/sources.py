@@ -180,17 +180,37 @@ class DatasetSpec:
     notes: str = field(default="", compare=False)
 
 
-def locate_files(
-    spec: DatasetSpec, data_dir: Path, work_dir: Path, download: bool = True
-) -> dict[str, Path]:
-    """Map every file of ``spec`` to a local path (data dir, earlier download, or new download)."""
-    found: dict[str, Path] = {}
-    absent = [
+def absent_files(spec: DatasetSpec, data_dir: Path, work_dir: Path) -> list[RemoteFile]:
+    """The files of ``spec`` neither in ``<data_dir>/<name>/`` nor among the earlier downloads
+    in ``<work_dir>/downloads/<name>/`` (look-up order 1 and 2 of this module)."""
+    return [
         rf
         for rf in spec.files
         if not (data_dir / spec.name / rf.filename).is_file()
         and not (work_dir / "downloads" / spec.name / rf.filename).is_file()
     ]
+
+
+def missing_files_message(
+    spec: DatasetSpec, data_dir: Path, files: list[RemoteFile], reason: str
+) -> str:
+    """Why ``files`` of ``spec`` cannot be had (``reason``), then one line per file: its URL and
+    the place to put it."""
+    lines = [f"dataset '{spec.name}' lacks {len(files)} file(s) ({reason}):"]
+    for rf in files:
+        how = "download it" if rf.md5 else "download it manually (no public checksum)"
+        place = data_dir / spec.name / rf.filename
+        lines.append(f"  {rf.filename}: {how} from {rf.url} and put it at {place}")
+    lines.append(f"  (data directory {data_dir}; the env var {DATA_DIR_ENV} overrides it)")
+    return "\n".join(lines)
+
+
+def locate_files(
+    spec: DatasetSpec, data_dir: Path, work_dir: Path, download: bool = True
+) -> dict[str, Path]:
+    """Map every file of ``spec`` to a local path (data dir, earlier download, or new download)."""
+    found: dict[str, Path] = {}
+    absent = absent_files(spec, data_dir, work_dir)
     for rf in spec.files:
         local = data_dir / spec.name / rf.filename
         cached = work_dir / "downloads" / spec.name / rf.filename

@@ -1,22 +1,28 @@
 """First pipeline stage: validate the whole ``params.yaml`` before any work is done.
 
-``python -m dmlstudy.pipeline.check_params params.yaml work/params.ok`` checks every section
-(:func:`dmlstudy.config.load_config`), then builds the ``TrainSettings`` of every run the study
-will start (study datasets × losses, the ablation variants, the multi-modal runs) so that
-cross-field errors (``batch_size`` not a multiple of ``m_per_class``…) also surface here. On
-success it writes a constant marker file: downstream stages depend on it for ordering only, so a
-params edit that passes validation never invalidates them through this file.
+``python -m dmlstudy.pipeline.check_params params.yaml [work/params.ok]`` checks every section
+(:func:`dmlstudy.config.load_config`), builds the ``TrainSettings`` of every run the study will
+start (study datasets × losses, ablation variants, multi-modal runs) so that cross-field errors
+(``batch_size`` not a multiple of ``m_per_class``…) surface here, and checks that every study
+dataset's archives are local or downloadable (:func:`check_data`). ``make study`` runs it before
+DVC parses dvc.yaml. With a marker path it writes a constant marker on success: downstream stages
+depend on it for ordering only, so a valid params edit never invalidates them through it.
 """
 
 from __future__ import annotations
 
 import sys
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
 
 from dmlstudy.config import ParamsError, StudyConfig, load_config
+from dmlstudy.data import DataError, DatasetNotFoundError, get_spec
+from dmlstudy.data.download import unreachable
+from dmlstudy.data.sources import absent_files, missing_files_message
 from dmlstudy.losses import build_loss
 from dmlstudy.pipeline.runs import ablation_variants, train_settings
 from dmlstudy.training.settings import TrainSettings
@@ -94,23 +100,55 @@ def check_runs(config: StudyConfig) -> int:
     return n * len(config.study.seeds)
 
 
+def check_data(config: StudyConfig, probe: Callable[[str], str | None] = unreachable) -> None:
+    """Every dataset of ``study.datasets`` has its files in the data directory or among earlier
+    downloads (work directory), or can download them. ``probe(url)`` says why a server cannot be
+    reached (None: it can; once per host): offline, the error names every missing file, its URL
+    and where to put it, for all datasets at once."""
+    data_dir, work_dir = config.data_dir(), config.work_dir()
+    offline: dict[str, str | None] = {}
+    problems = []
+    for name in config.study.datasets:
+        spec = get_spec(name)
+        missing, reasons = [], set()
+        for rf in absent_files(spec, data_dir, work_dir):
+            if rf.md5 is None:
+                missing.append(rf)
+                reasons.add("manual download only")
+                continue
+            host = urllib.parse.urlsplit(rf.url).netloc
+            if host not in offline:
+                offline[host] = probe(rf.url)
+            if offline[host]:
+                missing.append(rf)
+                reasons.add(f"not found locally and offline: {offline[host]}")
+        if missing:
+            problems.append(
+                missing_files_message(spec, data_dir, missing, "; ".join(sorted(reasons)))
+            )
+    if problems:
+        raise DatasetNotFoundError("\n".join(problems))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
+    if len(args) not in (1, 2):
         print(
-            "usage: python -m dmlstudy.pipeline.check_params PARAMS_YAML MARKER_FILE",
+            "usage: python -m dmlstudy.pipeline.check_params PARAMS_YAML [MARKER_FILE]",
             file=sys.stderr,
         )
         return 2
     try:
         config = load_config(args[0])
         runs = check_runs(config)
-    except (ParamsError, ValueError) as exc:
+        check_data(config)
+    except (ParamsError, ValueError, DataError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
-    marker = Path(args[1])
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(MARKER)
+    if len(args) == 2:
+        marker = Path(args[1])
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(MARKER)
     print(f"{args[0]}: OK ({runs} training runs)", file=sys.stderr)
     return 0
 

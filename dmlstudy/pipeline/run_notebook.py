@@ -12,6 +12,8 @@ float). The kernel is ``python3`` — jupyter_client starts it with the *running
 with the project's venv python runs the notebook in the venv (no ``ipykernel install`` needed).
 Output folders are created (papermill does not). Figures are captured by matplotlib's inline
 backend even when ``MPLBACKEND=Agg`` is set for the caller; tqdm bars are off (``TQDM_DISABLE``).
+A failing notebook renders no HTML page, removes the empty folders the run created, keeps the
+partial ``.ipynb`` and ends its output with the notebook's own error (:func:`failure_summary`).
 
 >>> parse_parameters([("seed", "3"), ("lr", "1e-3"), ("name", "omniglot"), ("xs", "[1, 2]")])
 {'seed': 3, 'lr': 0.001, 'name': 'omniglot', 'xs': [1, 2]}
@@ -30,6 +32,9 @@ from typing import Any
 import yaml
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+MAX_TRACEBACK_LINES = 24
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CHAINED = ("The above exception was the direct cause", "During handling of the above exception")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -57,7 +62,8 @@ def execute(
     """Run ``source`` (jupytext ``.py``) with ``parameters`` injected after its ``parameters``
     cell; write the executed ``.ipynb`` to ``output`` and, if ``html`` is given, a self-contained
     HTML page (code hidden, figures embedded). Raises ``papermill.PapermillExecutionError`` with
-    the failing cell's traceback when the notebook fails (the partial notebook is still written)."""
+    the failing cell's traceback when the notebook fails: the partial notebook is still written,
+    no HTML is rendered, and the folders this call created are removed if left empty."""
     import jupytext
     import papermill
 
@@ -72,6 +78,7 @@ def execute(
         "display_name": "Python 3",
         "language": "python",
     }
+    created = [d for d in (output.parent, *output.parent.parents) if not d.exists()]
     output.parent.mkdir(parents=True, exist_ok=True)
     os.environ["MPLBACKEND"] = INLINE_BACKEND  # inherited by the kernel: figures become outputs
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -86,10 +93,60 @@ def execute(
             progress_bar=progress,
             log_output=False,
         )
-    finally:
-        if html is not None and output.is_file():
-            render_html(output, html)
+    except BaseException:
+        for folder in created:  # deepest first; stop at the first one that holds something
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    if html is not None:
+        render_html(output, html)
     return output
+
+
+def _short_traceback(lines: list[str], ename: str) -> tuple[list[str], list[str]]:
+    """IPython traceback lines → (the raising exception's frames, capped; the ``ename: evalue``
+    lines of the exceptions it was chained from)."""
+    starts = [i for i, line in enumerate(lines) if line.startswith(_CHAINED)]
+    bounds = [0, *(i + 1 for i in starts)]
+    causes = []
+    for a, b in zip(bounds[:-1], starts):
+        tail = [line for line in lines[a:b] if line.strip()]
+        causes += tail[-1:]
+    frames = [
+        line
+        for line in lines[bounds[-1] :]
+        if line.strip("-").strip() and "Traceback (most recent call last)" not in line
+    ]
+    last = max((i for i, line in enumerate(frames) if line.startswith(ename)), default=len(frames))
+    frames = frames[:last]
+    if len(frames) > MAX_TRACEBACK_LINES:
+        keep = MAX_TRACEBACK_LINES // 2
+        frames = [*frames[:keep], "    ...", *frames[-keep:]]
+    return frames, causes
+
+
+def failure_summary(exc: BaseException, source: str | Path, output: str | Path) -> str:
+    """What a failed run prints last: the failing cell's short traceback, the exceptions the
+    error was chained from, where the partial notebook is, and last ``ERROR: <type>: <message>``
+    (the notebook's own exception, not papermill's wrapper)."""
+    import papermill
+
+    lines = [f"{source} failed"]
+    if isinstance(exc, papermill.PapermillExecutionError):
+        text = _ANSI.sub("", "\n".join(exc.traceback)).splitlines()
+        frames, causes = _short_traceback(text, exc.ename)
+        lines[0] += f" in cell In [{exc.exec_count}]:"
+        lines += frames + [f"caused by {cause}" for cause in causes]
+        error = f"{exc.ename}: {exc.evalue}"
+    else:
+        error = f"{type(exc).__name__}: {exc}"
+    output = Path(output)
+    if output.is_file():
+        lines.append(f"the notebook executed up to the failure is kept at {output}")
+    lines.append(f"ERROR: {error}")
+    return "\n".join(lines)
 
 
 def render_html(notebook: str | Path, html: str | Path, *, hide_code: bool = True) -> Path:
@@ -119,13 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel", default="python3")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    execute(
-        args.source,
-        args.output,
-        parse_parameters(args.parameter),
-        html=args.html,
-        kernel_name=args.kernel,
-    )
+    try:
+        execute(
+            args.source,
+            args.output,
+            parse_parameters(args.parameter),
+            html=args.html,
+            kernel_name=args.kernel,
+        )
+    except Exception as exc:  # the summary replaces papermill's chained tracebacks
+        print(failure_summary(exc, args.source, args.output), file=sys.stderr)
+        return 1
     print(f"{args.source} -> {args.output} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -120,7 +120,7 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                 f"ablations.{name}.sweep.{key}: keys are 'loss_params.<name>' or 'train.<name>'"
             )
         for value in values:
-            where = f"ablations.{name}.sweep.{key}"
+            where = f"ablations.{name}.sweep.{section}"  # the checks append .<param>
             if section == "loss_params":
                 check_loss_params(abl.loss, {param: value}, where)
                 out.append(

@@ -76,7 +76,7 @@ def tune(
     from dmlstudy.training.loop import settings_diff
 
     config = load_config(params_file)
-    check_choice(dataset, list(config.datasets), "dataset (a preset in params.yaml datasets.<name>)")
+    check_choice(dataset, config.datasets, "dataset (a preset in params.yaml datasets.<name>)")
     check_choice(loss, list_losses(), "loss")
     for key, values in grid.items():  # every bad key or value fails here, before any training
         for value in values:

@@ -14,7 +14,7 @@ import torch
 
 from dmlstudy.evaluation import evaluate
 from dmlstudy.training.augment import Preprocess
-from dmlstudy.training.checkpoint import atomic_json, load_checkpoint
+from dmlstudy.training.checkpoint import atomic_json, atomic_npz, load_checkpoint
 from dmlstudy.training.inference import embed_images
 from dmlstudy.training.settings import TrainSettings
 
@@ -118,7 +118,7 @@ def finalize(
             channels_last=s.channels_last,
         )
         q, g = idx["is_query"].to_numpy()[rows], idx["is_gallery"].to_numpy()[rows]
-        np.savez(
+        atomic_npz(
             s.out_dir / f"embeddings_{split}.npz",
             embeddings=emb,
             labels=idx["label"].to_numpy()[rows],

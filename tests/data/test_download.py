@@ -81,3 +81,17 @@ def test_dropped_connection_keeps_the_part_and_resumes(http_server, tmp_path):
     dest = download_file(url, tmp_path / "a.zip", MD5, progress=False)
     assert dest.read_bytes() == PAYLOAD
     assert http_server.handler.log[-1] == ("/a.zip", "bytes=1500000-")
+
+
+def test_unreachable_tells_an_answering_server_from_no_connection(http_server):
+    """Any HTTP answer (404, 501 for HEAD…) means online; a refused connection is offline."""
+    import socket
+
+    from dmlstudy.data.download import unreachable
+
+    assert unreachable(http_server.url("/absent.zip")) is None
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    why = unreachable(f"http://127.0.0.1:{port}/a.zip", timeout=2)
+    assert why is not None and f"cannot reach 127.0.0.1:{port}" in why

@@ -1,18 +1,56 @@
-"""The first pipeline stage rejects bad params (including cross-field and loss-level errors)."""
+"""The first pipeline stage rejects bad params (including cross-field and loss-level errors) and
+missing data, before any stage runs."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from dmlstudy.pipeline.check_params import MARKER, main
+import pytest
+import yaml
+
+from dmlstudy.config import config_from_dict
+from dmlstudy.data import DatasetNotFoundError, get_spec
+from dmlstudy.pipeline.check_params import MARKER, check_data, main
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_valid_params_write_the_constant_marker(tmp_path):
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: every connection fails (as on this project's machines)."""
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture
+def data_env(tmp_path, monkeypatch, shared_omniglot_dir):
+    """The offline Omniglot archives as the data directory; an empty work directory."""
+    monkeypatch.setenv("DMLSTUDY_DATA_DIR", str(shared_omniglot_dir.parent))
+    monkeypatch.setenv("DMLSTUDY_WORK_DIR", str(tmp_path / "work"))
+
+
+def _params(tmp_path: Path, **study) -> Path:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["study"].update(study)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_valid_params_write_the_constant_marker(tmp_path, data_env, offline):
     marker = tmp_path / "ok" / "params.ok"
     assert main([str(REPO / "params.yaml"), str(marker)]) == 0
     assert marker.read_text() == MARKER
+
+
+def test_without_a_marker_path_it_only_checks(tmp_path, data_env, offline, capsys):
+    assert main([str(REPO / "params.yaml")]) == 0
+    assert "OK (" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
 def test_merged_settings_and_loss_schedule_errors_fail(tmp_path, capsys):
@@ -30,3 +68,77 @@ def test_merged_settings_and_loss_schedule_errors_fail(tmp_path, capsys):
     assert main([str(bad), str(tmp_path / "ok")]) == 1
     assert "multiple of m_per_class" in capsys.readouterr().err
     assert not (tmp_path / "ok").exists()
+
+
+@pytest.mark.parametrize(
+    "edit,expected",
+    [
+        (
+            ("  losses: [contrastive", "  lossess: [contrastive"),
+            "unknown key 'lossess' (did you mean 'losses'?)",
+        ),
+        (("lr: 0.001", 'lr: "0.001"'), "datasets.omniglot.train.lr: '0.001' is quoted"),
+        (
+            (
+                "sweep: {train.embedding_dim: [64, 128, 512]}",
+                'sweep: {train.embedding_dim: [64, "128"]}',
+            ),
+            "ablations.embedding_size.sweep.train.embedding_dim: '128' is quoted",
+        ),
+    ],
+    ids=["misspelt-study-key", "quoted-lr", "quoted-sweep-value"],
+)
+def test_bad_values_fail_naming_the_key(tmp_path, capsys, edit, expected):
+    old, new = edit
+    text = (REPO / "params.yaml").read_text()
+    assert old in text
+    bad = tmp_path / "params.yaml"
+    bad.write_text(text.replace(old, new, 1))
+    assert main([str(bad), str(tmp_path / "ok")]) == 1
+    err = capsys.readouterr().err
+    assert expected in err, err
+    assert not (tmp_path / "ok").exists()
+
+
+def test_offline_missing_archives_are_each_named_with_url_and_place(
+    tmp_path, monkeypatch, offline, capsys
+):
+    data = tmp_path / "data"
+    monkeypatch.setenv("DMLSTUDY_DATA_DIR", str(data))
+    monkeypatch.setenv("DMLSTUDY_WORK_DIR", str(tmp_path / "work"))
+    params = _params(tmp_path, datasets=["omniglot", "cub200", "inshop"], multimodal=[])
+    assert main([str(params), str(tmp_path / "ok")]) == 1
+    err = capsys.readouterr().err
+    for name in ("omniglot", "cub200", "inshop"):
+        for rf in get_spec(name).files:
+            line = next(ln for ln in err.splitlines() if ln.strip().startswith(rf.filename + ":"))
+            assert rf.url in line and str(data / name / rf.filename) in line, line
+    assert "offline: cannot reach raw.githubusercontent.com" in err
+    assert "manual download only" in err  # inshop has no public checksum
+    assert err.rstrip().endswith("overrides it)") and not (tmp_path / "ok").exists()
+
+
+def test_archives_found_locally_or_downloaded_before_pass(tmp_path, monkeypatch, offline):
+    """Data dir or earlier download (work dir): no network needed; partial data names only what
+    is missing."""
+    monkeypatch.setenv("DMLSTUDY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DMLSTUDY_WORK_DIR", str(tmp_path / "work"))
+    config = config_from_dict(yaml.safe_load(_params(tmp_path, multimodal=[]).read_text()))
+    first, second = get_spec("omniglot").files
+    (tmp_path / "data" / "omniglot").mkdir(parents=True)
+    (tmp_path / "data" / "omniglot" / first.filename).write_bytes(b"x")
+    with pytest.raises(DatasetNotFoundError) as err:
+        check_data(config)
+    assert second.filename in str(err.value) and f"{first.filename}:" not in str(err.value)
+    (tmp_path / "work" / "downloads" / "omniglot").mkdir(parents=True)
+    (tmp_path / "work" / "downloads" / "omniglot" / second.filename).write_bytes(b"x")
+    check_data(config)
+
+
+def test_missing_archives_that_can_be_downloaded_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("DMLSTUDY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DMLSTUDY_WORK_DIR", str(tmp_path / "work"))
+    config = config_from_dict(yaml.safe_load(_params(tmp_path, multimodal=[]).read_text()))
+    probed = []
+    check_data(config, probe=lambda url: probed.append(url))  # the server answers
+    assert len(probed) == 1  # one probe per host

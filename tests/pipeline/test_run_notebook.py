@@ -1,4 +1,5 @@
-"""The papermill runner: parameters injected, figures embedded in the HTML, errors surface."""
+"""The papermill runner: parameters injected, figures embedded in the HTML; a failure ends with
+the notebook's own error, keeps the partial notebook, renders no page and leaves no empty folder."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import json
 
 import pytest
 
-from dmlstudy.pipeline.run_notebook import execute, parse_parameters
+from dmlstudy.pipeline.run_notebook import (
+    MAX_TRACEBACK_LINES,
+    execute,
+    failure_summary,
+    main,
+    parse_parameters,
+)
 
 NOTEBOOK = """# %% [markdown]
 # # toy
@@ -44,14 +51,77 @@ def test_execute_injects_parameters_and_embeds_figures(tmp_path, monkeypatch):
     assert "data:image/png;base64" in html and "plt.subplots" not in html  # code hidden
 
 
-def test_failing_notebook_raises_and_still_renders(tmp_path):
+FAILING = NOTEBOOK.replace(
+    'print(f"n={n} name={name}")',
+    "def f():\n    try:\n        {}['x']\n    except KeyError as e:\n"
+    "        raise ValueError(f'n must be even, got {n}') from e\nf()",
+)
+
+
+def test_failing_notebook_raises_keeps_the_partial_notebook_and_renders_nothing(tmp_path):
     import papermill
 
     src = tmp_path / "bad.py"
-    src.write_text(NOTEBOOK.replace('print(f"n={n} name={name}")', "raise RuntimeError('boom')"))
-    with pytest.raises(papermill.PapermillExecutionError, match="boom"):
-        execute(src, tmp_path / "bad.ipynb", html=tmp_path / "bad.html")
-    assert (tmp_path / "bad.html").is_file()
+    src.write_text(FAILING)
+    out = tmp_path / "work" / "nb" / "bad.ipynb"
+    html = tmp_path / "reports" / "deep" / "bad.html"
+    with pytest.raises(papermill.PapermillExecutionError, match="n must be even"):
+        execute(src, out, {"n": 3}, html=html)
+    assert out.is_file()  # the partial notebook, for debugging
+    assert not (tmp_path / "reports").exists()  # no error page, no empty folder
+
+
+def test_failed_stage_ends_with_the_root_error_and_the_partial_notebook(tmp_path, capsys):
+    src = tmp_path / "bad.py"
+    src.write_text(FAILING)
+    out = tmp_path / "work" / "bad.ipynb"
+    html = tmp_path / "reports" / "bad.html"
+    assert main([str(src), str(out), "--html", str(html), "-p", "n", "3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "ERROR: ValueError: n must be even, got 3"
+    assert err[-2] == f"the notebook executed up to the failure is kept at {out}"
+    assert "caused by KeyError: 'x'" in err
+    text = "\n".join(err)
+    assert "raise ValueError" in text and "f()" in text  # the failing cell's frames
+    for noise in ("papermill", "PapermillExecutionError", "Traceback (most recent", "\x1b["):
+        assert noise not in text, noise
+    assert out.is_file() and not html.exists() and not html.parent.exists()
+
+
+def test_folders_created_for_a_run_that_wrote_nothing_are_removed(tmp_path, monkeypatch):
+    import papermill
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", crash)
+    src = tmp_path / "toy.py"
+    src.write_text(NOTEBOOK)
+    (tmp_path / "work").mkdir()  # existed before: kept
+    with pytest.raises(RuntimeError, match="kernel died"):
+        execute(src, tmp_path / "work" / "a" / "b" / "o.ipynb", html=tmp_path / "r" / "o.html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.py", "work"]
+    assert list((tmp_path / "work").iterdir()) == []
+    summary = failure_summary(RuntimeError("kernel died"), src, tmp_path / "work" / "o.ipynb")
+    assert summary.splitlines() == [f"{src} failed", "ERROR: RuntimeError: kernel died"]
+
+
+def test_long_cell_tracebacks_are_cut_to_their_ends(tmp_path):
+    import papermill
+
+    frames = [f"\x1b[0;32mFile lib.py:{i}\x1b[0m, in g{i}()" for i in range(100)]
+    exc = papermill.PapermillExecutionError(
+        4,
+        7,
+        "g0()",
+        "OSError",
+        "disk full",
+        ["-" * 75, "OSError   Traceback", *frames, "OSError: disk full"],
+    )
+    lines = failure_summary(exc, "nb.py", tmp_path / "absent.ipynb").splitlines()
+    assert lines[0] == "nb.py failed in cell In [7]:" and lines[-1] == "ERROR: OSError: disk full"
+    assert "File lib.py:0, in g0()" in lines and "File lib.py:99, in g99()" in lines
+    assert "    ..." in lines and len(lines) <= MAX_TRACEBACK_LINES + 4
 
 
 def test_notebook_without_parameters_cell_is_rejected(tmp_path):

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dmlstudy.config import config_from_dict, split_loss_section
+from dmlstudy.config import ParamsError, config_from_dict, split_loss_section
 from dmlstudy.pipeline.runs import ablation_variants, run_path, train_settings
-from dmlstudy.config import ParamsError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,63 @@
+"""``make study`` checks params.yaml before DVC parses dvc.yaml (which would only say "Could not
+find 'study.losses'" for a misspelt key): the Makefile runs in a scratch folder with a stand-in
+venv whose ``dvc`` only records that it ran."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def _make_study(tmp_path: Path, params: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "dvc").write_text("#!/bin/sh\necho DVC-REPRO-RAN\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    installed = tmp_path / "venv" / ".installed"
+    installed.touch()
+    os.utime(installed, (os.path.getmtime(tmp_path / "pyproject.toml") + 10,) * 2)
+    return subprocess.run(
+        ["make", "study", "VENV=venv"],
+        cwd=tmp_path,
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def small_params() -> dict:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["study"].update(losses=["triplet"], ablations=[], multimodal=[])
+    return raw
+
+
+def test_misspelt_study_key_gets_did_you_mean_before_dvc(tmp_path, small_params):
+    small_params["study"]["lossess"] = small_params["study"].pop("losses")
+    proc = _make_study(tmp_path, small_params, {})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "unknown key 'lossess' (did you mean 'losses'?)" in out, out
+    assert "DVC-REPRO-RAN" not in out
+
+
+def test_valid_params_then_dvc_repro(tmp_path, small_params, shared_omniglot_dir):
+    env = {"DMLSTUDY_DATA_DIR": str(shared_omniglot_dir.parent)}
+    proc = _make_study(tmp_path, small_params, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "params.yaml: OK (1 training runs)" in proc.stderr
+    assert proc.stdout.strip().endswith("DVC-REPRO-RAN")
