@@ -201,3 +201,48 @@ def test_error_lists_every_missing_file_at_once(tmp_path):
     for f in ("img.zip", "list_eval_partition.txt"):
         assert str(tmp_path / "data" / "inshop" / f) in msg
     assert "Eval/list_eval_partition.txt" in msg and "Img/img.zip" in msg
+
+
+@pytest.mark.parametrize(
+    "kind,name,target",
+    [("file", "../escape.txt", ""), ("symlink", "x/link", "/etc/passwd"), ("link", "x/h", "../o")],
+    ids=["dotdot-member", "absolute-symlink", "hardlink-out"],
+)
+def test_tar_members_leaving_the_folder_are_refused(tmp_path, kind, name, target):
+    """extract_once uses tarfile's "data" filter: a member that would land outside the
+    extraction folder (``..``, a link out of it) is refused, naming the archive, and nothing is
+    left behind (no partial tree, no tmp folder, no file outside). (The filter strips a leading
+    ``/`` from absolute member names, so those land inside.)"""
+    archive = tmp_path / "in" / "evil.tgz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        ok = tarfile.TarInfo("x/ok.txt")
+        ok.size = 2
+        tar.addfile(ok, io.BytesIO(b"ok"))
+        info = tarfile.TarInfo(name)
+        if kind in ("symlink", "link"):
+            info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+            info.linkname = target
+            tar.addfile(info)
+        else:
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+    with pytest.raises(DatasetLayoutError, match=r"cannot extract .*evil\.tgz"):
+        extract_once(archive, tmp_path / "out" / "ex")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "in",
+        "in/evil.tgz",
+        "out",
+    ]
+
+
+def test_zip_members_are_read_in_place_never_extracted(tmp_path):
+    """Zip archives are read member by member (ZipReader), never extracted: a member named
+    ``../../evil.png`` (zip slip) only ever becomes bytes in memory."""
+    archive = tmp_path / "d" / "a.zip"
+    archive.parent.mkdir()
+    evil = "top/../../evil.png"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(evil, b"\x89PNG evil")
+    assert ZipReader({"top": archive}).read(evil) == b"\x89PNG evil"
+    assert [p.name for p in tmp_path.rglob("*")] == ["d", "a.zip"]

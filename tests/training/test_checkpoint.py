@@ -88,3 +88,23 @@ def test_other_errors_pass_through_and_clean_up(tmp_path):
     with pytest.raises(TypeError, match="not JSON serializable"):
         atomic_json({"a": object()}, tmp_path / "m.json")
     assert list(tmp_path.iterdir()) == []
+
+
+class Payload:
+    """Unpickling this would run code (here: create a file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_checkpoints_load_tensors_only(tmp_path):
+    """load_checkpoint uses torch.load(weights_only=True): a checkpoint carrying a pickled object
+    (a tampered or foreign file) is refused before any of its code runs."""
+    marker = tmp_path / "code-ran"
+    torch.save({"model_state": {"w": torch.ones(2)}, "extra": Payload(marker)}, tmp_path / "x.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load_checkpoint(tmp_path / "x.pt")
+    assert not marker.exists()
