@@ -1,17 +1,19 @@
 """DAAL — Density-Aware Adaptive Line margin loss (Gebrerufael et al., arXiv 2410.05438):
-the study's **own reconstruction** (the paper's equations were not available to us; see
-``shared/design/losses.md``).  Each class ``c`` is a line segment between learnable vertices
-``a_c, b_c``; the parts, each switchable for ablation:
+the study's **own reconstruction** (the paper's equations were not available to us).  Each class
+``c`` is a line segment between learnable vertices ``a_c, b_c``; the parts, each switchable for
+ablation:
 
 1. point-to-segment distance ``d_c(x) = ‖x − (a_c + t*·(b_c − a_c))‖`` with
    ``t* = clamp(⟨x − a_c, b_c − a_c⟩ / ‖b_c − a_c‖², 0, 1)``;
 2. margin softmax over segments ``−log e^{−s(d_y+m)} / (e^{−s(d_y+m)} + Σ_{c≠y} e^{−s·d_c})``;
 3. ``elastic``: ``λ_len · mean_c (‖b_c − a_c‖ − κ·σ_c)²`` over the classes in the batch, where
-   ``σ_c`` is a running (EMA, no gradient) RMS radius of class ``c``'s embeddings,
-   ``sqrt(mean ‖x − μ_c‖²)``.  ``σ`` is explicit state: the buffer ``running_spread`` (plus
-   ``spread_seen``), saved in ``state_dict``, updated by ``forward`` **only in training mode**
-   (first observation initialises, then ``σ ← (1−β)σ + β·σ̂``), from classes with ≥ 2 samples in
-   the batch; the term uses the updated value.  ``κ = 2`` makes the segment span ±σ around the mean.
+   ``σ_c`` is a running (EMA, no gradient) std of class ``c``'s embeddings **along its own segment
+   direction** ``u_c = (b_c − a_c)/‖b_c − a_c‖``: ``σ̂_c = sqrt(mean ⟨x − μ_c, u_c⟩²)``.  ``σ`` is
+   explicit state: the buffer ``running_spread`` (plus ``spread_seen``), saved in ``state_dict``,
+   updated by ``forward`` **only in training mode** (first observation initialises, then
+   ``σ ← (1−β)σ + β·σ̂``), from classes with ≥ 2 samples in the batch; the term uses the updated
+   value.  ``κ = √12``: a class spread uniformly over its segment (std ``L/√12``) then has exactly
+   the segment's length ``L``, the same target as the density hinge below.
 4. ``density``: ``λ_den · mean_c [1/12 − Var_c(t)]_+`` over the classes with ≥ 2 samples, with
    ``t = ⟨x − a_c, b_c − a_c⟩ / ‖b_c − a_c‖²`` the *unclamped* projection coordinate.  Why this
    choice: the margin softmax is indifferent to *where* along its segment a sample lies (every
@@ -39,6 +41,7 @@ it): centres on the unit sphere, random directions, length ``init_length``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -51,6 +54,7 @@ from dmlstudy.losses.proxy_common import compute_dtype
 __all__ = ["DensityAwareAdaptiveLineLoss", "segment_projection"]
 
 _EPS = 1e-12
+UNIFORM_KAPPA = math.sqrt(12.0)  # std of the uniform law on a segment of length L: L/√12
 
 
 def segment_projection(
@@ -125,7 +129,7 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         margin: float = 0.2,
         elastic: bool = True,
         elastic_weight: float = 1.0,
-        kappa: float = 2.0,
+        kappa: float = UNIFORM_KAPPA,
         spread_momentum: float = 0.1,
         density: bool = True,
         density_weight: float = 1.0,
@@ -178,7 +182,11 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
 
     @torch.no_grad()
     def _update_spread(self, x: torch.Tensor, labels: torch.Tensor) -> None:
-        counts, spread_sq = _per_class_variance(x, labels, self.num_classes)
+        """EMA of each batch class's std along its segment direction ``u_c`` (item 3)."""
+        a, b = self.segments()
+        u = F.normalize((b - a).to(x.dtype), dim=1)  # a zero-length segment gives u = 0
+        along = (x * u[labels]).sum(1, keepdim=True)  # ⟨x_i, u_{y_i}⟩; its class variance
+        counts, spread_sq = _per_class_variance(along, labels, self.num_classes)
         ok = counts >= 2
         spread = spread_sq.clamp(min=0).sqrt().to(self.running_spread.dtype)
         beta = torch.where(self.spread_seen, self.spread_momentum, 1.0).to(spread.dtype)

@@ -48,7 +48,7 @@ from dmlstudy.losses.miners import (
     safe_sqrt,
 )
 from dmlstudy.losses.pair import log1p_sum_exp, mean_nonzero
-from dmlstudy.losses.proxy import check_inputs, nca_losses
+from dmlstudy.losses.proxy import check_inputs, nca_losses, reference_proxy_nca_init
 
 DirectionBase = Literal["triplet", "multi_similarity", "proxy_nca"]
 DIRECTION_BASES: tuple[str, ...] = ("triplet", "multi_similarity", "proxy_nca")
@@ -95,9 +95,9 @@ class DirectionLoss(DMLLoss):
         alpha, beta, threshold, epsilon, mining: MS α 2, β 50, λ 0.5, ε 0.1, mining on (paper
             defaults) — used with ``base="multi_similarity"``.
         softmax_scale, include_positive, proxy_lr_multiplier: ProxyNCA scale s 1, true class
-            excluded from the denominator (Movshovitz-Attias et al. 2017, Eq. 4), proxy lr ×1 (as
-            ``proxy_nca``) — used with ``base="proxy_nca"``, which also needs the runtime values
-            ``num_classes`` and ``embedding_dim``.
+            excluded from the denominator (Movshovitz-Attias et al. 2017, Eq. 4), proxy lr ×1,
+            ``randn/8`` proxies (as ``proxy_nca``) — used with ``base="proxy_nca"``, which also
+            needs the runtime values ``num_classes`` and ``embedding_dim``.
     """
 
     def __init__(
@@ -146,7 +146,7 @@ class DirectionLoss(DMLLoss):
                 raise ValueError("direction with base='proxy_nca' needs num_classes >= 2")
             if proxy_lr_multiplier <= 0:
                 raise ValueError(f"proxy_lr_multiplier must be > 0, got {proxy_lr_multiplier}")
-            self.proxies = nn.Parameter(torch.randn(num_classes, embedding_dim))
+            self.proxies = nn.Parameter(reference_proxy_nca_init(num_classes, embedding_dim))
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """The proxies (``base="proxy_nca"``) at ``base_lr × proxy_lr_multiplier``; else none."""

@@ -115,12 +115,17 @@ class TripletLoss(DMLLoss):
 class NPairLoss(DMLLoss):
     """Multi-class N-pair loss (Sohn, NeurIPS 2016, Eq. 6) with L2 embedding regularization.
 
-    Per class the first two samples in batch order form the (anchor, positive) pair — exactly PML's
-    ``NPairsLoss`` pairing; samples beyond the second of a class are unused by the cross-entropy
-    (Sohn's batches hold exactly 2 per class).  ``L = mean_i CE(softmax_j(f_i·f_j⁺), i) +
-    w·mean_b ‖x_b‖²`` on **unnormalized** embeddings: Sohn regularizes the embedding norm instead of
-    normalizing (the TensorFlow reference: "Embeddings should not be l2 normalized").  The loss
-    depends on the within-class order of the batch, not on anything else.
+    Pairing (every sample used): the samples ``s_0, s_1, …`` of a class, in batch order, form the
+    disjoint (anchor, positive) pairs ``(s_0, s_1), (s_2, s_3), …``; a class with an odd count
+    ``n ≥ 3`` adds ``(s_{n−1}, s_0)``; a class with one sample has no positive and enters only the
+    regularizer.  Each anchor's softmax runs over its own positive and the positives of every pair
+    of **another** class (Sohn's negatives; other pairs of its own class are left out, never
+    negatives): ``L = mean_pairs −log softmax_j(f_a·f_j)[p] + w·mean_b ‖x_b‖²``.  At 2 per class
+    this is exactly Sohn's loss and PML's ``NPairsLoss`` (first and second occurrence, unnormalized
+    dot products); with N classes at 4 per class, each of the 2N anchors has 2N−2 negatives
+    (PML: N anchors with N−1 negatives, half the batch unused).  Embeddings are
+    **unnormalized**: Sohn regularizes the norm instead (TF reference: "Embeddings should not be
+    l2 normalized").  Depends on the within-class order.
 
     Args:
         l2_reg_weight: w (default 0.001).  No official code exists and we found no weight in the
@@ -139,24 +144,33 @@ class NPairLoss(DMLLoss):
         self.l2_reg_weight = float(l2_reg_weight)
 
     @staticmethod
-    def first_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per label (ascending) the indices of its first and second occurrence, if it has two."""
+    def pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anchor and positive indices of every pair (class docstring's rule), sorted by label,
+        then by position within the class.
+
+        >>> a, p = NPairLoss.pairs(torch.tensor([5, 2, 5, 2, 5, 9, 2, 2]))
+        >>> a.tolist(), p.tolist()
+        ([1, 6, 0, 4], [3, 7, 2, 0])
+        """
         order = torch.argsort(labels, stable=True)
-        sorted_labels = labels[order]
-        starts = torch.ones_like(sorted_labels, dtype=torch.bool)
-        starts[1:] = sorted_labels[1:] != sorted_labels[:-1]
-        start = torch.nonzero(starts).squeeze(1)
-        start = start[start + 1 < len(labels)]
-        start = start[sorted_labels[start + 1] == sorted_labels[start]]
-        return order[start], order[start + 1]
+        _, counts = torch.unique_consecutive(labels[order], return_counts=True)
+        starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        size = torch.repeat_interleave(counts, counts)
+        rank = torch.arange(len(labels), device=labels.device) - starts
+        is_anchor = (rank % 2 == 0) & (size >= 2)
+        positive = starts + (rank + 1) % size
+        return order[is_anchor], order[positive[is_anchor]]
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
-        a, p = self.first_pairs(labels)
+        a, p = self.pairs(labels)
         reg = self.l2_reg_weight * (embeddings * embeddings).sum() / max(len(embeddings), 1)
         if len(a) == 0:
             return reg + 0.0 * embeddings.sum()
         logits = embeddings[a] @ embeddings[p].T
+        same_class = labels[a][:, None] == labels[p][None, :]
+        own = torch.eye(len(a), dtype=torch.bool, device=labels.device)
+        logits = logits.masked_fill(same_class & ~own, float("-inf"))  # other pairs of the class
         target = torch.arange(len(a), device=embeddings.device)
         return F.cross_entropy(logits, target) + reg
 

@@ -33,6 +33,7 @@ from dmlstudy.losses.proxy_common import (  # re-exported: the direction loss an
     log1p_sum_exp,
     nca_losses,
     normalized_sq_distances,
+    reference_proxy_nca_init,
     zero_loss,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "log1p_sum_exp",
     "nca_losses",
     "normalized_sq_distances",
+    "reference_proxy_nca_init",
     "zero_loss",
 ]
 
@@ -58,7 +60,9 @@ class ProxyNCALoss(ProxyLoss):
     ``L = mean_i −log( e^{−s·D(x̂_i,p̂_y)} / Σ_{c≠y} e^{−s·D(x̂_i,p̂_c)} )`` with ``s = softmax_scale``
     (paper: 1).  The loss is unbounded below (it is a log-ratio, not a probability).
     ``include_positive=True`` puts the true class in the denominator (PML ``ProxyNCALoss``).
-    Proxies ~ N(0, 1) (PML's default; no official code).  ``proxy_lr_multiplier`` 1 follows
+    No official code exists: proxies are initialised ``randn/8`` as the common reference code
+    (``dichotomies/proxy-nca``, the ProxyNCA++ repository's baseline; PML uses N(0, 1), 8× longer,
+    which under Adam slows the proxies' angular motion ~8×).  ``proxy_lr_multiplier`` 1 follows
     Proxy-Anchor's official benchmark code for Proxy-NCA.  Needs ``num_classes ≥ 2``.
     """
 
@@ -78,7 +82,7 @@ class ProxyNCALoss(ProxyLoss):
             )
         self.softmax_scale = softmax_scale
         self.include_positive = include_positive
-        self.proxies = nn.Parameter(torch.randn(num_classes, embedding_dim))
+        self.proxies = nn.Parameter(reference_proxy_nca_init(num_classes, embedding_dim))
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_inputs(embeddings, labels, self.num_classes)
@@ -119,7 +123,7 @@ class ProxyNCAPlusPlusLoss(ProxyLoss):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
-        self.proxies = nn.Parameter(torch.randn(num_classes, embedding_dim) / 8)
+        self.proxies = nn.Parameter(reference_proxy_nca_init(num_classes, embedding_dim))
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_inputs(embeddings, labels, self.num_classes)

@@ -47,6 +47,12 @@ def normalized_sq_distances(embeddings: torch.Tensor, proxies: torch.Tensor) -> 
     return (2.0 - 2.0 * cosine_to_proxies(embeddings, proxies)).clamp_min(0.0)
 
 
+def reference_proxy_nca_init(num_classes: int, embedding_dim: int) -> torch.Tensor:
+    """``randn(C, d) / 8``, the proxies of ``dichotomies/proxy-nca`` and of ProxyNCA++'s official
+    ``loss.py`` (norm ≈ √d/8), drawn from torch's default generator (the trainer seeds it)."""
+    return torch.randn(num_classes, embedding_dim) / 8
+
+
 def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
     """Raise a clear error for embeddings/labels a proxy loss cannot use (labels must be 0..C-1)."""
     if embeddings.dim() != 2:

@@ -15,8 +15,8 @@ from dmlstudy.losses import DMLLoss, build_loss, list_losses
 
 NUM_CLASSES, DIM = 6, 8
 CLASS_NAMES = ["albatross", "sparrow", "sedan", "pickup truck", "hummingbird", "coupe"]
-# N-pair pairs the first two samples of each class in batch order (as PML): only permutations that
-# keep the within-class order leave it unchanged.
+# N-pair pairs the samples of each class in batch order: only permutations that keep the
+# within-class order leave it unchanged.
 ORDER_DEPENDENT = {"npair"}
 NAMES = [name for name in list_losses() if not name.startswith("_")]
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses import build_loss, loss_hyperparameters
-from dmlstudy.losses.daal import DensityAwareAdaptiveLineLoss, segment_projection
+from dmlstudy.losses.daal import UNIFORM_KAPPA, DensityAwareAdaptiveLineLoss, segment_projection
 
 
 def naive_daal(
@@ -23,7 +23,7 @@ def naive_daal(
     m,
     spread=None,
     seen=None,
-    kappa=2.0,
+    kappa=UNIFORM_KAPPA,
     lam_len=1.0,
     lam_den=1.0,
     elastic=True,
@@ -63,12 +63,17 @@ def naive_daal(
     return total
 
 
-def spreads(x, y, c):
-    x = F.normalize(x, dim=1)
+def spreads(x, y, a, b):
+    """Per class, the std of ⟨x̂ − μ_c, u_c⟩ along u_c = (b_c − a_c)/‖b_c − a_c‖, as loops."""
+    xs = F.normalize(x, dim=1).tolist()
     out = []
-    for k in range(c):
-        xc = x[y == k]
-        out.append(((xc - xc.mean(0)) ** 2).sum(1).mean().sqrt().item() if len(xc) >= 2 else 0.0)
+    for c in range(len(a)):
+        v = (b[c] - a[c]).tolist()
+        length = math.sqrt(sum(e * e for e in v))
+        proj = [sum(e * f for e, f in zip(xi, v)) / length for xi, yi in zip(xs, y) if yi == c]
+        mean = sum(proj) / len(proj) if proj else 0.0
+        var = sum((t - mean) ** 2 for t in proj) / len(proj) if len(proj) >= 2 else 0.0
+        out.append(math.sqrt(var))
     return out
 
 
@@ -94,19 +99,19 @@ def test_matches_naive_loop_in_training_mode_and_updates_spread():
     )
     loss.train()
     value = loss(x, y)
-    sp = spreads(x, y, 4)
+    a, b = loss.vertices_a.detach(), loss.vertices_b.detach()
+    sp = spreads(x, y, a, b)
     seen = [int((y == k).sum()) >= 2 for k in range(4)]
     assert loss.spread_seen.tolist() == seen
     assert loss.running_spread.tolist() == pytest.approx(
         [s if k else 0.0 for s, k in zip(sp, seen)]
     )
-    a, b = loss.vertices_a.detach(), loss.vertices_b.detach()
     expected = naive_daal(x, y, a, b, s=5.0, m=0.3, spread=sp, seen=seen, lam_len=0.7, lam_den=2.0)
     assert value.item() == pytest.approx(expected, rel=1e-9)
     # second step: EMA with momentum 0.25
     x2 = x.flip(0) * 2 + 0.1
     loss(x2, y)
-    sp2 = spreads(x2, y, 4)
+    sp2 = spreads(x2, y, a, b)
     expected_spread = [0.75 * s1 + 0.25 * s2 if k else 0.0 for s1, s2, k in zip(sp, sp2, seen)]
     assert loss.running_spread.tolist() == pytest.approx(expected_spread)
     # eval mode leaves the buffer alone
@@ -115,6 +120,27 @@ def test_matches_naive_loop_in_training_mode_and_updates_spread():
     loss(torch.randn(14, 5, dtype=torch.float64), y)
     assert torch.equal(loss.running_spread, before)
     assert {"running_spread", "spread_seen"} <= set(loss.state_dict())
+
+
+def test_class_spread_uniformly_along_its_segment_satisfies_both_terms():
+    """σ_c is the std along the segment direction u_c and κ = √12: a class whose projections have
+    the uniform law's variance (L²/12) costs nothing in the elastic term AND the density hinge,
+    however wide it is across the segment (an RMS radius over all dimensions would count the
+    cross-segment width ``w`` and pull the segment longer than the data)."""
+    c, s, w = 0.6, 0.5, math.sqrt(1 - 0.36 - 0.25)
+    x = torch.tensor([[c, s, w], [c, -s, w], [c, s, -w], [c, -s, -w]], dtype=torch.float64)
+    y = torch.zeros(4, dtype=torch.long)
+    loss = DensityAwareAdaptiveLineLoss(2, 3, spread_momentum=1.0).double().train()
+    half = math.sqrt(12.0) * s / 2  # length √12·σ with σ = s along u = e_2
+    with torch.no_grad():
+        loss.vertices_a.copy_(torch.tensor([[c, -half, 0.0], [-1.0, 0.0, 0.0]], dtype=x.dtype))
+        loss.vertices_b.copy_(torch.tensor([[c, half, 0.0], [-1.0, 0.1, 0.0]], dtype=x.dtype))
+    loss(x, y)
+    assert loss.running_spread[0].item() == pytest.approx(s, rel=1e-12)
+    assert loss.elastic_term(y).item() == pytest.approx(0.0, abs=1e-28)
+    _, t = segment_projection(x, loss.vertices_a.detach(), loss.vertices_b.detach())
+    assert t[:, 0].var(unbiased=False).item() == pytest.approx(1 / 12, rel=1e-12)
+    assert loss.density_term(t, y).item() == pytest.approx(0.0, abs=1e-15)
 
 
 @pytest.mark.parametrize(("elastic", "density"), [(False, False), (True, False), (False, True)])
@@ -215,7 +241,9 @@ def test_permutation_invariance_and_defaults():
     assert loss(x, y).item() == pytest.approx(loss(x[perm], y[perm]).item(), rel=1e-12)
     hp = loss_hyperparameters("daal")
     assert (
-        hp["prototype"] == "segment" and hp["kappa"] == 2.0 and hp["proxy_lr_multiplier"] == 100.0
+        hp["prototype"] == "segment"
+        and hp["kappa"] == math.sqrt(12.0)
+        and hp["proxy_lr_multiplier"] == 100.0
     )
     built = build_loss("daal", num_classes=6, embedding_dim=8, init_length=0.3)
     assert built.metric == "cosine" and built.normalize_embeddings
@@ -239,8 +267,12 @@ def test_learning_sanity():
         opt.step()
     assert value.item() < 0.3 * first
     xn = F.normalize(emb.detach(), dim=1)
+    distances, _ = segment_projection(xn, *(v.detach() for v in loss.segments()))
+    assert (distances.argmin(1) == y).all()  # every sample is nearest to its own class's segment
+    # Leave-one-out Recall@1 on the training set: the classes stay spread along their segments
+    # (the loss's point), so a sample at a segment's end may sit nearer another class's sample.
     sims = xn @ xn.T - 2 * torch.eye(40)
-    assert (y[sims.argmax(1)] == y).float().mean().item() == 1.0  # Recall@1 on the training set
+    assert (y[sims.argmax(1)] == y).float().mean().item() >= 0.9
 
 
 def _load_benchmark():

@@ -58,6 +58,10 @@ def test_defaults_and_param_groups():
         "proxy_lr_multiplier": 1.0,
     }
     assert_param_groups(make_loss("proxy_nca", 5, 4), 1.0)
+    big = make_loss("proxy_nca", 40, 1000)  # randn / 8 (dichotomies/proxy-nca), not PML's N(0, 1)
+    assert big.proxies.std().item() == pytest.approx(1 / 8, rel=0.02)
+    direction = build_loss("direction", base="proxy_nca", num_classes=40, embedding_dim=1000)
+    assert direction.proxies.std().item() == pytest.approx(1 / 8, rel=0.02)
     with pytest.raises(ValueError, match="num_classes"):
         build_loss("proxy_nca", num_classes=1, embedding_dim=4)
 
