@@ -102,7 +102,8 @@ def pml_equivalent(name: str, params: dict[str, Any], num_classes: int, dim: int
             else miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
         )
         return lambda x, y: loss(x, y, mine(x, y))
-    if name == "npair":
+    if name == "npair":  # PML pairs only the first two samples of a class: at 4 per class its
+        # cross-entropy covers half the batch (N anchors, N−1 negatives) where ours covers all
         return losses.NPairsLoss(
             distance=distances.DotProductSimilarity(normalize_embeddings=False),
             embedding_regularizer=regularizers.LpRegularizer(power=2),

@@ -1,69 +1,46 @@
-"""Loss interface and registry (timm-style): ``@register_loss``, ``build_loss``, ``list_losses``.
-
-Every loss is an ``nn.Module`` with ``forward(embeddings, labels) -> scalar tensor``.
-Runtime values (``num_classes``, ``embedding_dim``, ``class_names``) may always be passed to
-:func:`build_loss`; a loss whose constructor does not take one ignores it, a loss that needs
-one that is missing raises.  Hyper-parameters are explicit keyword arguments of the
-constructor; an unknown or misspelt keyword raises with the valid choices (unlike OML, which
-silently drops unknown kwargs).  ``None`` means "use the default".
+"""Loss registry (timm-style): ``@register_loss``, ``list_losses``, ``build_loss`` and
+``build_base_loss`` (the base loss a regularizer wraps); the interface (:class:`DMLLoss`,
+:mod:`dmlstudy.losses.interface`) is re-exported.  Hyper-parameters are explicit constructor
+keywords; an unknown or misspelt one raises with the valid choices ("did you mean"); ``None``
+means "the default".  Runtime values (``num_classes``, ``embedding_dim``, ``class_names``) go only
+to constructors that take them.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any, ClassVar, Literal, TypeVar
-
-import torch
-from torch import nn
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from dmlstudy.config.suggest import did_you_mean
+from dmlstudy.losses.interface import (  # re-exported: the interface every loss module imports
+    DMLLoss,
+    Metric,
+    check_batch,
+    compute_dtype,
+    zero_loss,
+)
 
-Metric = Literal["cosine", "euclidean"]
+__all__ = [
+    "RUNTIME_KEYS",
+    "DMLLoss",
+    "Metric",
+    "build_base_loss",
+    "build_loss",
+    "check_batch",
+    "compute_dtype",
+    "get_loss_class",
+    "list_losses",
+    "loss_hyperparameters",
+    "register_loss",
+    "zero_loss",
+]
+
 RUNTIME_KEYS = ("num_classes", "embedding_dim", "class_names")
 
 _REGISTRY: dict[str, type[DMLLoss]] = {}
 
 T = TypeVar("T", bound=type["DMLLoss"])
-
-
-class DMLLoss(nn.Module):
-    """Base class of every loss in the study.
-
-    Attributes:
-        metric: the retrieval metric the embeddings are trained for; evaluation follows it
-            (``"cosine"`` for most losses, ``"euclidean"`` on unnormalized embeddings for RSW).
-        normalize_embeddings: whether the model should L2-normalize its output for this loss.
-    """
-
-    metric: ClassVar[Metric] = "cosine"
-    normalize_embeddings: ClassVar[bool] = True
-    registry_name: ClassVar[str] = ""
-
-    def forward(
-        self, embeddings: torch.Tensor, labels: torch.Tensor
-    ) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
-
-    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        """Optimizer parameter groups for the loss's own learnable parameters.
-
-        The default (no learnable parameters) is an empty list; losses with proxies override it
-        and apply their learning-rate multiplier, so the optimizer can never forget them.
-        """
-        params = [p for p in self.parameters() if p.requires_grad]
-        if params:
-            raise NotImplementedError(
-                f"{type(self).__name__} has learnable parameters but does not define param_groups()"
-            )
-        return []
-
-    def schedule(self, epoch: int, num_epochs: int) -> None:
-        """Called by the trainer at the start of every epoch (0-based).
-
-        Losses whose behaviour changes over training (e.g. RSW's second phase) switch here,
-        explicitly, from the trainer's epoch counter; the default does nothing.
-        """
 
 
 def register_loss(name: str) -> Callable[[T], T]:
@@ -162,3 +139,41 @@ def build_loss(
             continue
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def build_base_loss(
+    owner: str,
+    base: str,
+    base_params: Mapping[str, Any] | None,
+    *,
+    choices: Sequence[str] | None = None,
+    **runtime: Any,
+) -> DMLLoss:
+    """The loss ``base`` that ``owner`` (a regularizer: direction, language) wraps, built by
+    :func:`build_loss` from ``base_params`` (the base loss's own keywords) and the runtime values.
+
+    ``choices`` restricts the bases (default: every registered loss but ``owner``); an unknown
+    base or keyword raises with the valid choices and "did you mean", prefixed with ``owner``.
+
+    >>> build_base_loss("direction", "triplet", {"margin": 0.3}, num_classes=4).margin
+    0.3
+    >>> build_base_loss("direction", "triplet", {"margn": 0.3})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: direction (base 'triplet'): Unknown ... 'margn' (did you mean 'margin'?)...
+    """
+    valid = list(choices) if choices is not None else [n for n in list_losses() if n != owner]
+    if base not in valid:
+        raise ValueError(
+            f"{owner}: Unknown loss {base!r} as base{did_you_mean(base, valid)}. "
+            f"Valid choices: {', '.join(valid)}"
+        )
+    if base_params is not None and not isinstance(base_params, Mapping):
+        raise TypeError(
+            f"{owner}: base_params must be a mapping of {base!r}'s hyper-parameters (or None), "
+            f"got {type(base_params).__name__}"
+        )
+    try:
+        return build_loss(base, **runtime, **dict(base_params or {}))
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{owner} (base {base!r}): {err}") from None

@@ -1,55 +1,22 @@
-"""DAAL — Density-Aware Adaptive Line margin loss (Gebrerufael et al., arXiv 2410.05438):
-the study's **own reconstruction** (the paper's equations were not available to us).  Each class
-``c`` is a line segment between learnable vertices ``a_c, b_c``; the parts, each switchable for
-ablation:
-
-1. point-to-segment distance ``d_c(x) = ‖x − (a_c + t*·(b_c − a_c))‖`` with
-   ``t* = clamp(⟨x − a_c, b_c − a_c⟩ / ‖b_c − a_c‖², 0, 1)``;
-2. margin softmax over segments ``−log e^{−s(d_y+m)} / (e^{−s(d_y+m)} + Σ_{c≠y} e^{−s·d_c})``;
-3. ``elastic``: ``λ_len · mean_c (‖b_c − a_c‖ − κ·σ_c)²`` over the classes in the batch, where
-   ``σ_c`` is a running (EMA, no gradient) std of class ``c``'s embeddings **along its own segment
-   direction** ``u_c = (b_c − a_c)/‖b_c − a_c‖``: ``σ̂_c = sqrt(mean ⟨x − μ_c, u_c⟩²)``.  ``σ`` is
-   explicit state: the buffer ``running_spread`` (plus ``spread_seen``), saved in ``state_dict``,
-   updated by ``forward`` **only in training mode** (first observation initialises, then
-   ``σ ← (1−β)σ + β·σ̂``), from classes with ≥ 2 samples in the batch; the term uses the updated
-   value.  ``κ = √12``: a class spread uniformly over its segment (std ``L/√12``) then has exactly
-   the segment's length ``L``, the same target as the density hinge below.
-4. ``density``: ``λ_den · mean_c [1/12 − Var_c(t)]_+`` over the classes with ≥ 2 samples, with
-   ``t = ⟨x − a_c, b_c − a_c⟩ / ‖b_c − a_c‖²`` the *unclamped* projection coordinate.  Why this
-   choice: the margin softmax is indifferent to *where* along its segment a sample lies (every
-   point of the segment has distance 0), so nothing stops the class from collapsing onto one
-   point of it, which turns the segment back into a point proxy and erases intra-class density.
-   A one-sided hinge at the variance of the uniform distribution on [0, 1] (1/12) penalises only
-   such collapse (or a segment longer than the data, ``L² > 12·Var(⟨x,u⟩)``); spread-out or
-   multi-modal arrangements (two sub-clusters at both ends: Var ≈ 1/4) cost nothing, unlike a
-   uniformity (Wasserstein-to-uniform) term that would fill the gap between sub-clusters.  The
-   unclamped ``t`` keeps a gradient even when all samples project beyond one end.
-
-``prototype="point"`` uses ``b_c ≡ a_c`` (no second vertex): ``t* = 0`` and the very same code is a
-point-proxy margin softmax (the first ablation); it has no segment, so ``elastic`` and ``density``
-must then be False.
-
-Embeddings are L2-normalized (the study's cosine default: retrieval by cosine, and ``s``/``m``
-keep a fixed meaning since distances lie in [0, 2] + the vertex offset).  The vertices are **not**
-normalized: they are free points of R^d.  A chord between two points of the sphere lies inside
-the ball (sagitta ``1 − cos(θ/2)`` for an arc of angle θ), so normalized vertices would not put
-the segment on the sphere anyway; free vertices let the optimizer place the segment where it best
-fits the class's arc (slightly inside the sphere), and the point ablation gets the same freedom.
-Vertices are initialised from torch's default generator (like ``nn.Linear``; the trainer seeds
-it): centres on the unit sphere, random directions, length ``init_length``.
+"""DAAL — Density-Aware Adaptive Line margin loss (Gebrerufael et al., arXiv 2410.05438): the
+study's own reconstruction (the paper's equations were not available).  Class c is the segment
+``[a_c, b_c]``: a margin softmax over point-to-segment distances, an elastic length term
+``(‖b_c − a_c‖ − κ·σ_c)²`` (σ_c the running std along the segment, κ = √12) and a density hinge
+``[1/12 − Var_c(t)]_+``; ``prototype="point"`` is the point-proxy ablation.  Every choice and its
+reason: docs/losses.md (section daal).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmlstudy.losses.base import DMLLoss, register_loss
-from dmlstudy.losses.proxy_common import compute_dtype
+from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.proxy_common import ProxyLoss
 
 __all__ = ["DensityAwareAdaptiveLineLoss", "segment_projection"]
 
@@ -102,9 +69,9 @@ def _per_class_variance(
 
 
 @register_loss("daal")
-class DensityAwareAdaptiveLineLoss(DMLLoss):
-    """Segment-prototype margin softmax + elastic length + density terms (reconstruction; module
-    doc).
+class DensityAwareAdaptiveLineLoss(ProxyLoss):
+    """Segment-prototype margin softmax + elastic length + density terms (the reconstruction of
+    docs/losses.md, section daal).
 
     Args:
         num_classes, embedding_dim: runtime values.
@@ -136,7 +103,6 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         init_length: float = 0.1,
         proxy_lr_multiplier: float = 100.0,
     ) -> None:
-        super().__init__()
         if prototype not in ("segment", "point"):
             raise ValueError(f"daal: prototype must be 'segment' or 'point', got {prototype!r}")
         if prototype == "point" and (elastic or density):
@@ -150,7 +116,8 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
             )
         if not 0.0 < spread_momentum <= 1.0:
             raise ValueError(f"daal: spread_momentum must be in (0, 1], got {spread_momentum}")
-        self.num_classes, self.embedding_dim, self.prototype = num_classes, embedding_dim, prototype
+        super().__init__(num_classes, embedding_dim, float(proxy_lr_multiplier))
+        self.prototype = prototype
         self.scale, self.margin = float(scale), float(margin)
         self.elastic, self.elastic_weight, self.kappa = (
             bool(elastic),
@@ -159,7 +126,6 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         )
         self.spread_momentum = float(spread_momentum)
         self.density, self.density_weight = bool(density), float(density_weight)
-        self.proxy_lr_multiplier = float(proxy_lr_multiplier)
 
         centres = F.normalize(torch.randn(num_classes, embedding_dim), dim=1)
         self.vertices_a = nn.Parameter(centres.clone())
@@ -194,20 +160,10 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         self.running_spread.copy_(torch.where(ok, updated, self.running_spread))
         self.spread_seen |= ok
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(
-                f"daal expects embeddings of shape (B, {self.embedding_dim}), got "
-                f"{tuple(embeddings.shape)}"
-            )
-        labels = labels.long()
-        if labels.numel() == 0:
-            raise ValueError("daal: empty batch")
-        if int(labels.min()) < 0 or int(labels.max()) >= self.num_classes:
-            raise ValueError(
-                f"daal: labels must lie in 0..{self.num_classes - 1} (contiguous class ids)"
-            )
+    def proxy_parameters(self) -> list[nn.Parameter]:
+        return [p for p in (self.vertices_a, self.vertices_b) if p is not None]
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         x = F.normalize(embeddings, dim=1)
         a, b = (v.to(x.dtype) for v in self.segments())
         dist, t = segment_projection(x, a, b)
@@ -239,7 +195,3 @@ class DensityAwareAdaptiveLineLoss(DMLLoss):
         counts, var = _per_class_variance(t_own, labels, self.num_classes)
         ok = counts >= 2
         return F.relu(1.0 / 12.0 - var[ok]).mean() if bool(ok.any()) else t_own.sum() * 0.0
-
-    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        params = [p for p in (self.vertices_a, self.vertices_b) if p is not None]
-        return [{"params": params, "lr": base_lr * self.proxy_lr_multiplier}]

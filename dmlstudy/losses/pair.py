@@ -1,7 +1,7 @@
-"""Pair-based losses: contrastive, triplet, N-pair, multi-similarity.
-
-All four are vectorized over the batch (B×B matrices, no loops over anchors).  Their reductions
-follow pytorch-metric-learning (PML), which the tests use as an exact oracle.
+"""Pair-based losses: contrastive (Hadsell et al. 2006), triplet (Weinberger & Saul 2009), N-pair
+(Sohn 2016, Eq. 6) and multi-similarity (Wang et al. 2019, Eq. 12), vectorized over the batch
+(B×B matrices); reductions follow pytorch-metric-learning.  Formulas, keywords, the N-pair pairing
+rule and the oracles: docs/losses.md.
 
 >>> g = torch.Generator().manual_seed(0)
 >>> x, y = torch.randn(8, 4, generator=g), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
@@ -25,7 +25,6 @@ from dmlstudy.losses.miners import (
     multi_similarity_mining,
     pair_masks,
 )
-from dmlstudy.losses.proxy_common import compute_dtype
 
 
 def mean_nonzero(values: torch.Tensor) -> torch.Tensor:
@@ -70,8 +69,7 @@ class ContrastiveLoss(DMLLoss):
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist = euclidean_distance(F.normalize(embeddings, dim=1))
         pos, neg = pair_masks(labels)
         pos_loss = F.relu(dist - self.pos_margin).masked_fill(~pos, 0.0)
@@ -103,8 +101,7 @@ class TripletLoss(DMLLoss):
         self.margin = float(margin)
         self.miner = miner
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist = euclidean_distance(F.normalize(embeddings, dim=1))
         a, p, neg_mask = mine_triplets(dist, labels, self.miner, self.margin)
         violation = F.relu(dist[a, p][:, None] - dist[a] + self.margin).masked_fill(~neg_mask, 0.0)
@@ -161,8 +158,7 @@ class NPairLoss(DMLLoss):
         positive = starts + (rank + 1) % size
         return order[is_anchor], order[positive[is_anchor]]
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         a, p = self.pairs(labels)
         reg = self.l2_reg_weight * (embeddings * embeddings).sum() / max(len(embeddings), 1)
         if len(a) == 0:
@@ -209,8 +205,7 @@ class MultiSimilarityLoss(DMLLoss):
         self.alpha, self.beta, self.threshold = float(alpha), float(beta), float(threshold)
         self.epsilon, self.mining = float(epsilon), bool(mining)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         sim = gram(F.normalize(embeddings, dim=1))
         if self.mining:
             pos, neg = multi_similarity_mining(sim, labels, self.epsilon)

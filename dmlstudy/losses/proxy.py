@@ -1,19 +1,9 @@
-"""Proxy-based losses: ProxyNCA, ProxyNCA++ and Proxy-Anchor.
-
-* ``proxy_nca`` — Movshovitz-Attias et al., "No Fuss Distance Metric Learning using Proxies",
-  ICCV 2017, eq. 4: ``−log( e^{−D(x̂,p̂_y)} / Σ_{c≠y} e^{−D(x̂,p̂_c)} )`` (the true class is
-  *excluded* from the denominator; ``include_positive=True`` gives the pytorch-metric-learning
-  variant, a plain softmax over all proxies).  No official code exists.
-* ``proxy_nca_pp`` — Teh, DeVries, Taylor, "ProxyNCA++", ECCV 2020, eq. 9 (official
-  ``euwern/proxynca_pp`` ``loss.ProxyNCA_prob``): ``−log softmax_c(−D(x̂,p̂_c)/T)`` over **all**
-  proxies.
-* ``proxy_anchor`` — Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020, eq. 4
-  (official ``tjddus9597/Proxy-Anchor-CVPR2020`` ``losses.Proxy_Anchor``).
-
-``D`` is the squared L2 distance of L2-normalized vectors, :func:`normalized_sq_distances` (defined
-in :mod:`dmlstudy.losses.proxy_common`, re-exported here; the direction regularizer reuses it).
-Every proxy loss keeps its learnable tensor in ``proxies`` (rows are proxies) and returns it from
-:meth:`param_groups` with its learning-rate multiplier.
+"""Proxy losses with one proxy per class: ``proxy_nca`` (Movshovitz-Attias et al., ICCV 2017,
+Eq. 4, the true class excluded from the denominator), ``proxy_nca_pp`` (Teh et al., ECCV 2020,
+Eq. 9, official ``loss.ProxyNCA_prob``) and ``proxy_anchor`` (Kim et al., CVPR 2020, Eq. 4,
+official ``losses.Proxy_Anchor``).  ``D`` is the squared L2 distance of L2-normalized vectors
+(:func:`normalized_sq_distances`, re-exported for the direction loss).  Keywords, proxy inits and
+the official recipes: docs/losses.md.
 """
 
 from __future__ import annotations
@@ -27,7 +17,6 @@ from torch import nn
 from dmlstudy.losses.base import register_loss
 from dmlstudy.losses.proxy_common import (  # re-exported: the direction loss and the tests use them
     ProxyLoss,
-    check_inputs,
     compute_dtype,
     cosine_to_proxies,
     log1p_sum_exp,
@@ -42,7 +31,6 @@ __all__ = [
     "ProxyLoss",
     "ProxyNCALoss",
     "ProxyNCAPlusPlusLoss",
-    "check_inputs",
     "compute_dtype",
     "cosine_to_proxies",
     "log1p_sum_exp",
@@ -84,10 +72,7 @@ class ProxyNCALoss(ProxyLoss):
         self.include_positive = include_positive
         self.proxies = nn.Parameter(reference_proxy_nca_init(num_classes, embedding_dim))
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_inputs(embeddings, labels, self.num_classes)
-        if embeddings.shape[0] == 0:
-            return zero_loss(embeddings, self.proxies)
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # −s·D = 2s·cos − 2s; the constant cancels in the NCA log-ratio, so the logits are 2s·cos.
         logits = cosine_to_proxies(embeddings, self.proxies, scale=2.0 * self.softmax_scale)
         return nca_losses(logits, labels, include_positive=self.include_positive).mean()
@@ -125,10 +110,7 @@ class ProxyNCAPlusPlusLoss(ProxyLoss):
         self.temperature = temperature
         self.proxies = nn.Parameter(reference_proxy_nca_init(num_classes, embedding_dim))
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_inputs(embeddings, labels, self.num_classes)
-        if embeddings.shape[0] == 0:
-            return zero_loss(embeddings, self.proxies)
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # −D/T = (2·cos − 2)/T; the constant cancels in the softmax, so the logits are 2·cos/T.
         logits = cosine_to_proxies(embeddings, self.proxies, scale=2.0 / self.temperature)
         return F.cross_entropy(logits, labels)
@@ -162,10 +144,7 @@ class ProxyAnchorLoss(ProxyLoss):
         self.proxies = nn.Parameter(torch.empty(num_classes, embedding_dim))
         nn.init.kaiming_normal_(self.proxies, mode="fan_out")
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_inputs(embeddings, labels, self.num_classes)
-        if embeddings.shape[0] == 0:
-            return zero_loss(embeddings, self.proxies)
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = cosine_to_proxies(embeddings, self.proxies)
         neg_mask = torch.ones_like(cos, dtype=torch.bool).scatter_(1, labels[:, None], False)
         # Positive term: only the B entries cos[i, y_i] enter, so reduce them per class by scatter.

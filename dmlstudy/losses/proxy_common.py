@@ -1,7 +1,7 @@
 """Building blocks shared by the proxy-based losses (ProxyNCA/++, Proxy-Anchor, ProxyGML,
-SoftTriple, ArcFace/CosFace) and the direction regularizer: cosine/squared distances to proxies,
-input checks, stable ``log(1 + Σ exp)``, the NCA term and the :class:`ProxyLoss` base with its
-parameter group.
+SoftTriple, ArcFace/CosFace, DAAL, RSW) and the direction regularizer: cosine/squared distances to
+proxies, stable ``log(1 + Σ exp)``, the NCA term, the :class:`ProxyLoss` base with its parameter
+group and :class:`MultiProxyLoss` (K proxies per class).  Derivations: ``docs/losses.md``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmlstudy.losses.base import DMLLoss
+from dmlstudy.losses.interface import DMLLoss, compute_dtype, zero_loss
 
-
-def compute_dtype(embeddings: torch.Tensor) -> torch.dtype:
-    """float32 for half-precision inputs (exp/log of scaled logits need it), else their dtype."""
-    return torch.promote_types(embeddings.dtype, torch.float32)
+__all__ = [
+    "MultiProxyLoss",
+    "ProxyLoss",
+    "compute_dtype",
+    "cosine_to_proxies",
+    "log1p_sum_exp",
+    "nca_losses",
+    "normalized_sq_distances",
+    "reference_proxy_nca_init",
+    "zero_loss",
+]
 
 
 def cosine_to_proxies(
@@ -53,37 +60,6 @@ def reference_proxy_nca_init(num_classes: int, embedding_dim: int) -> torch.Tens
     return torch.randn(num_classes, embedding_dim) / 8
 
 
-def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
-    """Raise a clear error for embeddings/labels a proxy loss cannot use (labels must be 0..C-1)."""
-    if embeddings.dim() != 2:
-        raise ValueError(f"embeddings must be B×d, got shape {tuple(embeddings.shape)}")
-    if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(
-            f"labels must be a 1-D tensor of length {embeddings.shape[0]}, got shape "
-            f"{tuple(labels.shape)}"
-        )
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
-    if labels.dtype != torch.long:  # gather/scatter/one_hot/cross_entropy need int64 indices
-        raise TypeError(
-            f"labels must be int64 (torch.long) class ids, got {labels.dtype}; pass labels.long()"
-        )
-    if labels.numel() and bool(((labels < 0) | (labels >= num_classes)).any()):
-        raise ValueError(
-            f"labels must be contiguous class ids in 0..{num_classes - 1} "
-            f"(num_classes={num_classes}); got min {int(labels.min())}, max {int(labels.max())}. "
-            "Remap labels per split or pass the right num_classes to build_loss."
-        )
-
-
-def zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
-    """A finite zero connected to ``tensors`` (so backward gives zero gradients, never NaN)."""
-    return sum(
-        (t.sum() * 0.0 for t in tensors),
-        torch.zeros((), dtype=tensors[0].dtype, device=tensors[0].device),
-    )
-
-
 def log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """``log(1 + Σ_{mask} exp(logits))`` along ``dim``, stable; 0 where the mask is empty.
 
@@ -97,7 +73,9 @@ def log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.T
 
 
 class ProxyLoss(DMLLoss):
-    """Shared plumbing of losses with a learnable ``proxies`` tensor (rows are proxies).
+    """Shared plumbing of losses with learnable class representatives (by default the tensor
+    ``proxies``, rows are proxies): inputs checked against ``num_classes``/``embedding_dim``, and
+    one optimizer group at ``base_lr × proxy_lr_multiplier``.
 
     ``proxy_group_options`` are optimizer options of the official recipe that go into the proxies'
     parameter group (e.g. Adam ``eps``: a proxy lr multiplier only means what it meant officially
@@ -129,11 +107,47 @@ class ProxyLoss(DMLLoss):
         nn.init.kaiming_uniform_(official_layout, a=math.sqrt(5))
         return nn.Parameter(official_layout.T.contiguous())
 
+    def expected_inputs(self) -> tuple[int | None, int | None]:
+        return self.num_classes, self.embedding_dim
+
+    def proxy_parameters(self) -> list[nn.Parameter]:
+        """The learnable class representatives (``[proxies]``; DAAL: its segment vertices)."""
+        return [self.proxies]
+
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        """One group holding ``proxies`` at ``base_lr × proxy_lr_multiplier`` (+
+        """One group holding :meth:`proxy_parameters` at ``base_lr × proxy_lr_multiplier`` (+
         ``proxy_group_options``)."""
-        group = {"params": [self.proxies], "lr": base_lr * self.proxy_lr_multiplier}
+        group = {"params": self.proxy_parameters(), "lr": base_lr * self.proxy_lr_multiplier}
         return [{**group, "name": f"{self.registry_name}.proxies", **self.proxy_group_options}]
+
+
+class MultiProxyLoss(ProxyLoss):
+    """``per_class`` proxies per class (SoftTriple's centres, ProxyGML's sub-proxies): rows
+    ``c·K … c·K+K−1`` of ``proxies``, initialised as the official d×(C·K) weight
+    (:meth:`ProxyLoss.official_linear_proxies`)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        proxy_lr_multiplier: float,
+        *,
+        per_class: int,
+        per_class_keyword: str,
+    ) -> None:
+        super().__init__(num_classes, embedding_dim, proxy_lr_multiplier)
+        if per_class < 1:
+            raise ValueError(f"{per_class_keyword} must be ≥ 1, got {per_class}")
+        self.per_class = per_class
+        self.proxies = self.official_linear_proxies(embedding_dim, num_classes * per_class)
+
+    def normalized_proxies(self, dtype: torch.dtype) -> torch.Tensor:
+        """The proxies L2-normalized, in ``dtype`` ((C·K)×d)."""
+        return F.normalize(self.proxies.to(dtype), dim=1)
+
+    def by_class(self, values: torch.Tensor) -> torch.Tensor:
+        """``…×(C·K)`` → ``…×C×K`` (a view)."""
+        return values.view(*values.shape[:-1], self.num_classes, self.per_class)
 
 
 def nca_losses(

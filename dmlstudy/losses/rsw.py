@@ -1,38 +1,21 @@
-"""Realigned Softmax Warping (RSW): DeMoor & Prevost, arXiv 2408.15656.
-
-Euclidean proxy softmax on **unnormalized** embeddings, one proxy per class.  The distance to the
-true class's proxy ``d_y`` is warped piecewise before the softmax (paper Sec. 3, "warp"):
-
-* ``d_y <  alpha``: outward warp with slope ``k1 < 1``; the value carries an extra margin term
-  that is *detached*, ``w = k1·d_y + m·(1 − k1)·sg(d_y)`` (``sg`` = stop-gradient);
-* ``d_y >= alpha``: inward warp ``w = k2·d_y + alpha·(1 − k2)`` with ``k2 > 1``;
-
-other classes keep ``w_c = d_c``.  The loss is ``−log softmax_c(−T·w_c)[y]`` averaged over the
-batch. Everything follows the official code (``Image-Retrieval/Model.py``, ``WarpLoss._Warp`` /
-``_embedding`` / ``_euclidean_dist`` of mdemoor226/Realigned-Softmax-Warping), including the
-Euclidean distance ``sqrt(clamp(‖x‖² + ‖p‖² − 2x·p, 1e-12))`` and the proxy initialisation
-``kaiming_normal_(mode="fan_out")`` on the (C, d) proxy matrix.
-
-Two phases (official ``config.json`` "followup", CUB): the last ``phase2_epochs`` epochs use
-``T, alpha, k1, k2 = 1.0, 24.68, 0.95, 1.20`` (the margin ``m`` is kept).  The switch happens in
-:meth:`schedule` from the trainer's epoch counter or explicitly through :meth:`set_phase`.  The
-official code also lowers the learning rates in phase 2 (model 0.01 → 0.001, proxies 1.0 → 5e-4);
-that is the optimizer's business, not the loss's, and is NOT done here.  Official optimizer
-hints: Adam with ``eps=1.0``, weight decay 1e-7, proxy lr 1.0 vs model 0.01 (multiplier 100),
-gradient value clipping at 10 on the model.  Proxies are initialised from torch's default
-generator, like ``nn.Linear`` weights (the trainer seeds it).
+"""Realigned Softmax Warping (DeMoor & Prevost, arXiv 2408.15656; official
+``mdemoor226/Realigned-Softmax-Warping``): Euclidean proxy softmax ``−log softmax_c(−T·w_c)`` on
+unnormalized embeddings, the true class's distance warped piecewise (slope ``k1`` plus a detached
+margin below ``alpha``, slope ``k2`` above); the last ``phase2_epochs`` epochs use the phase-2
+warp.  Keywords, the official recipe and what is not reproduced (phase-2 learning rates):
+docs/losses.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmlstudy.losses.base import DMLLoss, register_loss
-from dmlstudy.losses.proxy_common import compute_dtype
+from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.proxy_common import ProxyLoss
 
 __all__ = ["RealignedSoftmaxWarpingLoss", "euclidean_distances", "warp_true_distance"]
 
@@ -66,8 +49,8 @@ def warp_true_distance(
 
 
 @register_loss("rsw")
-class RealignedSoftmaxWarpingLoss(DMLLoss):
-    """RSW loss (DeMoor & Prevost 2024, Eq. of the warped softmax); see the module docstring.
+class RealignedSoftmaxWarpingLoss(ProxyLoss):
+    """RSW loss (DeMoor & Prevost 2024, the warped softmax); docs/losses.md.
 
     Args:
         num_classes, embedding_dim: runtime values (one proxy of ``embedding_dim`` per class).
@@ -79,6 +62,8 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
 
     metric = "euclidean"
     normalize_embeddings = False
+    # Official Adam eps=1.0: the proxy lr multiplier only means what it meant there with that eps.
+    proxy_group_options: ClassVar[dict[str, float]] = {"eps": 1.0}
 
     def __init__(
         self,
@@ -97,7 +82,6 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         phase2_k2: float = 1.20,
         proxy_lr_multiplier: float = 100.0,
     ) -> None:
-        super().__init__()
         if num_classes < 2 or embedding_dim < 1:
             raise ValueError(
                 f"rsw needs num_classes >= 2 and embedding_dim >= 1, got {num_classes}, "
@@ -107,11 +91,9 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
             raise ValueError(
                 f"rsw: phase2_epochs must be >= 0 (0 disables phase 2), got {phase2_epochs}"
             )
-        self.num_classes = num_classes
-        self.embedding_dim = embedding_dim
+        super().__init__(num_classes, embedding_dim, float(proxy_lr_multiplier))
         self.margin = float(margin)
         self.phase2_epochs = int(phase2_epochs)
-        self.proxy_lr_multiplier = float(proxy_lr_multiplier)
         self.phase_params = {
             1: {"temperature": temperature, "alpha": alpha, "k1": k1, "k2": k2},
             2: {
@@ -160,31 +142,5 @@ class RealignedSoftmaxWarpingLoss(DMLLoss):
         )
         return p["temperature"] * d.scatter(1, idx, w_y)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16 (autocast) → float32
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(
-                f"rsw expects embeddings of shape (B, {self.embedding_dim}), got "
-                f"{tuple(embeddings.shape)}"
-            )
-        if embeddings.shape[0] == 0:
-            raise ValueError(
-                "rsw: empty batch (no embeddings); the sampler must yield at least one sample"
-            )
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(
-                f"rsw: labels must lie in 0..{self.num_classes - 1} (contiguous class ids)"
-            )
-        return F.cross_entropy(-self.warped_logits(embeddings, labels), labels.long())
-
-    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        # The official recipe trains with Adam eps=1.0; the proxy lr multiplier only means what it
-        # meant there with that eps, so the proxies' group carries it (Adam/AdamW honour it).
-        return [
-            {
-                "params": [self.proxies],
-                "lr": base_lr * self.proxy_lr_multiplier,
-                "eps": 1.0,
-                "name": "rsw.proxies",
-            }
-        ]
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(-self.warped_logits(embeddings, labels), labels)

@@ -1,14 +1,8 @@
-"""SoftTriple (Qian et al., "SoftTriple Loss: Deep Metric Learning Without Triplet Sampling",
-ICCV 2019; official code ``idstcv/SoftTriple`` ``loss/SoftTriple.py``).
-
-Each class has ``K`` centres (rows ``c·K … c·K+K−1`` of ``proxies``).  Relaxed similarity (eq. 7)
-``S'_{i,c} = Σ_k softmax_k(s_{i,c,k}/γ)·s_{i,c,k}`` with ``s`` the cosine to the centres; loss
-(eq. 10) ``CE(λ·(S' − δ·1[c = y]), y)`` plus ``τ·R`` where the centre regularizer (eq. 13) follows
-the official code: ``R = Σ_c Σ_{k<k'} sqrt(2 + 1e-5 − 2 w_{c,k}·w_{c,k'}) / (C·K·(K−1))`` — the sum
-runs over unordered pairs while the divisor counts ordered ones (paper: the mean over pairs), and
-the 1e-5 keeps the square root differentiable for coincident centres.  The embedding is
-L2-normalized here (the official model normalizes its output).  pytorch-metric-learning's
-``SoftTripleLoss`` omits the regularizer.
+"""SoftTriple (Qian et al., ICCV 2019; official ``idstcv/SoftTriple``): K centres per class,
+relaxed similarity (Eq. 7), ``CE(λ·(S' − δ·1[c = y]), y)`` (Eq. 10) plus ``τ·R``, the centre
+regularizer of Eq. 13 as the official code computes it.  Keywords ``centers_per_class`` (K),
+``la`` (λ), ``gamma`` (γ), ``tau`` (τ), ``margin`` (δ), ``proxy_lr_multiplier``; derivation and
+official recipe: docs/losses.md.
 """
 
 from __future__ import annotations
@@ -19,13 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses.base import register_loss
-from dmlstudy.losses.proxy_common import (
-    ProxyLoss,
-    check_inputs,
-    compute_dtype,
-    cosine_to_proxies,
-    zero_loss,
-)
+from dmlstudy.losses.proxy_common import MultiProxyLoss, cosine_to_proxies
 
 REG_EPS = 1e-5  # official: sqrt(2.0 + 1e-5 - 2·sim)
 
@@ -33,7 +21,7 @@ REG_EPS = 1e-5  # official: sqrt(2.0 + 1e-5 - 2·sim)
 def center_regularizer(
     normalized_centers: torch.Tensor, num_classes: int, per_class: int
 ) -> torch.Tensor:
-    """SoftTriple eq. 13 as in the official code (see the module docstring); 0 when
+    """SoftTriple eq. 13 as in the official code (docs/losses.md); 0 when
     ``per_class == 1``."""
     if per_class < 2:
         return normalized_centers.sum() * 0.0
@@ -47,7 +35,7 @@ def center_regularizer(
 
 
 @register_loss("soft_triple")
-class SoftTripleLoss(ProxyLoss):
+class SoftTripleLoss(MultiProxyLoss):
     """SoftTriple loss; defaults are the paper's / official ``train.py`` (K 10, λ 20, γ 0.1, τ 0.2,
     δ 0.01).  ``proxy_lr_multiplier`` 100 = official centre lr 0.01 over model lr 1e-4 (official:
     Adam, ``eps=0.01``, weight decay 1e-4); the centres' group carries ``eps=0.01``
@@ -70,9 +58,13 @@ class SoftTripleLoss(ProxyLoss):
         margin: float = 0.01,
         proxy_lr_multiplier: float = 100.0,
     ) -> None:
-        super().__init__(num_classes, embedding_dim, proxy_lr_multiplier)
-        if centers_per_class < 1:
-            raise ValueError(f"centers_per_class must be ≥ 1, got {centers_per_class}")
+        super().__init__(
+            num_classes,
+            embedding_dim,
+            proxy_lr_multiplier,
+            per_class=centers_per_class,
+            per_class_keyword="centers_per_class",
+        )
         if gamma <= 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
         self.centers_per_class = centers_per_class
@@ -80,19 +72,14 @@ class SoftTripleLoss(ProxyLoss):
         self.gamma = gamma
         self.tau = tau
         self.margin = margin
-        self.proxies = self.official_linear_proxies(embedding_dim, num_classes * centers_per_class)
 
     def relaxed_similarity(self, embeddings: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
         """``S'`` (B×C) of eq. 7 from raw embeddings and L2-normalized centres."""
-        sims = cosine_to_proxies(embeddings, centers, normalized=True)
-        sims = sims.view(-1, self.num_classes, self.centers_per_class)
+        sims = self.by_class(cosine_to_proxies(embeddings, centers, normalized=True))
         return (torch.softmax(sims / self.gamma, dim=2) * sims).sum(dim=2)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_inputs(embeddings, labels, self.num_classes)
-        if embeddings.shape[0] == 0:
-            return zero_loss(embeddings, self.proxies)
-        centers = F.normalize(self.proxies.to(compute_dtype(embeddings)), dim=1)
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        centers = self.normalized_proxies(embeddings.dtype)
         relaxed = self.relaxed_similarity(embeddings, centers)
         with_margin = relaxed.scatter_add(
             1, labels[:, None], relaxed.new_full((len(labels), 1), -self.margin)

@@ -24,7 +24,7 @@ from dmlstudy.training.outputs import history_frame
 
 METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi")
 
-#: Published Recall@1 (%) with ResNet-50 / 512-d unless noted (shared/design/losses.md).
+#: Published Recall@1 (%) with ResNet-50 / 512-d unless noted (docs/losses.md, protocol facts).
 #: Only for orientation: other backbones, image sizes and (for Proxy-Anchor) test-set epoch picking.
 PUBLISHED_R1: dict[str, dict[str, tuple[float, str]]] = {
     "cub200": {

@@ -212,7 +212,7 @@ def test_edge_cases_and_errors():
     with pytest.raises(ValueError, match="'segment' or 'point'"):
         build_loss("daal", num_classes=3, embedding_dim=4, prototype="line")
     loss = build_loss("daal", num_classes=3, embedding_dim=4)
-    with pytest.raises(ValueError, match="labels must lie"):
+    with pytest.raises(ValueError, match=r"daal: labels must be contiguous class ids in 0\.\.2"):
         loss(torch.randn(2, 4), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match=r"shape \(B, 4\)"):
         loss(torch.randn(2, 5), torch.tensor([0, 1]))

@@ -92,37 +92,54 @@ def naive_proxy_nca(x, y, proxies, gamma, scale, include_positive) -> float:
     return total / len(y)
 
 
-def _build(base: str, seed: int = 0, num_classes: int = 5, **params):
+def _build(base: str, seed: int = 0, num_classes: int = 5, gamma: float = 0.5, **base_params):
     with torch.random.fork_rng(
         devices=[]
     ):  # proxies are drawn from the global generator: isolate it
         torch.manual_seed(seed)
         return build_loss(
-            "direction", base=base, num_classes=num_classes, embedding_dim=6, **params
+            "direction",
+            base=base,
+            base_params=base_params,
+            gamma=gamma,
+            num_classes=num_classes,
+            embedding_dim=6,
         ).double()
 
 
 def test_defaults_and_runtime_values() -> None:
     hp = loss_hyperparameters("direction")
-    assert (
-        hp["base"] == "triplet"
-        and hp["gamma"] == 0.5
-        and hp["margin"] == 0.1
-        and hp["miner"] == "all"
-    )
-    assert "num_classes" not in hp and "embedding_dim" not in hp
-    assert build_loss("direction").param_groups(0.1) == []
+    assert hp == {"base": "triplet", "base_params": None, "gamma": 0.5}
+    default = build_loss("direction")
+    assert (default.margin, default.miner) == (0.1, "all")  # the triplet loss's own defaults
+    assert default.param_groups(0.1) == []
     with pytest.raises(ValueError, match="num_classes"):
         build_loss("direction", base="proxy_nca")
     with pytest.raises(ValueError, match="triplet, multi_similarity, proxy_nca"):
         build_loss("direction", base="proxy_anchor")
 
 
+def test_base_params_are_the_base_loss_keywords() -> None:
+    """base_params nest the base loss's own keywords, validated with the registry's errors."""
+    with pytest.raises(TypeError, match=r"direction \(base 'triplet'\).*did you mean 'margin'"):
+        build_loss("direction", base_params={"margn": 0.2})
+    with pytest.raises(TypeError, match="Valid choices: alpha, beta, threshold, epsilon, mining"):
+        build_loss("direction", base="multi_similarity", base_params={"margin": 0.2})
+    with pytest.raises(ValueError, match=r"\(did you mean 'multi_similarity'\?\)"):
+        build_loss("direction", base="multi_similarity_")
+    with pytest.raises(ValueError, match=r"direction \(base 'triplet'\).*margin must be >= 0"):
+        build_loss("direction", base_params={"margin": -1.0})
+    ms = build_loss("direction", base="multi_similarity", base_params={"beta": 40.0})
+    assert (ms.alpha, ms.beta, ms.threshold, ms.epsilon, ms.mining) == (2.0, 40.0, 0.5, 0.1, True)
+
+
 @pytest.mark.parametrize("miner", ["all", "semihard", "hard"])
 @pytest.mark.parametrize(("gamma", "margin", "seed"), [(0.5, 0.1, 0), (1.3, 0.4, 1)])
 def test_triplet_matches_naive_loop(miner: str, gamma: float, margin: float, seed: int) -> None:
     x, y = checks.make_batch(seed, per_class=3, num_classes=4, dim=5)
-    ours = build_loss("direction", base="triplet", gamma=gamma, margin=margin, miner=miner)(x, y)
+    ours = build_loss(
+        "direction", base="triplet", gamma=gamma, base_params={"margin": margin, "miner": miner}
+    )(x, y)
     expected = naive_triplet(x, y, gamma, margin, miner)
     assert expected > 0
     assert ours.item() == pytest.approx(expected, rel=1e-7)
@@ -134,7 +151,10 @@ def test_multi_similarity_matches_naive_loop(mining: bool, gamma: float, seed: i
     x, y = checks.make_batch(seed, per_class=3, num_classes=4, dim=5)
     y[0] = 9  # an anchor without positives (cos term defined as 0)
     loss = build_loss(
-        "direction", base="multi_similarity", gamma=gamma, mining=mining, beta=10.0, epsilon=0.3
+        "direction",
+        base="multi_similarity",
+        gamma=gamma,
+        base_params={"mining": mining, "beta": 10.0, "epsilon": 0.3},
     )
     expected = naive_ms(x, y, gamma, 2.0, 10.0, 0.5, 0.3, mining)
     assert loss(x, y).item() == pytest.approx(expected, rel=1e-7)
@@ -153,7 +173,7 @@ def test_gamma_zero_is_the_base_loss() -> None:
     x, y = checks.make_batch(4, per_class=3, num_classes=5, dim=6)
     for miner in ("all", "semihard", "hard"):
         torch.testing.assert_close(
-            build_loss("direction", gamma=0.0, miner=miner)(x, y),
+            build_loss("direction", gamma=0.0, base_params={"miner": miner})(x, y),
             build_loss("triplet", miner=miner)(x, y),
         )
     torch.testing.assert_close(
@@ -168,7 +188,7 @@ def test_gamma_zero_is_the_base_loss() -> None:
 
 @pytest.mark.parametrize("base", BASES)
 def test_gradcheck(base: str) -> None:
-    loss = _build(base, margin=0.3)
+    loss = _build(base, **({"margin": 0.3} if base == "triplet" else {}))
     x, y = checks.make_batch(3, per_class=2, num_classes=3, dim=6)
     checks.assert_gradcheck(loss, x, y)
     if base == "proxy_nca":
@@ -181,8 +201,9 @@ def test_gradcheck(base: str) -> None:
 def test_learns(base: str) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
+        base_params = {"margin": 0.2} if base == "triplet" else None
         loss = build_loss(
-            "direction", base=base, num_classes=6, embedding_dim=8, margin=0.2
+            "direction", base=base, base_params=base_params, num_classes=6, embedding_dim=8
         ).double()
     checks.assert_learns(loss)
 

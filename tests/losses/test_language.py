@@ -31,7 +31,7 @@ class _StandIn(loss_base.DMLLoss):
         self.w = torch.nn.Parameter(torch.ones(()))
         self.calls: list[tuple[int, int]] = []
 
-    def forward(self, embeddings, labels):
+    def compute(self, embeddings, labels):
         x = F.normalize(embeddings, dim=1)
         return self.w * self.scale * (x @ x.T).mean()
 
@@ -171,7 +171,9 @@ def test_bad_inputs_raise(standin):
             encoder=fake_encoder,
         )
     loss = build_loss("language", class_names=NAMES, base=standin, encoder=fake_encoder)
-    with pytest.raises(ValueError, match="labels must lie"):
+    with pytest.raises(
+        ValueError, match=r"language: labels must be contiguous class ids in 0\.\.4"
+    ):
         loss(torch.randn(2, 3), torch.tensor([0, 5]))
 
 

@@ -123,7 +123,7 @@ def test_registry_defaults_and_param_groups():
 
 def test_bad_inputs_raise():
     loss = build_loss("rsw", num_classes=3, embedding_dim=4)
-    with pytest.raises(ValueError, match="labels must lie"):
+    with pytest.raises(ValueError, match=r"rsw: labels must be contiguous class ids in 0\.\.2"):
         loss(torch.randn(2, 4), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match=r"shape \(B, 4\)"):
         loss(torch.randn(2, 5), torch.tensor([0, 1]))

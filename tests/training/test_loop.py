@@ -32,7 +32,7 @@ class _NaNLoss(DMLLoss):
     def schedule(self, epoch: int, num_epochs: int) -> None:
         self.epoch, self.calls = epoch, 0
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         value = (embeddings**2).sum(1).mean()
         return value * float("nan") if (self.epoch, self.calls) == (1, 2) else value

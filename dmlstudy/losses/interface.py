@@ -1,0 +1,148 @@
+"""The loss interface: every loss is a :class:`DMLLoss` whose final ``forward(embeddings,
+labels)`` checks the batch once (:func:`check_batch`), computes half-precision inputs in float32
+(:func:`compute_dtype`) and calls the loss's own ``compute(embeddings, labels)``.  The registry
+lives in :mod:`dmlstudy.losses.base`.  Details of every loss: docs/losses.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, final
+
+import torch
+from torch import nn
+
+__all__ = ["DMLLoss", "Metric", "check_batch", "compute_dtype", "zero_loss"]
+
+Metric = Literal["cosine", "euclidean"]
+
+
+def compute_dtype(embeddings: torch.Tensor) -> torch.dtype:
+    """float32 for half-precision inputs (exp/log of scaled logits need it), else their dtype.
+
+    >>> compute_dtype(torch.zeros(1, dtype=torch.bfloat16)), compute_dtype(torch.zeros(1).double())
+    (torch.float32, torch.float64)
+    """
+    return torch.promote_types(embeddings.dtype, torch.float32)
+
+
+def check_batch(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    num_classes: int | None = None,
+    embedding_dim: int | None = None,
+    owner: str = "loss",
+) -> torch.Tensor:
+    """Raise a clear error for a batch a loss cannot use; return the labels as int64.
+
+    Labels must be a 1-D integer tensor of length B (int32 is widened); with ``num_classes`` they
+    must be class ids in 0..C−1, with ``embedding_dim`` the embeddings must be B×d.
+
+    >>> check_batch(torch.zeros(2, 3), torch.tensor([0, 1], dtype=torch.int32)).dtype
+    torch.int64
+    """
+    if embeddings.dim() != 2:
+        raise ValueError(f"{owner}: embeddings must be B×d, got shape {tuple(embeddings.shape)}")
+    if embedding_dim is not None and embeddings.shape[1] != embedding_dim:
+        raise ValueError(
+            f"{owner} expects embeddings of shape (B, {embedding_dim}), got "
+            f"{tuple(embeddings.shape)}"
+        )
+    if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
+        raise ValueError(
+            f"{owner}: labels must be a 1-D tensor of length {embeddings.shape[0]}, got shape "
+            f"{tuple(labels.shape)}"
+        )
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise TypeError(f"{owner}: labels must be an integer tensor, got {labels.dtype}")
+    labels = labels.long()  # gather/scatter/one_hot/cross_entropy need int64 indices
+    if num_classes is not None and labels.numel():
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"{owner}: labels must be contiguous class ids in 0..{num_classes - 1} "
+                f"(num_classes={num_classes}); got min {low}, max {high}. Remap labels per split "
+                "or pass the right num_classes to build_loss."
+            )
+    return labels
+
+
+def zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
+    """A finite zero connected to ``tensors`` (so backward gives zero gradients, never NaN)."""
+    return sum(
+        (t.sum() * 0.0 for t in tensors),
+        torch.zeros((), dtype=tensors[0].dtype, device=tensors[0].device),
+    )
+
+
+class DMLLoss(nn.Module):
+    """Base class of every loss in the study.
+
+    Subclasses implement :meth:`compute`; :meth:`forward` is final: it checks the batch
+    (:func:`check_batch` against :meth:`expected_inputs`), casts the embeddings to
+    :func:`compute_dtype` and returns a finite zero connected to the embeddings and the loss's
+    parameters for an empty batch.
+
+    Attributes:
+        metric: the retrieval metric the embeddings are trained for; evaluation follows it
+            (``"cosine"`` for most losses, ``"euclidean"`` on unnormalized embeddings for RSW).
+        normalize_embeddings: whether the model should L2-normalize its output for this loss.
+    """
+
+    metric: ClassVar[Metric] = "cosine"
+    normalize_embeddings: ClassVar[bool] = True
+    registry_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__qualname__} overrides forward(); implement compute(embeddings, labels) "
+                "instead (DMLLoss.forward checks and casts the inputs once, then calls it)"
+            )
+
+    @final
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        num_classes, embedding_dim = self.expected_inputs()
+        labels = check_batch(
+            embeddings,
+            labels,
+            num_classes=num_classes,
+            embedding_dim=embedding_dim,
+            owner=self.registry_name or type(self).__name__,
+        )
+        embeddings = embeddings.to(compute_dtype(embeddings))  # bf16/fp16 (autocast) → float32
+        if labels.numel() == 0:
+            return zero_loss(embeddings, *self.parameters())
+        return self.compute(embeddings, labels)
+
+    def compute(
+        self, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:  # pragma: no cover
+        """The loss of a checked, non-empty batch: embeddings B×d in :func:`compute_dtype`,
+        labels int64."""
+        raise NotImplementedError
+
+    def expected_inputs(self) -> tuple[int | None, int | None]:
+        """``(num_classes, embedding_dim)`` that :func:`check_batch` enforces; None = any."""
+        return None, None
+
+    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups for the loss's own learnable parameters.
+
+        The default (no learnable parameters) is an empty list; losses with proxies override it
+        and apply their learning-rate multiplier, so the optimizer can never forget them.
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        if params:
+            raise NotImplementedError(
+                f"{type(self).__name__} has learnable parameters but does not define param_groups()"
+            )
+        return []
+
+    def schedule(self, epoch: int, num_epochs: int) -> None:
+        """Called by the trainer at the start of every epoch (0-based).
+
+        Losses whose behaviour changes over training (e.g. RSW's second phase) switch here,
+        explicitly, from the trainer's epoch counter; the default does nothing.
+        """
