@@ -156,6 +156,26 @@ BAD = [
         "datasets.omniglot.train.crop_scale",
         "write 1.0 without quotes",
     ),
+    (
+        ("losses", "direction", "base_params"),
+        {"margn": 0.2},
+        "losses.direction.base_params.margn",
+        "did you mean 'margin'",
+    ),
+    (
+        ("losses", "direction", "base_params"),
+        {"margin": "wide"},
+        "losses.direction.base_params.margin",
+        "valid number",
+    ),
+    (("losses", "direction", "base"), "tripplet", "losses.direction.base", "'triplet'"),
+    (
+        ("losses", "language", "base"),
+        "multi_similarty",
+        "losses.language.base",
+        "did you mean 'multi_similarity'",
+    ),
+    (("losses", "language", "base_params"), [1], "losses.language.base_params", "dictionary"),
 ]
 
 
@@ -258,3 +278,18 @@ def test_multimodal_needs_a_dataset_with_coarse_labels(raw):
         ParamsError, match=r"study\.multimodal.*Valid choices: omniglot, cars196, sop, inshop"
     ):
         config_from_dict(r)
+
+
+def test_nested_base_params_of_an_override_are_checked_before_any_run(raw):
+    """A per-dataset ``base_params`` override (no ``base`` beside it) is checked with the merged
+    settings: the run's loss is built by check_runs and names the bad key."""
+    from dmlstudy.pipeline.check_params import check_runs
+
+    r = copy.deepcopy(raw)
+    r["study"].update(ablations=[], multimodal=[])
+    r["losses"]["direction"]["base"] = "multi_similarity"
+    r["losses"]["direction"]["per_dataset"]["omniglot"]["base_params"] = {"betta": 40.0}
+    config = config_from_dict(r)
+    assert config.loss_params("omniglot", "direction")["base_params"] == {"betta": 40.0}
+    with pytest.raises(ParamsError, match=r"losses\.direction.*'betta' \(did you mean 'beta'\?\)"):
+        check_runs(config)

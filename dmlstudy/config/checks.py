@@ -105,12 +105,17 @@ def _loss_type_hints(name: str) -> dict[str, Any]:
 
 def check_loss_params(name: str, values: dict[str, Any] | None, where: str) -> None:
     """Check that ``values`` are keywords of loss ``name``'s constructor, with values of the
-    annotated type (or the default's type where the constructor is not annotated)."""
-    from dmlstudy.losses import loss_hyperparameters
+    annotated type (or the default's type where the constructor is not annotated).
+
+    A regularizer's nested ``base_params`` (direction, language) are checked against the
+    keywords of the ``base`` named next to them; without a ``base`` beside them (an override of
+    a published section) the merged run settings are checked when the run's loss is built."""
+    from dmlstudy.losses import list_losses, loss_hyperparameters
 
     defaults = loss_hyperparameters(name)
     hints = _loss_type_hints(name)
-    for key, value in (values or {}).items():
+    values = values or {}
+    for key, value in values.items():
         if key not in defaults:
             raise unknown_key(str(key), list(defaults), where)
         if value is None:  # None means "use the default" (build_loss)
@@ -126,3 +131,12 @@ def check_loss_params(name: str, values: dict[str, Any] | None, where: str) -> N
         else:
             continue
         check_value(TypeAdapter(annotation), value, f"{where}.{key}")
+    base = values.get("base")
+    if "base_params" in defaults and base is not None:
+        if base not in list_losses():
+            raise ParamsError(
+                f"{where}.base: unknown loss {base!r}{did_you_mean(base, list_losses())}. "
+                f"Valid choices: {', '.join(list_losses())}"
+            )
+        if values.get("base_params") is not None:
+            check_loss_params(base, values["base_params"], f"{where}.base_params")
