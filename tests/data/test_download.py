@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 
 import pytest
 
 from dmlstudy.data import ChecksumError
 from dmlstudy.data.download import download_file, md5sum
 
-PAYLOAD = os.urandom(3 * 2**20 + 123)  # > one 1 MiB chunk, odd size
+# > one 1 MiB chunk, odd size; seeded so every run serves the same bytes
+PAYLOAD = random.Random(0).randbytes(3 * 2**20 + 123)
 MD5 = hashlib.md5(PAYLOAD).hexdigest()
 
 
@@ -53,7 +54,9 @@ def test_complete_part_file_is_finished_without_refetch(http_server, tmp_path):
 
 
 def test_checksum_mismatch_names_file_and_url_and_leaves_nothing(http_server, tmp_path):
-    http_server.handler.files["/a.zip"] = PAYLOAD[:-1] + b"\x00"
+    corrupt = PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 0xFF])  # last byte flipped: always differs
+    assert corrupt != PAYLOAD
+    http_server.handler.files["/a.zip"] = corrupt
     url = http_server.url("/a.zip")
     with pytest.raises(ChecksumError) as err:
         download_file(url, tmp_path / "a.zip", MD5, progress=False)
