@@ -5,7 +5,8 @@ R-Precision, NMI); pytorch-metric-learning (PML) 2.x's ``AccuracyCalculator`` is
 Where we differ from PML, and why:
 
 * Ties: PML orders tied neighbours as faiss returns them (``IndexFlatIP``: descending index);
-  we order by (distance, gallery index), lower index first, even across the k boundary.
+  we order by (distance, gallery index), lower index first, even across the k boundary, with
+  distances re-scored in float64 the same way on every machine (``retrieval``).
 * k-NN depth: PML 1.x capped k at 1023 (faiss-GPU limit) and PML 2.x defaults to the whole
   gallery; we search max(R) (exact MAP@R) with a ``max_k=1023`` cap that warns when it bites.
 * Recall@K for K > 1 is not in PML (its precision@K is another metric): naive oracle only.

@@ -1,31 +1,22 @@
-"""Exact k-nearest-neighbour retrieval with faiss (flat indexes), chunked over queries.
+"""Exact k-nearest-neighbour retrieval: faiss flat-index candidates, re-scored reproducibly.
 
 Metrics (Musgrave et al. 2020, "A Metric Learning Reality Check", uses exact k-NN):
+``"cosine"`` L2-normalizes (float32), ranks by dot product, distance ``1 - cos``;
+``"euclidean"`` ranks raw embeddings by squared L2, distance its square root (as RSW does).
 
-* ``"cosine"``: embeddings are L2-normalized and searched with ``faiss.IndexFlatIP``;
-  the returned distance is ``1 - cosine similarity``.
-* ``"euclidean"``: raw embeddings searched with ``faiss.IndexFlatL2`` (RSW evaluates this
-  way); the returned distance is the Euclidean distance (square root of faiss's value).
-
-Ordering and ties (deterministic rule): neighbours are sorted by (faiss score, gallery index),
-best score first, and among exactly equal float32 scores the LOWER gallery index comes first.
-faiss does not give this order itself (``IndexFlatIP`` returns tied items in descending index
-order), so every row is re-sorted, and one extra neighbour is retrieved as a sentinel: when the
-k-th and the (k+1)-th scores are equal the tie may extend past what faiss returned, and that
-row is recomputed exactly over the whole gallery with numpy (same rule).
-
-Leave-self-out ("query is gallery" mode): the query's own row index is removed from its result
-list *by index*, never by distance, so exact duplicates of the query stay as neighbours. When
-rounding pushes the query out of its own k+2 results, the last result is dropped instead
-(as pytorch-metric-learning 2.x does).
-
-Determinism: the same call gives bitwise identical results. Changing ``chunk_size`` can change
-distances in the last float32 bit (faiss uses BLAS for >= 20 queries, a SIMD loop below) but
-not the neighbour order except for scores that tie within that rounding. Chunking bounds
-memory: faiss works on (chunk x gallery) blocks internally and results are (n x k).
-Cost: one float32 GEMM (n x gallery x dim) plus faiss's heaps; rows whose ties cross the
-boundary cost an extra numpy pass over the gallery each, so a fully collapsed embedding
-(every row tied) costs about a second GEMM plus a partition per row.
+Rule: neighbours are ordered by (key, gallery index), lower index first among equal keys; the
+key (cosine -q.g, euclidean |q - g|^2) is computed in float64 by :func:`rescore.exact_keys`
+(fixed-order elementwise arithmetic on the float32 inputs: bitwise the same on every machine).
+The query is left out BY INDEX, so its exact duplicates stay.
+Algorithm: faiss returns the k + EXTRA_CANDIDATES (+ self) best by its float32 score f, and
+|f - key| <= tau (:func:`rescore.score_error_bound`). A row is complete when its worst faiss
+candidate has f - tau > the k-th candidate key: every item faiss left out then has a key above
+k candidates'. Other rows are redone by a float64 GEMM over the whole gallery (score error
+tau64): every item within 2 tau64 of the k-th smallest score (a superset of the top k) gets its
+key. So indices AND distances do not depend on chunk_size, faiss's BLAS or SIMD path, or CPU.
+Cost: faiss's search plus keys of its k + 8 (+ 1) candidates per row; a redone row costs a
+float64 GEMM row plus its near-ties' keys (exact duplicates are scored once), and the first
+one a float64 copy of the gallery.
 """
 
 from __future__ import annotations
@@ -35,10 +26,15 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from dmlstudy.evaluation.rescore import exact_keys, row_norms, score_error_bound
+
 Metric = Literal["cosine", "euclidean"]
 METRICS: tuple[str, ...] = ("cosine", "euclidean")
 DEFAULT_CHUNK_SIZE = 8192
-EXACT_ROWS_BATCH = 256  # rows recomputed with numpy at once when ties cross the k boundary
+EXTRA_CANDIDATES = 8  # faiss candidates beyond k (+ self): the margin that makes rows complete
+EXACT_ROWS_BATCH = 256  # rows redone at once (float64 GEMM block: 256 x gallery, 124 MB at SOP)
+DEDUPE_AT = 32  # a redone row with more near-tied items scores each distinct vector once
+MAX_SQUARED_SCALE = 1e36  # euclidean (|q| + |g|)^2 must stay far below float32's max (3.4e38)
 
 
 def check_metric(metric: str) -> None:
@@ -75,41 +71,95 @@ def prepare_embeddings(embeddings: np.ndarray, metric: str, name: str = "embeddi
     return x
 
 
-def _scores_to_distances(scores: np.ndarray, metric: str) -> np.ndarray:
+def keys_to_distances(keys: np.ndarray, metric: str) -> np.ndarray:
+    """Float64 keys -> float32 distances (cosine: 1 - similarity; euclidean: L2 distance).
+
+    >>> keys_to_distances(np.array([-1.0, -0.5]), "cosine").tolist()
+    [0.0, 0.5]
+    """
     if metric == "cosine":
-        return (1.0 - scores).astype(np.float32)
-    return np.sqrt(np.maximum(scores, 0.0)).astype(np.float32)
+        return (1.0 + keys).astype(np.float32)
+    return np.sqrt(np.maximum(keys, 0.0)).astype(np.float32)
+
+
+def _top_k(cand: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of every row by (key, index); ``cand`` (rows, c) indices, ``keys`` float64."""
+    order = np.lexsort((cand, keys), axis=-1)[:, :k]
+    return np.take_along_axis(cand, order, axis=1), np.take_along_axis(keys, order, axis=1)
+
+
+def _top_k_sorted_candidates(
+    cand: np.ndarray, keys: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_k` of one row whose ``cand`` is ascending, in O(len(cand)): all keys below
+    the k-th, then the lowest indices among keys equal to it.
+
+    >>> _top_k_sorted_candidates(np.array([2, 5, 7, 9]), np.array([1.0, 0.0, 1.0, 1.0]), 3)
+    (array([5, 2, 7]), array([0., 1., 1.]))
+    """
+    kth = np.partition(keys, k - 1)[k - 1]
+    better = np.flatnonzero(keys < kth)
+    chosen = np.concatenate([better, np.flatnonzero(keys == kth)[: k - len(better)]])
+    order = np.lexsort((cand[chosen], keys[chosen]))
+    return cand[chosen[order]], keys[chosen[order]]
+
+
+def _duplicate_groups(gallery: np.ndarray) -> np.ndarray:
+    """Id of each gallery row's distinct float32 vector (bytewise): equal rows, equal keys."""
+    rows = gallery.view(np.dtype((np.void, gallery.itemsize * gallery.shape[1]))).ravel()
+    return np.unique(rows, return_inverse=True)[1].reshape(-1)
 
 
 def _exact_rows(
-    queries: np.ndarray, gallery: np.ndarray, k: int, metric: str, self_idx: np.ndarray | None
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    k: int,
+    metric: str,
+    self_idx: np.ndarray | None,
+    tau64: np.ndarray,
+    cache: dict[str, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top-k over the whole gallery for a few rows, applying the tie rule exactly."""
+    """Top k of a few rows over the whole gallery: float64 GEMM scores, every item within
+    2 tau64 of the k-th smallest, exact keys for those. ``cache`` keeps the float64 gallery
+    (float64, not float32: near-collapsed embeddings would tie every item within float32's tau)
+    and :func:`_duplicate_groups` across calls."""
+    if "gallery" not in cache:
+        cache["gallery"] = gallery.astype(np.float64)
+        cache["sq_norms"] = np.einsum("ij,ij->i", cache["gallery"], cache["gallery"])
+    q64 = queries.astype(np.float64)
+    f = q64 @ cache["gallery"].T
     if metric == "cosine":
-        keys = -(queries @ gallery.T)  # smaller key = better
+        np.negative(f, out=f)
     else:
-        keys = (
-            (queries * queries).sum(1, keepdims=True)
-            + (gallery * gallery).sum(1)[None, :]
-            - 2.0 * (queries @ gallery.T)
-        )
+        f *= -2.0
+        f += np.einsum("ij,ij->i", q64, q64)[:, None]
+        f += cache["sq_norms"][None, :]
     if self_idx is not None:
-        keys[np.arange(len(queries)), self_idx] = np.inf
-    kth = np.partition(keys, k - 1, axis=1)[:, k - 1]
+        f[np.arange(len(queries)), self_idx] = np.inf
+    kth = np.partition(f, k - 1, axis=1)[:, k - 1]
     idx = np.empty((len(queries), k), dtype=np.int64)
+    keys = np.empty((len(queries), k), dtype=np.float64)
     for r in range(len(queries)):
-        better = np.flatnonzero(keys[r] < kth[r])
-        equal = np.flatnonzero(keys[r] == kth[r])[: k - len(better)]  # lowest indices win ties
-        row = np.concatenate([better, equal])
-        idx[r] = row[np.lexsort((row, keys[r, row]))]
-    rows_keys = np.take_along_axis(keys, idx, axis=1)
-    return idx, (-rows_keys if metric == "cosine" else rows_keys)
+        cand = np.flatnonzero(f[r] <= kth[r] + 2.0 * tau64[r])  # contains the top k (module)
+        if len(cand) > DEDUPE_AT:
+            if "groups" not in cache:
+                cache["groups"] = _duplicate_groups(gallery)
+            _, first, inverse = np.unique(
+                cache["groups"][cand], return_index=True, return_inverse=True
+            )
+            cand_keys = exact_keys(queries[r : r + 1], gallery, cand[first][None, :], metric)
+            cand_keys = cand_keys[:, inverse.reshape(-1)]
+        else:
+            cand_keys = exact_keys(queries[r : r + 1], gallery, cand[None, :], metric)
+        idx[r], keys[r] = _top_k_sorted_candidates(cand, cand_keys[0], k)
+    return idx, keys
 
 
 def knn_prepared(
     query: np.ndarray, gallery: np.ndarray | None, k: int, metric: str, chunk_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """k-NN on already prepared float32 arrays; ``gallery=None`` means leave-self-out mode."""
+    """k-NN on prepared float32 arrays: ``(indices int64 (n, k), keys float64 (n, k))``, keys as
+    in :func:`rescore.exact_keys`; ``gallery=None`` means leave-self-out mode."""
     self_mode = gallery is None
     base = query if self_mode else gallery
     available = len(base) - int(self_mode)
@@ -120,42 +170,46 @@ def knn_prepared(
         )
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    q_norms = row_norms(query)
+    g_max = float((q_norms if self_mode else row_norms(base)).max())
+    if metric == "euclidean" and (float(q_norms.max()) + g_max) ** 2 > MAX_SQUARED_SCALE:
+        raise ValueError(
+            "embedding norms are too large for float32 squared distances "
+            f"(max norm {max(float(q_norms.max()), g_max):.3g}); rescale the embeddings"
+        )
+    tau32, tau64 = (
+        score_error_bound(q_norms, g_max, base.shape[1], metric, dtype)
+        for dtype in (np.float32, np.float64)
+    )
     index = (
         faiss.IndexFlatIP(base.shape[1]) if metric == "cosine" else faiss.IndexFlatL2(base.shape[1])
     )
     index.add(base)
-    # k results + the query itself (self mode) + one sentinel to detect ties at the boundary.
-    k_search = min(k + int(self_mode) + 1, len(base))
-    has_sentinel = k_search - int(self_mode) > k
+    k_search = min(k + int(self_mode) + EXTRA_CANDIDATES, len(base))
     out_idx = np.empty((len(query), k), dtype=np.int64)
-    out_scores = np.empty((len(query), k), dtype=np.float32)
+    out_keys = np.empty((len(query), k), dtype=np.float64)
+    cache: dict[str, np.ndarray] = {}
     for start in range(0, len(query), chunk_size):
         q = query[start : start + chunk_size]
-        scores, idx = index.search(q, k_search)
-        keys = -scores if metric == "cosine" else scores
-        order = np.lexsort((idx, keys), axis=-1)
-        idx, scores, keys = (np.take_along_axis(a, order, axis=1) for a in (idx, scores, keys))
-        self_idx = None
-        if self_mode:
-            self_idx = np.arange(start, start + len(q))
-            drop = idx == self_idx[:, None]
-            drop[~drop.any(axis=1), -1] = True  # query not retrieved (tied beyond): drop the last
-            keep = ~drop
-            idx, scores, keys = (a[keep].reshape(len(q), -1) for a in (idx, scores, keys))
-        out_idx[start : start + len(q)] = idx[:, :k]
-        out_scores[start : start + len(q)] = scores[:, :k]
-        if has_sentinel:
-            tied = np.flatnonzero(keys[:, k - 1] == keys[:, k])
-            for sub in (
-                tied[i : i + EXACT_ROWS_BATCH] for i in range(0, len(tied), EXACT_ROWS_BATCH)
-            ):
-                # bounded memory even when most rows tie (e.g. a collapsed embedding)
-                exact_idx, exact_scores = _exact_rows(
-                    q[sub], base, k, metric, None if self_idx is None else self_idx[sub]
-                )
-                out_idx[start + sub] = exact_idx
-                out_scores[start + sub] = exact_scores
-    return out_idx, out_scores
+        rows = slice(start, start + len(q))
+        scores, cand = index.search(q, k_search)
+        if (cand < 0).any():
+            raise RuntimeError(f"faiss returned fewer than {k_search} neighbours (k too large?)")
+        keys = exact_keys(q, base, cand, metric)
+        self_idx = np.arange(start, start + len(q)) if self_mode else None
+        if self_idx is not None:
+            keys[cand == self_idx[:, None]] = np.inf  # left out by index, never by distance
+        out_idx[rows], out_keys[rows] = _top_k(cand, keys, k)
+        if k_search == len(base):
+            continue  # faiss returned the whole gallery: nothing was left out
+        worst = (-scores.min(1) if metric == "cosine" else scores.max(1)).astype(np.float64)
+        redo = np.flatnonzero(~(worst - tau32[rows] > out_keys[rows][:, k - 1]))
+        for sub in (redo[i : i + EXACT_ROWS_BATCH] for i in range(0, len(redo), EXACT_ROWS_BATCH)):
+            sub_self = None if self_idx is None else self_idx[sub]
+            out_idx[start + sub], out_keys[start + sub] = _exact_rows(
+                q[sub], base, k, metric, sub_self, tau64[start + sub], cache
+            )
+    return out_idx, out_keys
 
 
 def knn(
@@ -183,5 +237,5 @@ def knn(
     g = None if gallery is None else prepare_embeddings(gallery, metric, "gallery embeddings")
     if g is not None and g.shape[1] != q.shape[1]:
         raise ValueError(f"query dim {q.shape[1]} != gallery dim {g.shape[1]}")
-    idx, scores = knn_prepared(q, g, int(k), metric, int(chunk_size))
-    return idx, _scores_to_distances(scores, metric)
+    idx, keys = knn_prepared(q, g, int(k), metric, int(chunk_size))
+    return idx, keys_to_distances(keys, metric)

@@ -69,8 +69,53 @@ def tie_data(rng, n_distinct=12, n=80, dim=6, cosine_exact=True):
     return base[rng.integers(0, n_distinct, size=n)]
 
 
+def near_tie_data(rng, n=80, dim=6):
+    """``tie_data`` plus n // 2 near-duplicates of its rows (one non-zero entry moved by one
+    float32 ulp): their scores differ from exact duplicates' only in the last bits."""
+    x = tie_data(rng, n=n, dim=dim)
+    near = x[rng.integers(0, n, size=n // 2)]
+    for row in near:
+        col = rng.choice(np.flatnonzero(row))
+        row[col] = np.nextafter(row[col], np.float32(4 * rng.integers(0, 2) - 2))
+    return np.concatenate([x, near])
+
+
 @pytest.fixture
 def oracle():
     return SimpleNamespace(
-        brute_ranking=brute_ranking, paper_metrics=paper_metrics, tie_data=tie_data
+        brute_ranking=brute_ranking,
+        paper_metrics=paper_metrics,
+        tie_data=tie_data,
+        near_tie_data=near_tie_data,
     )
+
+
+@pytest.fixture
+def perturbed_faiss(monkeypatch):
+    """``apply(seed, ulps=2)`` swaps in faiss flat indexes whose scores are off by up to ``ulps``
+    float32 ulps (random), as another BLAS/SIMD path or CPU may compute them; each still returns
+    the k best by its own scores, equal scores in random order. Within the error bound that
+    ``rescore.float32_error_bound`` allows (2 ulps <= 4 u |score| <= gamma_d scale for d >= 4)."""
+    import faiss
+
+    originals = {"IndexFlatIP": faiss.IndexFlatIP, "IndexFlatL2": faiss.IndexFlatL2}
+
+    def apply(seed, ulps=2):
+        rng = np.random.default_rng(seed)
+
+        def make(base_cls, larger_is_better):
+            class Perturbed(base_cls):
+                def search(self, q, k):
+                    d, i = base_cls.search(self, q, self.ntotal)
+                    noise = np.spacing(np.abs(d)) * rng.integers(-ulps, ulps + 1, size=d.shape)
+                    d = (d + noise).astype(np.float32)
+                    key = -d if larger_is_better else d
+                    order = np.lexsort((rng.random(d.shape), key), axis=-1)[:, :k]
+                    return np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
+
+            return Perturbed
+
+        monkeypatch.setattr(faiss, "IndexFlatIP", make(originals["IndexFlatIP"], True))
+        monkeypatch.setattr(faiss, "IndexFlatL2", make(originals["IndexFlatL2"], False))
+
+    return apply

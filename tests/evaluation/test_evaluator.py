@@ -39,6 +39,30 @@ def test_deterministic_and_chunk_independent():
     assert evaluate(x, labels, chunk_size=7) == ref
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("faiss_scores", ["as computed", "off by a few ulps"])
+def test_metrics_identical_for_any_chunking_on_duplicates(
+    metric, faiss_scores, oracle, perturbed_faiss
+):
+    """Recall@K, MAP@R and R-Precision are IDENTICAL for chunk sizes 1, 7, 64 and all at once
+    on data full of exact and near duplicates with mixed labels (their order decides the
+    metrics), also when faiss's scores differ in the last bits (another BLAS path or CPU)."""
+    rng = np.random.default_rng(11)
+    x = np.concatenate([oracle.near_tie_data(rng, n=120), rng.normal(size=(40, 6))])
+    labels = rng.integers(0, 8, len(x))
+    q = oracle.near_tie_data(rng, n=30)
+    q_labels = rng.integers(0, 8, len(q))
+    gallery = {"gallery_embeddings": x, "gallery_labels": labels}
+    ref = evaluate(x, labels, metric=metric, with_nmi=False)
+    ref_qg = evaluate(q, q_labels, metric=metric, with_nmi=False, **gallery)
+    for seed, chunk in enumerate((1, 7, 64, len(x))):
+        if faiss_scores != "as computed":
+            perturbed_faiss(seed)
+        assert evaluate(x, labels, metric=metric, with_nmi=False, chunk_size=chunk) == ref
+        out_qg = evaluate(q, q_labels, metric=metric, with_nmi=False, chunk_size=chunk, **gallery)
+        assert out_qg == ref_qg
+
+
 def test_k_depth_covers_largest_class(oracle):
     """R = 60 > max(recall_at): MAP@R must use all 60 neighbours (exact, as the paper says)."""
     rng = np.random.default_rng(2)
