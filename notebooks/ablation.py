@@ -42,6 +42,7 @@ from dmlstudy.pipeline.results import summarize
 from dmlstudy.pipeline.runs import ablation_variants, run_path, train_settings
 from dmlstudy.plots import ablation_lines
 from dmlstudy.training import train
+from dmlstudy.training.rundir import remove_other_runs
 
 config = load_config(params_file)
 variants = ablation_variants(config, ablation)
@@ -59,6 +60,10 @@ pd.DataFrame(
 )
 
 # %%
+# runs_dir persists between runs of this stage: drop the runs of variants no longer asked for.
+remove_other_runs(
+    runs_dir, [run_path(runs_dir, v.label, seed) for v in variants for seed in config.study.seeds]
+)
 rows = []
 for v in variants:
     for seed in config.study.seeds:

@@ -43,8 +43,14 @@ from dmlstudy.pipeline.results import load_embeddings, load_run, summarize
 from dmlstudy.pipeline.runs import run_path, train_settings
 from dmlstudy.plots import metric_points, projection_2d
 from dmlstudy.training import train
+from dmlstudy.training.rundir import remove_other_runs
 
 config = load_config(params_file)
+# runs_dir persists between runs of this stage: drop the runs of losses no longer asked for.
+remove_other_runs(
+    runs_dir,
+    [run_path(runs_dir, loss, seed) for loss in config.study.losses for seed in config.study.seeds],
+)
 rows = []
 for loss in config.study.losses:
     for seed in config.study.seeds:

@@ -10,9 +10,11 @@ validation MAP@R; the winner goes into ``params.yaml`` as ``losses.<loss>.per_da
         --prepared-dir work/prepared/omniglot --out-dir work/tuning \\
         --grid proxy_lr_multiplier=1,10,100 --grid train.pooling=avg,avgmax
 
-Each grid point is a resumable training run in ``<out-dir>/<dataset>/<loss>/<point>/seed<seed>/``;
-a finished point is read back, not retrained, if it ran with exactly the settings asked for now
-(else the error names the folder to delete). Values are parsed as YAML (``1e-3`` is a float).
+Each grid point is a training run in ``<out-dir>/<dataset>/<loss>/<point>/seed<seed>/``, with the
+trainer's one rule for a folder that exists (:mod:`dmlstudy.training.rundir`): a finished point
+with exactly the settings, code and data asked for now is read back, not retrained; an interrupted
+one resumes; one made with other settings (a params.yaml edit) is replaced, with a log line.
+Values are parsed as YAML (``1e-3`` is a float).
 
 >>> parse_grid(["margin=0.1,0.2", "train.pooling=avg"])
 {'margin': [0.1, 0.2], 'train.pooling': ['avg']}
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,6 @@ def tune(
     from dmlstudy.losses import list_losses
     from dmlstudy.pipeline.runs import train_settings
     from dmlstudy.training import train
-    from dmlstudy.training.loop import settings_diff
 
     config = load_config(params_file)
     check_choice(dataset, config.datasets, "dataset (a preset in params.yaml datasets.<name>)")
@@ -99,17 +99,7 @@ def tune(
             loss_params=loss_params,
             extra={**extra, "evaluate_test": False},
         )
-        done = run_dir / "metrics.json"
-        if done.is_file():
-            metrics = json.loads(done.read_text())
-            stale = settings_diff(metrics["settings"], settings)
-            if stale:
-                raise ValueError(
-                    f"{run_dir} was trained with other settings ({', '.join(stale)} differ, e.g. "
-                    f"after a params.yaml edit); delete it or use another --out-dir"
-                )
-        else:
-            metrics = train(settings)
+        metrics = train(settings)  # reused, resumed or replaced: dmlstudy.training.rundir
         rows.append(
             {
                 **point,

@@ -4,8 +4,8 @@
 metrics.json and dvclive/ into ``settings.out_dir``.
 """
 
-from dmlstudy.training.epoch import NonFiniteLossError
+from dmlstudy.training.divergence import NonFiniteLossError, TrainingDivergedError
 from dmlstudy.training.loop import train
 from dmlstudy.training.settings import TrainSettings
 
-__all__ = ["NonFiniteLossError", "TrainSettings", "train"]
+__all__ = ["NonFiniteLossError", "TrainSettings", "TrainingDivergedError", "train"]

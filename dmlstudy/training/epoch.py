@@ -1,11 +1,15 @@
 """One training epoch: m-per-class batches from the uint8 cache → device augmentation → loss →
-step."""
+step. The loss and the pre-normalisation embedding norm of each step stay on the device and are
+checked (:mod:`.divergence`) every ``divergence_check_every`` steps and at the end: one host sync
+per check, not per step, and always before the step that completes a window is applied."""
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,12 +18,9 @@ from tqdm.auto import tqdm
 from dmlstudy.losses import DMLLoss
 from dmlstudy.models import Embedder
 from dmlstudy.training.augment import Preprocess, step_generator, train_transform
+from dmlstudy.training.divergence import DivergenceMonitor, TrainingDivergedError
 from dmlstudy.training.optim import all_params
 from dmlstudy.training.settings import TrainSettings
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the checkpoint of the last good epoch is kept."""
 
 
 @dataclass
@@ -39,6 +40,41 @@ def step_seed(seed: int, epoch: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, step, 1]).generate_state(1)[0])
 
 
+@contextmanager
+def embedding_norms(model: Embedder) -> Iterator[list[torch.Tensor]]:
+    """Collect the mean norm of every forward's head output (before L2 normalisation), on the
+    device, while inside."""
+    norms: list[torch.Tensor] = []
+    handle = model.head.register_forward_hook(
+        lambda _m, _i, out: norms.append(out.detach().float().norm(dim=1).mean())
+    )
+    try:
+        yield norms
+    finally:
+        handle.remove()
+
+
+class _Pending:
+    """Losses and norms of the steps not yet checked (device tensors)."""
+
+    def __init__(self, monitor: DivergenceMonitor, epoch: int) -> None:
+        self.monitor, self.epoch = monitor, epoch
+        self.losses: list[torch.Tensor] = []
+        self.norms: list[torch.Tensor] = []
+        self.first_step = 0
+
+    def check(self) -> list[float]:
+        """Bring the window to the host (one sync), check it, return its losses."""
+        if not self.losses:
+            return []
+        both = torch.stack([torch.stack(self.losses).double(), torch.stack(self.norms).double()])
+        losses, norms = both.cpu().tolist()
+        self.monitor.check(epoch=self.epoch, first_step=self.first_step, losses=losses, norms=norms)
+        self.first_step += len(losses)
+        self.losses, self.norms = [], []
+        return losses
+
+
 def train_epoch(
     *,
     model: Embedder,
@@ -52,51 +88,40 @@ def train_epoch(
     settings: TrainSettings,
     epoch: int,
     device: torch.device,
+    monitor: DivergenceMonitor,
 ) -> EpochStats:
-    """Train over ``batches`` (positions into ``rows``/``labels``); raises NonFiniteLossError."""
+    """Train over ``batches`` (positions into ``rows``/``labels``); raises
+    :class:`~dmlstudy.training.divergence.TrainingDivergedError` (NaN/inf or a blow-up)."""
     s = settings
     cuda = device.type == "cuda"
     params = all_params(optimizer)
+    pending = _Pending(monitor, epoch)
     total, n_images = 0.0, 0
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{s.epochs}", disable=not s.progress, leave=False)
-    for step, pos in enumerate(bar):
-        batch = torch.from_numpy(np.ascontiguousarray(images[rows[pos]])).to(
-            device, non_blocking=True
-        )
-        y = torch.from_numpy(labels[pos].astype(np.int64)).to(device, non_blocking=True)
-        x = train_transform(
-            batch,
-            preprocess,
-            scale=s.crop_scale,
-            ratio=s.crop_ratio,
-            hflip=s.hflip,
-            generator=step_generator(s.seed, epoch, step),
-        )
-        if s.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        # Any global-RNG use inside the model (dropout) is seeded from (seed, epoch, step) and
-        # restored.
-        with torch.random.fork_rng(devices=[device] if cuda else []):
-            torch.manual_seed(step_seed(s.seed, epoch, step))
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and s.amp):
-                z = model(x)
-            value = loss_fn(z.float(), y)
-        v = float(value.detach())
-        if not math.isfinite(v):
-            raise NonFiniteLossError(
-                f"non-finite loss {v} at epoch {epoch} (0-based), step {step}, loss {s.loss!r}; "
-                "the checkpoint of the last finished epoch is kept. Lower lr / check the loss "
-                "parameters."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        if s.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], s.grad_clip)
-        optimizer.step()
-        total += v
-        n_images += len(pos)
-        bar.set_postfix(loss=f"{v:.4f}")
+    with embedding_norms(model) as norms:
+        try:
+            for step, pos in enumerate(bar):
+                x, y = _batch(images, rows, labels, pos, preprocess, s, epoch, step, device)
+                value = _loss(model, loss_fn, x, y, s, epoch, step, device)
+                pending.losses.append(value.detach())
+                pending.norms.append(norms.pop())
+                if len(pending.losses) >= s.divergence_check_every:  # before this step applies
+                    total = _add(total, pending.check(), bar)
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                if s.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in params if p.grad is not None], s.grad_clip
+                    )
+                optimizer.step()
+                n_images += len(pos)
+            total = _add(total, pending.check(), bar)
+        except TrainingDivergedError:
+            raise
+        except Exception:
+            pending.check()  # a NaN that made a later step fail is the error to report
+            raise
     if cuda:
         torch.cuda.synchronize(device)
     return EpochStats(
@@ -105,3 +130,57 @@ def train_epoch(
         images=n_images,
         seconds=time.perf_counter() - start,
     )
+
+
+def _add(total: float, losses: list[float], bar: Any) -> float:
+    for v in losses:  # in step order, in float64: the sum a per-step float() gave
+        total += v
+    if losses:
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    return total
+
+
+def _batch(
+    images: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    pos: np.ndarray,
+    preprocess: Preprocess,
+    s: TrainSettings,
+    epoch: int,
+    step: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented images and labels of one batch (augmentation seeded from (seed, epoch, step))."""
+    batch = torch.from_numpy(np.ascontiguousarray(images[rows[pos]])).to(device, non_blocking=True)
+    y = torch.from_numpy(labels[pos].astype(np.int64)).to(device, non_blocking=True)
+    x = train_transform(
+        batch,
+        preprocess,
+        scale=s.crop_scale,
+        ratio=s.crop_ratio,
+        hflip=s.hflip,
+        generator=step_generator(s.seed, epoch, step),
+    )
+    if s.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def _loss(
+    model: Embedder,
+    loss_fn: DMLLoss,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    s: TrainSettings,
+    epoch: int,
+    step: int,
+    device: torch.device,
+) -> torch.Tensor:
+    cuda = device.type == "cuda"
+    # Any global-RNG use inside the model (dropout) is seeded from (seed, epoch, step) and restored.
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.manual_seed(step_seed(s.seed, epoch, step))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and s.amp):
+            z = model(x)
+        return loss_fn(z.float(), y)

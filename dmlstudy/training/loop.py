@@ -4,7 +4,9 @@ Every epoch ends with an atomic ``checkpoint.pt`` (model, loss incl. proxies, op
 epoch, best metric, history).  Re-running the same settings on the same ``out_dir`` after a crash or
 ``kill -9`` resumes from it and ends with the same result as an uninterrupted run: batches are a
 function of (seed, epoch), augmentation of (seed, epoch, step), and model/loss initialization of the
-seed (built inside ``torch.random.fork_rng`` so the caller's global RNG is untouched).
+seed (built inside ``torch.random.fork_rng`` so the caller's global RNG is untouched).  A finished
+run is reused, a run of other settings replaced (:mod:`.rundir`); divergence stops training with
+an error naming the setting to lower (:mod:`.divergence`).
 The reported model is the best-validation epoch by MAP@R (Musgrave et al., ECCV 2020) — the test
 split is never used for selection.
 """
@@ -24,16 +26,23 @@ from dmlstudy.evaluation import evaluate
 from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
 from dmlstudy.training.augment import Preprocess, backbone_mean_std
-from dmlstudy.training.checkpoint import atomic_save, load_checkpoint
+from dmlstudy.training.checkpoint import atomic_save
+from dmlstudy.training.divergence import DivergenceMonitor, TrainingDivergedError, explain
 from dmlstudy.training.epoch import train_epoch
+from dmlstudy.training.fingerprint import run_inputs
 from dmlstudy.training.inference import embed_images, resolve_device
 from dmlstudy.training.optim import build_optimizer, build_scheduler, set_backbone_trainable
-from dmlstudy.training.outputs import eval_rows, finalize, open_live, train_labels
+from dmlstudy.training.outputs import eval_rows, finalize, log_epoch, open_live, train_labels
+from dmlstudy.training.rundir import (  # noqa: F401  (settings_diff: the public comparison)
+    PENDING_BEST,
+    RunStart,
+    open_run,
+    settings_diff,
+    settle_best,
+)
 from dmlstudy.training.settings import TrainSettings
 
 SELECT_METRIC = "map@r"
-# Settings that may differ between a run and its resumption (they do not change the result).
-RESUME_FREE_KEYS = ("progress",)
 
 
 @contextlib.contextmanager
@@ -67,30 +76,6 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _settings_dict(s: TrainSettings) -> dict[str, Any]:
-    return s.model_dump(mode="json")
-
-
-def settings_diff(stored: dict[str, Any], s: TrainSettings) -> list[str]:
-    """Sorted keys whose stored value differs from ``s`` (``RESUME_FREE_KEYS`` aside): a run
-    folder may be resumed or reused only when this is empty."""
-    now = _settings_dict(s)
-    return sorted(
-        k
-        for k in set(stored) | set(now)
-        if k not in RESUME_FREE_KEYS and stored.get(k) != now.get(k)
-    )
-
-
-def _check_resumable(stored: dict[str, Any], s: TrainSettings) -> None:
-    diff = settings_diff(stored, s)
-    if diff:
-        raise ValueError(
-            f"{s.out_dir / 'checkpoint.pt'} was written with different settings "
-            f"({', '.join(diff)}); use another out_dir or delete the old run to start over"
-        )
-
-
 def train(settings: TrainSettings, *, _stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Train, validate every ``eval_every`` epochs, keep the best-validation model, write outputs.
 
@@ -101,9 +86,12 @@ def train(settings: TrainSettings, *, _stop_after_epoch: int | None = None) -> d
 
 
 def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
-    s.out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(s.device)
     ds = PreparedDataset.load(s.prepared_dir)
+    inputs = run_inputs(s.prepared_dir)
+    start = open_run(s, inputs, device)
+    if start.finished is not None:
+        return start.finished
     rows, labels, class_names = train_labels(ds, s.label_level)
     val_rows, val_labels = eval_rows(ds, "val", s)
     channels = int(ds.images.shape[-1])
@@ -139,28 +127,11 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     optimizer = build_optimizer(model, loss_fn, s)
     scheduler = build_scheduler(optimizer, s)
     sampler = MPerClassSampler(labels, s.m_per_class, s.batch_size, s.seed)
-
-    state: dict[str, Any] = {
-        "epoch": -1,
-        "best_metric": float("-inf"),
-        "best_epoch": -1,
-        "history": [],
-        "train_seconds": 0.0,
-        "train_images": 0,
-        "wall_seconds": 0.0,
-    }
-    ckpt_path = s.out_dir / "checkpoint.pt"
-    resumed = ckpt_path.is_file()
-    if resumed:
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(ckpt["settings"], s)
-        model.load_state_dict(ckpt["model_state"])
-        loss_fn.load_state_dict(ckpt["loss_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        scheduler.load_state_dict(ckpt["scheduler_state"])
-        state = ckpt["state"]
+    state = _restore(start, model, loss_fn, optimizer, scheduler)
+    monitor = DivergenceMonitor.from_state(s.loss, state["divergence"])
     base = {
-        "settings": _settings_dict(s),
+        "settings": s.model_dump(mode="json"),
+        "inputs": inputs,
         "model_config": model.config,
         "preprocess": pre.to_dict(),
         "loss_name": s.loss,
@@ -168,8 +139,9 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
         "class_names": class_names,
         "cache_image_size": int(ds.images.shape[1]),
     }
+    ckpt_path = s.out_dir / "checkpoint.pt"
 
-    live = open_live(s.out_dir, resume=resumed)
+    live = open_live(s.out_dir, state["history"])
     try:
         for epoch in range(state["epoch"] + 1, s.epochs):
             epoch_start = time.perf_counter()
@@ -178,19 +150,24 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             loss_fn.train()
             set_backbone_trainable(model, optimizer, trainable=epoch >= s.warmup_epochs)
             batches = sampler.epoch_batches(epoch)[: s.max_steps_per_epoch]
-            stats = train_epoch(
-                model=model,
-                loss_fn=loss_fn,
-                optimizer=optimizer,
-                images=ds.images,
-                rows=rows,
-                labels=labels,
-                batches=batches,
-                preprocess=pre,
-                settings=s,
-                epoch=epoch,
-                device=device,
-            )
+            try:
+                stats = train_epoch(
+                    model=model,
+                    loss_fn=loss_fn,
+                    optimizer=optimizer,
+                    images=ds.images,
+                    rows=rows,
+                    labels=labels,
+                    batches=batches,
+                    preprocess=pre,
+                    settings=s,
+                    epoch=epoch,
+                    device=device,
+                    monitor=monitor,
+                )
+            except TrainingDivergedError as err:
+                explain(err, state["epoch"], ckpt_path, s, loss_fn)  # what is on disk, the fix
+                raise
             lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
             scheduler.step()
             record: dict[str, Any] = {
@@ -199,63 +176,96 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
                 "images_per_s": stats.images_per_s,
                 "seconds": stats.seconds,
                 "lr": lrs,
+                "session": state["session"],
             }
             state["train_seconds"] += stats.seconds
             state["train_images"] += stats.images
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
-                emb = embed_images(
-                    model,
-                    ds.images,
-                    pre,
-                    rows=val_rows,
-                    device=device,
-                    batch_size=s.eval_batch_size,
-                    amp=s.amp,
-                    channels_last=s.channels_last,
-                )
-                val = evaluate(emb, val_labels, metric=loss_fn.metric, seed=s.seed)
-                record["val"] = {k: float(v) for k, v in val.items()}
-                if val[SELECT_METRIC] > state["best_metric"]:
-                    state["best_metric"], state["best_epoch"] = float(val[SELECT_METRIC]), epoch
-                    atomic_save(
-                        {
-                            **base,
-                            "epoch": epoch,
-                            "val": record["val"],
-                            "model_state": model.state_dict(),
-                            "loss_state": loss_fn.state_dict(),
-                        },
-                        s.out_dir / "best.pt",
+                record["val"] = _validate(model, loss_fn, ds, val_rows, val_labels, pre, s, device)
+                if record["val"][SELECT_METRIC] > state["best_metric"]:
+                    state["best_metric"] = record["val"][SELECT_METRIC]
+                    state["best_epoch"] = epoch
+                    atomic_save(  # becomes best.pt once the checkpoint below selects it
+                        {**base, "epoch": epoch, "val": record["val"], **_weights(model, loss_fn)},
+                        s.out_dir / PENDING_BEST.format(epoch=epoch),
                     )
             record["wall_seconds"] = time.perf_counter() - epoch_start
             state["wall_seconds"] += record["wall_seconds"]
             state["history"].append(record)
             state["epoch"] = epoch
+            state["divergence"] = monitor.state()
             atomic_save(
                 {
                     **base,
                     "state": state,
-                    "model_state": model.state_dict(),
-                    "loss_state": loss_fn.state_dict(),
+                    **_weights(model, loss_fn),
                     "optimizer_state": optimizer.state_dict(),
                     "scheduler_state": scheduler.state_dict(),
                 },
                 ckpt_path,
             )
-            _log_epoch(live, record)
+            settle_best(s.out_dir, state)
+            log_epoch(live, record)  # after the checkpoint: every logged row is in its history
             if stop_after is not None and epoch == stop_after:
                 return {"interrupted_after_epoch": epoch}
-        return finalize(s, ds, model, loss_fn, state, device, pre)
+        return finalize(s, ds, model, loss_fn, state, device, pre, inputs)
     finally:
         live.end()
 
 
-def _log_epoch(live: Any, record: dict[str, Any]) -> None:
-    live.step = record["epoch"]
-    live.log_metric("train/loss", record["loss"])
-    live.log_metric("train/images_per_s", record["images_per_s"])
-    for name, lr in record["lr"].items():
-        live.log_metric(f"lr/{name}", lr)
-    for k, v in record.get("val", {}).items():
-        live.log_metric(f"val/{k}", v)
-    live.next_step()
+def _weights(model: torch.nn.Module, loss_fn: torch.nn.Module) -> dict[str, Any]:
+    return {"model_state": model.state_dict(), "loss_state": loss_fn.state_dict()}
+
+
+def _restore(
+    start: RunStart,
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> dict[str, Any]:
+    """The loop's state: a new run's, or the checkpoint's with every object restored from it;
+    ``session`` counts the train() calls that trained this run (0 = the first)."""
+    ckpt = start.checkpoint
+    if ckpt is None:
+        return {
+            "epoch": -1,
+            "best_metric": float("-inf"),
+            "best_epoch": -1,
+            "history": [],
+            "train_seconds": 0.0,
+            "train_images": 0,
+            "wall_seconds": 0.0,
+            "divergence": None,
+            "session": 0,
+        }
+    model.load_state_dict(ckpt["model_state"])
+    loss_fn.load_state_dict(ckpt["loss_state"])
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    scheduler.load_state_dict(ckpt["scheduler_state"])
+    return {**ckpt["state"], "session": ckpt["state"]["session"] + 1}
+
+
+def _validate(
+    model: torch.nn.Module,
+    loss_fn: Any,
+    ds: PreparedDataset,
+    val_rows: Any,
+    val_labels: Any,
+    pre: Preprocess,
+    s: TrainSettings,
+    device: torch.device,
+) -> dict[str, float]:
+    """Validation metrics of the current model (model selection uses ``SELECT_METRIC``)."""
+    emb = embed_images(
+        model,
+        ds.images,
+        pre,
+        rows=val_rows,
+        device=device,
+        batch_size=s.eval_batch_size,
+        amp=s.amp,
+        channels_last=s.channels_last,
+    )
+    val = evaluate(emb, val_labels, metric=loss_fn.metric, seed=s.seed)
+    return {k: float(v) for k, v in val.items()}

@@ -4,6 +4,7 @@ metrics.json) of :func:`dmlstudy.training.train`."""
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,31 @@ def eval_rows(ds: Any, split: str, s: TrainSettings) -> tuple[np.ndarray, np.nda
     return rows, _level_labels(ds, rows, s.label_level)
 
 
-def open_live(out_dir: Path, *, resume: bool) -> Any:
-    """dvclive logger that never touches git / DVC experiments."""
+def open_live(out_dir: Path, history: list[dict[str, Any]]) -> Any:
+    """dvclive logger (never touches git / DVC experiments) holding exactly one row per epoch of
+    ``history``: rebuilt from it, so a resumed run never repeats or misses an epoch's row, whatever
+    an interrupted run had logged."""
     from dvclive import Live
 
-    return Live(
-        dir=str(out_dir / "dvclive"), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None
+    shutil.rmtree(out_dir / "dvclive", ignore_errors=True)
+    live = Live(
+        dir=str(out_dir / "dvclive"), resume=False, save_dvc_exp=False, dvcyaml=None, report=None
     )
+    for record in history:
+        log_epoch(live, record)
+    return live
+
+
+def log_epoch(live: Any, record: dict[str, Any]) -> None:
+    """One epoch's row (``record`` of the checkpoint's history) at step = epoch."""
+    live.step = record["epoch"]
+    live.log_metric("train/loss", record["loss"])
+    live.log_metric("train/images_per_s", record["images_per_s"])
+    for name, lr in record["lr"].items():
+        live.log_metric(f"lr/{name}", lr)
+    for k, v in record.get("val", {}).items():
+        live.log_metric(f"val/{k}", v)
+    live.next_step()
 
 
 def _test_metrics(
@@ -97,6 +116,7 @@ def finalize(
     state: dict[str, Any],
     device: torch.device,
     pre: Preprocess,
+    inputs: dict[str, str],
 ) -> dict[str, Any]:
     """Reload best.pt, write embeddings_{val,test}.npz and metrics.json; return the metrics.
     With ``evaluate_test=False`` (tuning) the test split is neither embedded nor scored."""
@@ -156,6 +176,8 @@ def finalize(
         "host": platform.node(),
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "settings": s.model_dump(mode="json"),
+        "inputs": inputs,
+        "divergence": state["divergence"],
         "history": state["history"],
     }
     atomic_json(metrics, s.out_dir / "metrics.json")

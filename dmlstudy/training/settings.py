@@ -98,6 +98,12 @@ class TrainSettings(BaseModel):
     step_epochs: int = Field(10, gt=0, description="step schedule: decay every this many epochs")
     step_gamma: float = Field(0.5, gt=0, description="step schedule: decay factor")
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; None = off")
+    divergence_check_every: int = Field(
+        10,
+        gt=0,
+        description="check the loss and embedding norms for NaN/inf and blow-up every N steps "
+        "and at each epoch's end (one host sync per check; results do not depend on N)",
+    )
     amp: bool = Field(True, description="bf16 autocast on CUDA (no effect on CPU)")
     channels_last: bool = Field(
         True, description="channels_last memory format (model and inputs, CPU and CUDA)"

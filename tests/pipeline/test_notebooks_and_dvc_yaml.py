@@ -75,11 +75,35 @@ def test_every_notebook_parameter_passed_by_dvc_exists(name, cmd):
         )
 
 
+def _outs(stage: dict) -> dict[str, dict]:
+    """``{path: options}`` of a stage's outs (a plain string has no options)."""
+    out: dict[str, dict] = {}
+    for entry in stage.get("do", stage)["outs"]:
+        out.update(entry if isinstance(entry, dict) else {entry: {}})
+    return out
+
+
 def test_train_outputs_follow_the_package_run_layout():
-    outs = DVC["stages"]["train"]["outs"]
+    outs = _outs(DVC["stages"]["train"])
     run = RUN_LAYOUT.format(loss="${item.loss}", seed="${item.seed}")
     assert f"work/runs/${{item.dataset}}/{run}" in outs
     assert f"-p out_dir work/runs/${{item.dataset}}/{run}" in DVC["stages"]["train"]["cmd"]
+
+
+@pytest.mark.parametrize(
+    "stage,runs",
+    [
+        ("train", "work/runs/${item.dataset}/${item.loss}/seed${item.seed}"),
+        ("ablation", "work/ablations/${item.dataset}/${item.ablation}"),
+        ("multimodal", "work/multimodal/${item}"),
+    ],
+)
+def test_training_run_folders_persist_so_a_killed_training_resumes(stage, runs):
+    """DVC deletes an output before rerunning its stage unless it is `persist: true`; the trainer
+    then resumes, reuses or replaces what it finds (dmlstudy/training/rundir.py)."""
+    outs = _outs(DVC["stages"][stage])
+    assert outs[runs].get("persist") is True, f"{stage}: {runs} must be persist: true"
+    assert not any(o.get("persist") for path, o in outs.items() if path != runs)
 
 
 def test_stage_params_exist_in_params_yaml():

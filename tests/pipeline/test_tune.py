@@ -1,10 +1,11 @@
-"""Validation-only tuning: grid parsing, and a tiny grid that trains, never touches test, and
-reads finished points back instead of retraining them."""
+"""Validation-only tuning: grid parsing, and a tiny grid that trains, never touches test, reads
+finished points back instead of retraining them, and replaces points made with other settings."""
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_bad_grid_fails_before_any_training(tmp_path, dataset, loss, grid, expec
     assert not (tmp_path / "t").exists()
 
 
-def test_tune_trains_each_point_on_validation_only(tmp_path):
+def test_tune_trains_each_point_on_validation_only(tmp_path, caplog):
     prepared = write_synthetic_prepared(
         tmp_path / "prepared",
         classes={"train": 6, "val": 3, "test": 3},
@@ -99,9 +100,13 @@ def test_tune_trains_each_point_on_validation_only(tmp_path):
         params, "omniglot", "triplet", grid, prepared_dir=prepared, out_dir=tmp_path / "tuning"
     )
     assert again.equals(table)
-    raw["datasets"]["omniglot"]["train"]["lr"] = 0.01  # stale results are refused, not reused
+    raw["datasets"]["omniglot"]["train"]["lr"] = 0.01  # stale points are replaced, not reused
     params.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ValueError, match=r"seed0 was trained with other settings \(lr differ"):
-        tune(
+    with caplog.at_level(logging.WARNING):
+        edited = tune(
             params, "omniglot", "triplet", grid, prepared_dir=prepared, out_dir=tmp_path / "tuning"
         )
+    lines = [r.getMessage() for r in caplog.records if "replacing" in r.getMessage()]
+    assert len(lines) == 2 and all("lr differ" in line for line in lines)
+    assert json.loads((run / "metrics.json").read_text())["settings"]["lr"] == 0.01
+    assert not edited.equals(table)
