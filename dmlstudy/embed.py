@@ -44,6 +44,7 @@ class RetrievalModel:
         info: dict[str, Any] | None = None,
         channels_last: bool = False,
         amp: bool = True,
+        cpu_amp: bool = False,
     ) -> None:
         self.model = model.eval()
         self.preprocess = preprocess
@@ -54,9 +55,8 @@ class RetrievalModel:
         self.channels = int(model.config["in_chans"])
         self.info = info or {}
         self.channels_last = channels_last
-        self.amp = (
-            amp  # bf16 autocast on CUDA, only if the trainer evaluated with it (settings.amp)
-        )
+        # bf16 autocast exactly where the trainer embedded with it (settings.amp / cpu_amp)
+        self.amp, self.cpu_amp = amp, cpu_amp
 
     @property
     def embedding_dim(self) -> int:
@@ -83,6 +83,7 @@ class RetrievalModel:
             batch_size=self.batch_size,
             channels_last=self.channels_last,
             amp=self.amp,
+            cpu_amp=self.cpu_amp,
         )
 
     def _to_cache_size(self, image: np.ndarray) -> np.ndarray:
@@ -126,9 +127,8 @@ def load(checkpoint: str | Path, device: str = "cpu") -> RetrievalModel:
     model.to(dev)
     settings = ckpt.get("settings", {})
     channels_last = bool(settings.get("channels_last", False))
-    amp = bool(
-        settings.get("amp", True)
-    )  # same autocast as the trainer's validation/test embeddings
+    # same autocast as the trainer's validation/test embeddings
+    amp, cpu_amp = bool(settings.get("amp", True)), bool(settings.get("cpu_amp", False))
     if channels_last:  # same memory format as in training → same numerics
         model.to(memory_format=torch.channels_last)
     info = {k: ckpt.get(k) for k in ("loss_name", "epoch", "val", "class_names")}
@@ -141,4 +141,5 @@ def load(checkpoint: str | Path, device: str = "cpu") -> RetrievalModel:
         info=info,
         channels_last=channels_last,
         amp=amp,
+        cpu_amp=cpu_amp,
     )

@@ -35,75 +35,22 @@ params_file = "params.yaml"
 # %matplotlib inline
 from pathlib import Path
 
-import pandas as pd
-
 from dmlstudy.config import load_config
-from dmlstudy.pipeline.results import summarize
-from dmlstudy.pipeline.runs import ablation_variants, run_path, train_settings
+from dmlstudy.pipeline import ablation as A
 from dmlstudy.plots import ablation_lines
-from dmlstudy.training import train
-from dmlstudy.training.rundir import remove_other_runs
 
 config = load_config(params_file)
-variants = ablation_variants(config, ablation)
-pd.DataFrame(
-    [
-        {
-            "variant": v.label,
-            "loss": v.loss,
-            "loss_params": v.loss_params,
-            "train": v.train,
-            "budget": v.budget,
-        }
-        for v in variants
-    ]
-)
-
-# %%
-# runs_dir persists between runs of this stage: drop the runs of variants no longer asked for.
-remove_other_runs(
-    runs_dir, [run_path(runs_dir, v.label, seed) for v in variants for seed in config.study.seeds]
-)
-rows = []
-for v in variants:
-    for seed in config.study.seeds:
-        s = train_settings(
-            config,
-            dataset,
-            v.loss,
-            seed,
-            prepared_dir=prepared_dir,
-            out_dir=run_path(runs_dir, v.label, seed),
-            loss_params=v.loss_params,
-            budget=v.budget,
-            extra=v.train,
-        )
-        m = train(s)
-        rows.append(
-            {
-                "variant": v.label,
-                "value": v.value,
-                "seed": seed,
-                **m["test"],
-                "best_epoch": m["best_epoch"],
-                "train_seconds": m["train_seconds"],
-            }
-        )
-table = pd.DataFrame(rows)
+table = A.run(config, dataset, ablation, prepared_dir=prepared_dir, runs_dir=runs_dir)
 Path(results_dir).mkdir(parents=True, exist_ok=True)
 table.to_csv(Path(results_dir) / f"{ablation}.csv", index=False)
+display(table)
 
 # %% [markdown]
-# ## Results (test classes; mean and 95% CI half-width over seeds)
+# ## Every arm against the reference arm (test classes)
 
 # %%
-summary = summarize(
-    table.rename(columns={"variant": "loss"}), metrics=("recall@1", "map@r", "r_precision", "nmi")
-)
-summary.index.name = "variant"
-summary.round(4)
-
-# %%
+comparison, sentences = A.conclusions(config, ablation, runs_dir)
+comparison.to_csv(Path(results_dir) / f"{ablation}-comparison.csv", index=False)
 swept = table["value"].notna().all()
 for metric in ("recall@1", "map@r"):
     display(
@@ -111,7 +58,19 @@ for metric in ("recall@1", "map@r"):
             table,
             x="value" if swept else "variant",
             y=metric,
-            title=f"{ablation} on {dataset}: {metric} (95% CI over seeds)",
             categorical=not swept,
+            title=f"{ablation} on {dataset}: {metric}",
         )
     )
+
+# %% [markdown]
+# ## What this shows
+
+# %%
+unconverged = table.loc[~table["converged"].astype(bool), "variant"].tolist()
+print("\n".join(sentences))
+print(
+    "Every arm trained to its validation plateau."
+    if not unconverged
+    else f"Not converged (hit the epoch cap): {', '.join(unconverged)}"
+)

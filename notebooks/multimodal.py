@@ -35,81 +35,67 @@ params_file = "params.yaml"
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dmlstudy.config import load_config
-from dmlstudy.evaluation import fine_structure_metrics
+from dmlstudy.pipeline import multimodal as M
+from dmlstudy.pipeline.compare import conclusion
 from dmlstudy.pipeline.results import load_embeddings, load_run, summarize
-from dmlstudy.pipeline.runs import run_path, train_settings
+from dmlstudy.pipeline.runs import run_path
 from dmlstudy.plots import metric_points, projection_2d
-from dmlstudy.training import train
-from dmlstudy.training.rundir import remove_other_runs
 
 config = load_config(params_file)
-# runs_dir persists between runs of this stage: drop the runs of losses no longer asked for.
-remove_other_runs(
-    runs_dir,
-    [run_path(runs_dir, loss, seed) for loss in config.study.losses for seed in config.study.seeds],
-)
-rows = []
-for loss in config.study.losses:
-    for seed in config.study.seeds:
-        s = train_settings(
-            config,
-            dataset,
-            loss,
-            seed,
-            prepared_dir=prepared_dir,
-            out_dir=run_path(runs_dir, loss, seed),
-            label_level="coarse",
-            budget=config.multimodal.train,
-            loss_params=config.multimodal.loss_params.get(loss),
-        )
-        m = train(s)
-        e = load_embeddings(s.out_dir)
-        fine = fine_structure_metrics(
-            e["embeddings"], e["coarse_labels"], e["labels"], m["metric"], seed=seed
-        )
-        rows.append(
-            {
-                "loss": loss,
-                "seed": seed,
-                "coarse_recall@1": m["test"]["recall@1"],
-                "coarse_map@r": m["test"]["map@r"],
-                **fine,
-            }
-        )
-table = pd.DataFrame(rows)
+table = M.run(config, dataset, prepared_dir=prepared_dir, runs_dir=runs_dir)
 Path(results_dir).mkdir(parents=True, exist_ok=True)
 table.to_csv(Path(results_dir) / "multimodal.csv", index=False)
 
 # %% [markdown]
-# ## Fine structure kept by coarse-label training (test alphabets; mean and 95% CI half-width)
+# ## Fine structure kept by coarse-label training (test alphabets)
 
 # %%
 metrics = ("fine_recall@1", "fine_map@r", "within_coarse_nmi", "coarse_recall@1", "coarse_map@r")
-summarize(table, metrics=metrics).round(4)
+display(summarize(table, metrics=metrics).round(4))
+comparison = M.fine_comparison(config, runs_dir)
+comparison.to_csv(Path(results_dir) / "multimodal-comparison.csv", index=False)
 
 # %%
-metric_points(
-    table,
-    "fine_recall@1",
-    title=f"{dataset}: fine (character) Recall@1 after alphabet-level training",
+display(
+    metric_points(
+        table,
+        "fine_recall@1",
+        title=f"{dataset}: fine (character) Recall@1 after alphabet-level training",
+    )
 )
 
 # %%
-metric_points(
-    table, "within_coarse_nmi", title=f"{dataset}: within-alphabet NMI against characters"
+display(
+    metric_points(
+        table, "within_coarse_nmi", title=f"{dataset}: within-alphabet NMI against characters"
+    )
 )
 
+# %% [markdown]
+# ## What this shows
+
 # %%
-best = table.groupby("loss")["fine_recall@1"].mean().idxmax()
+r1 = comparison[comparison["metric"] == "recall@1"]
+best = r1["reference"].iloc[0]
+tied = sorted(r1.loc[r1["tied"] & (r1["method"] != best), "method"])
+print(
+    f"Best fine-character R@1 after alphabet-level training: {best}; tied with it: "
+    f"{', '.join(tied) or 'none'}."
+)
+for _, row in r1[~r1["tied"]].iterrows():
+    print(conclusion(row))
+
+# %%
 e = load_embeddings(run_path(runs_dir, best, config.study.seeds[0]))
 alphabet = e["coarse_labels"] == np.bincount(e["coarse_labels"]).argmax()
-projection_2d(
-    e["embeddings"][alphabet],
-    e["labels"][alphabet],
-    method="tsne",
-    metric=load_run(run_path(runs_dir, best, config.study.seeds[0]))["metric"],
-    title=f"{best}: t-SNE of one test alphabet, coloured by character",
+display(
+    projection_2d(
+        e["embeddings"][alphabet],
+        e["labels"][alphabet],
+        method="tsne",
+        metric=load_run(run_path(runs_dir, best, config.study.seeds[0]))["metric"],
+        title=f"{best}: t-SNE of one test alphabet, coloured by character",
+    )
 )

@@ -46,6 +46,7 @@ prepare_dataset(
     out_dir,
     image_size=settings.image_size,
     val_fraction=settings.val_fraction,
+    val_by=settings.val_by,
     seed=settings.split_seed,
     max_classes_per_split=settings.max_classes_per_split,
     work_dir=config.data.work_dir,

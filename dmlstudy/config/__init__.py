@@ -35,6 +35,7 @@ from dmlstudy.config.sections import (
 )
 from dmlstudy.config.study import StudyConfig
 from dmlstudy.config.suggest import check_choice, did_you_mean
+from dmlstudy.config.tuning import TuningSection
 
 __all__ = [
     "ABLATIONS",
@@ -52,6 +53,7 @@ __all__ = [
     "ProfileSection",
     "StudyConfig",
     "StudySection",
+    "TuningSection",
     "check_choice",
     "check_loss_params",
     "check_train_overrides",

@@ -39,7 +39,7 @@ def check_mapping(value: Any, key: str, what: str) -> None:
         raise ValueError(f"{key} must be a mapping ({what}), got {value!r}")
 
 
-def _unique_nonempty(values: list[Any], key: str) -> list[Any]:
+def unique_nonempty(values: list[Any], key: str) -> list[Any]:
     if not values:
         raise ValueError(f"{key} must not be empty")
     dup = sorted({str(v) for v in values if values.count(v) > 1})
@@ -88,7 +88,7 @@ class StudySection(StrictSection):
     @classmethod
     def _datasets(cls, v: list[str], info: Any) -> list[str]:
         if info.field_name == "datasets":
-            _unique_nonempty(v, "study.datasets")
+            unique_nonempty(v, "study.datasets")
         return [check_choice(d, DATASETS, "dataset") for d in v]
 
     @field_validator("losses")
@@ -96,13 +96,13 @@ class StudySection(StrictSection):
     def _losses(cls, v: list[str]) -> list[str]:
         from dmlstudy.losses import list_losses  # not at module level: see config/checks.py
 
-        _unique_nonempty(v, "study.losses")
+        unique_nonempty(v, "study.losses")
         return [check_choice(name, list_losses(), "loss") for name in v]
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
-        return _unique_nonempty(v, "study.seeds")
+        return unique_nonempty(v, "study.seeds")
 
     @field_validator("ablations")
     @classmethod
@@ -124,6 +124,11 @@ class PrepareSection(StrictSection):
     image_size: int = Field(gt=0, description="images are cached at this size (pixels)")
     val_fraction: float = Field(
         gt=0, lt=1, description="fraction of train classes held out for validation"
+    )
+    val_by: Literal["class", "coarse"] = Field(
+        "class",
+        description="hold out whole classes, or whole coarse classes (Omniglot alphabets, as the "
+        "test split does; the multi-modal experiment then selects on unseen coarse classes)",
     )
     split_seed: int = 0
     max_classes_per_split: int | None = Field(None, gt=1, description="cap (tiny profile)")
@@ -181,6 +186,24 @@ class AblationSection(StrictSection):
         default_factory=dict,
         description="hyper-parameters shared by all variants (before each variant's own)",
     )
+    reference: str | None = Field(
+        None, description="the arm every other arm is compared with (default: the first)"
+    )
+
+    def arm_labels(self) -> list[str]:
+        """Labels of the arms in order: named variants, then ``<param>=<value>`` per sweep value.
+
+        >>> AblationSection(loss="x", variants={"a": {}}, sweep={"train.lr": [1, 2]}).arm_labels()
+        ['a', 'lr=1', 'lr=2']
+        """
+        swept = [f"{k.partition('.')[2]}={v}" for k, values in self.sweep.items() for v in values]
+        return [*self.variants, *swept]
+
+    @model_validator(mode="after")
+    def _reference_is_an_arm(self) -> AblationSection:
+        if self.reference is not None:
+            check_choice(self.reference, self.arm_labels(), "reference arm")
+        return self
 
 
 class MultimodalSection(StrictSection):

@@ -28,6 +28,7 @@ from dmlstudy.config.sections import (
     split_loss_section,
 )
 from dmlstudy.config.suggest import check_choice
+from dmlstudy.config.tuning import TuningSection
 from dmlstudy.data.sources import default_work_dir, resolve_data_dir
 
 
@@ -44,6 +45,7 @@ class StudyConfig(StrictSection):
     profiles: dict[str, ProfileSection] = Field(default_factory=dict)
     ablations: dict[str, AblationSection] = Field(default_factory=dict)
     multimodal: MultimodalSection = Field(default_factory=MultimodalSection)
+    tuning: TuningSection = Field(default_factory=TuningSection)
 
     @model_validator(mode="after")
     def _cross_check(self) -> StudyConfig:
@@ -143,23 +145,23 @@ class StudyConfig(StrictSection):
         defaults."""
         return split_loss_section(self.losses.get(loss, {}))[0]
 
-    def loss_params(self, dataset: str, loss: str) -> dict[str, Any]:
+    def loss_params(self, dataset: str, loss: str, tuned: bool = True) -> dict[str, Any]:
         """Constructor keywords of ``loss`` on ``dataset``: ``losses.<loss>`` (published) updated by
-        its ``per_dataset.<dataset>`` values, then by the active profile's ``loss_overrides``."""
+        its ``per_dataset.<dataset>`` values (unless ``tuned=False``: the tuning campaign starts
+        from the published values), then by the active profile's ``loss_overrides``."""
         params, _, per_dataset = split_loss_section(self.losses.get(loss, {}))
-        values = {
-            **params,
-            **{k: v for k, v in per_dataset.get(dataset, {}).items() if k != "train"},
-        }
+        tuned_values = per_dataset.get(dataset, {}) if tuned else {}
+        values = {**params, **{k: v for k, v in tuned_values.items() if k != "train"}}
         if self.study.profile in self.profiles:
             values.update(self.profiles[self.study.profile].loss_overrides.get(loss, {}))
         return values
 
-    def loss_train(self, dataset: str, loss: str) -> dict[str, Any]:
+    def loss_train(self, dataset: str, loss: str, tuned: bool = True) -> dict[str, Any]:
         """TrainSettings that ``loss`` brings on ``dataset``: ``losses.<loss>.train`` updated by
-        ``losses.<loss>.per_dataset.<dataset>.train``."""
+        ``losses.<loss>.per_dataset.<dataset>.train`` (unless ``tuned=False``)."""
         _, train, per_dataset = split_loss_section(self.losses.get(loss, {}))
-        return {**train, **(per_dataset.get(dataset, {}).get("train") or {})}
+        tuned_values = per_dataset.get(dataset, {}) if tuned else {}
+        return {**train, **(tuned_values.get("train") or {})}
 
     def prepare_settings(self, dataset: str) -> PrepareSection:
         """The dataset's prepare settings with the active profile applied."""

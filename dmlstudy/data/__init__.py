@@ -27,7 +27,7 @@ from .errors import (
 )
 from .index import INDEX_COLUMNS, validate_index
 from .prepared import PreparedDataset
-from .sampler import MPerClassSampler
+from .sampler import MPerClassSampler, RandomBatchSampler, build_sampler
 from .sources import DATA_DIR_ENV, WORK_DIR_ENV, resolve_data_dir
 from .splits import assign_validation_split
 
@@ -43,7 +43,9 @@ __all__ = [
     "IndexValidationError",
     "MPerClassSampler",
     "PreparedDataset",
+    "RandomBatchSampler",
     "assign_validation_split",
+    "build_sampler",
     "get_spec",
     "load_index",
     "prepare_dataset",

@@ -141,6 +141,7 @@ def prepare_dataset(
     image_size: int,
     val_fraction: float,
     seed: int,
+    val_by: str = "class",
     max_classes_per_split: int | None = None,
     work_dir: str | Path | None = None,
     download: bool = True,
@@ -160,6 +161,7 @@ def prepare_dataset(
         "name": name,
         "image_size": image_size,
         "val_fraction": val_fraction,
+        "val_by": val_by,
         "seed": seed,
         "max_classes_per_split": max_classes_per_split,
     }
@@ -171,7 +173,7 @@ def prepare_dataset(
     index, reader = open_dataset(name, data_dir, work_dir=work_dir, download=download)
     if max_classes_per_split is not None:
         index = select_classes(index, max_classes_per_split)
-    index = assign_validation_split(index, val_fraction, seed)
+    index = assign_validation_split(index, val_fraction, seed, by=val_by)
     order = index["split"].map({s: i for i, s in enumerate(SPLITS)})
     index = (
         index.assign(_o=order)

@@ -83,3 +83,45 @@ class MPerClassSampler:
         offset = np.where(counts >= m, cyclic, random)
         rows = grouped[self.starts[slots][:, None] + offset]
         return list(rows.reshape(n_batches, self.batch_size).astype(np.int64))
+
+
+class RandomBatchSampler:
+    """Random batches: each epoch a fresh permutation of all rows, cut into ``batch_size`` chunks
+    (the last, incomplete one dropped), as the official Proxy-Anchor, SoftTriple and ProxyGML
+    recipes train (``DataLoader(shuffle=True, drop_last=True)``). Batches depend on (seed, epoch)
+    only, so a resumed run replays them. Same interface as :class:`MPerClassSampler`.
+
+    >>> s = RandomBatchSampler(np.repeat(np.arange(5), 4), batch_size=6, seed=0)
+    >>> len(s), sorted(np.concatenate(s.epoch_batches(0)).tolist()) == sorted(set(
+    ...     np.concatenate(s.epoch_batches(0)).tolist()))
+    (3, True)
+    """
+
+    def __init__(self, labels: np.ndarray, batch_size: int, seed: int):
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) < batch_size or batch_size < 2:
+            raise ValueError(
+                f"need a 1-D label array with at least batch_size={batch_size} >= 2 rows"
+            )
+        self.labels, self.batch_size, self.seed = labels, batch_size, seed
+
+    def __len__(self) -> int:
+        return len(self.labels) // self.batch_size
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The batches of ``epoch``: arrays of ``batch_size`` row positions into ``labels``."""
+        order = np.random.default_rng([self.seed, epoch, 2]).permutation(len(self.labels))
+        n = len(self) * self.batch_size
+        return list(order[:n].reshape(len(self), self.batch_size).astype(np.int64))
+
+
+def build_sampler(
+    kind: str, labels: np.ndarray, batch_size: int, m_per_class: int, seed: int
+) -> MPerClassSampler | RandomBatchSampler:
+    """``"m_per_class"`` (balanced: ``batch_size // m_per_class`` classes × ``m_per_class``) or
+    ``"random"`` (uniform batches; ``m_per_class`` unused)."""
+    if kind == "m_per_class":
+        return MPerClassSampler(labels, m_per_class, batch_size, seed)
+    if kind == "random":
+        return RandomBatchSampler(labels, batch_size, seed)
+    raise ValueError(f"unknown sampler {kind!r}; valid choices: m_per_class, random")

@@ -6,33 +6,49 @@ import numpy as np
 import pandas as pd
 
 
-def assign_validation_split(index: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
-    """Copy of ``index`` where ``round(val_fraction × n_train_classes)`` train classes become "val".
+def assign_validation_split(
+    index: pd.DataFrame, val_fraction: float, seed: int, by: str = "class"
+) -> pd.DataFrame:
+    """Copy of ``index`` where a ``val_fraction`` of the train classes become "val".
 
-    Classes are drawn with ``np.random.default_rng(seed)``; the split is class-disjoint (zero-shot
-    model selection, as the test split). Val rows are both query and gallery.
+    ``by="class"``: ``round(val_fraction × n_train_classes)`` classes drawn with
+    ``np.random.default_rng(seed)``. ``by="coarse"``: ``round(val_fraction × n_train_coarse)``
+    whole coarse classes (Omniglot alphabets) with all their classes, so that validation holds out
+    unseen coarse classes as the test split does, and serves coarse-label training too. Either way
+    the split is class-disjoint (zero-shot model selection); val rows are query and gallery.
 
     >>> import pandas as pd
-    >>> df = pd.DataFrame({"label": [0, 0, 1, 1, 2, 3], "split": ["train"] * 4 + ["test"] * 2})
+    >>> df = pd.DataFrame({"label": [0, 0, 1, 1, 2, 3], "coarse_label": [0, 0, 0, 0, 1, 2],
+    ...                    "split": ["train"] * 4 + ["test"] * 2})
     >>> out = assign_validation_split(df, 0.5, seed=0)
+    >>> sorted(out["split"].value_counts().items())
+    [('test', 2), ('train', 2), ('val', 2)]
+    >>> df["coarse_label"] = [0, 0, 1, 1, 2, 3]
+    >>> out = assign_validation_split(df, 0.5, 0, by="coarse")
     >>> sorted(out["split"].value_counts().items())
     [('test', 2), ('train', 2), ('val', 2)]
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if by not in ("class", "coarse"):
+        raise ValueError(f"unknown validation split {by!r}; valid choices: class, coarse")
     if (index["split"] == "val").any():
         raise ValueError("index already has a 'val' split")
-    train_classes = np.unique(index.loc[index["split"] == "train", "label"].to_numpy())
-    n_val = round(float(val_fraction) * len(train_classes))
-    if val_fraction > 0 and not 1 <= n_val < len(train_classes):
+    train = index["split"] == "train"
+    unit, what = ("label", "classes") if by == "class" else ("coarse_label", "coarse classes")
+    if by == "coarse" and (index.loc[train, "coarse_label"] < 0).any():
+        raise ValueError("val_by: coarse needs coarse labels, but this dataset has none")
+    units = np.unique(index.loc[train, unit].to_numpy())
+    n_val = round(float(val_fraction * len(units)))
+    if val_fraction > 0 and not 1 <= n_val < len(units):
         raise ValueError(
-            f"val_fraction={val_fraction} of {len(train_classes)} train classes "
-            f"gives {n_val} validation classes; need 1..{len(train_classes) - 1}"
+            f"val_fraction={val_fraction} of {len(units)} train {what} "
+            f"gives {n_val} validation {what}; need 1..{len(units) - 1}"
         )
     rng = np.random.default_rng(seed)
-    val_classes = rng.choice(train_classes, size=n_val, replace=False)
+    val_units = rng.choice(units, size=n_val, replace=False)
     out = index.copy()
-    out.loc[out["label"].isin(val_classes) & (out["split"] == "train"), "split"] = "val"
+    out.loc[out[unit].isin(val_units) & train, "split"] = "val"
     return out
 
 

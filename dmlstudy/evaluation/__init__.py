@@ -16,7 +16,7 @@ Where we differ from PML, and why:
 """
 
 from dmlstudy.evaluation.clustering import kmeans_assign, nmi
-from dmlstudy.evaluation.evaluator import evaluate
+from dmlstudy.evaluation.evaluator import evaluate, per_query_metrics
 from dmlstudy.evaluation.metrics import count_relevant, map_at_r, r_precision, recall_at_k
 from dmlstudy.evaluation.multimodal import fine_structure_metrics
 from dmlstudy.evaluation.neighbors import Neighbors, nearest_neighbors
@@ -35,6 +35,7 @@ __all__ = [
     "mean_ci",
     "nearest_neighbors",
     "nmi",
+    "per_query_metrics",
     "prepare_embeddings",
     "r_precision",
     "recall_at_k",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
-from sklearn.metrics import normalized_mutual_info_score
 
 from dmlstudy.evaluation.retrieval import prepare_embeddings
 
@@ -89,4 +88,6 @@ def nmi_prepared(x: np.ndarray, labels: np.ndarray, metric: str, seed: int, nite
     clusters = kmeans_assign(
         x, len(np.unique(labels)), seed=seed, niter=niter, spherical=metric == "cosine"
     )
+    from sklearn.metrics import normalized_mutual_info_score  # lazy: ~1 s of import per stage
+
     return float(normalized_mutual_info_score(labels, clusters))

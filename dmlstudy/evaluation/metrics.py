@@ -56,6 +56,14 @@ def _valid(hits: np.ndarray, num_relevant: np.ndarray) -> tuple[np.ndarray, np.n
     return hits[keep], num_relevant[keep]
 
 
+def per_query_recall_at_k(hits: np.ndarray, num_relevant: np.ndarray, k: int) -> np.ndarray:
+    """Per valid query (R > 0): 1.0 when a correct item is among the top K, else 0.0."""
+    hits, _ = _valid(hits, num_relevant)
+    if not 1 <= k <= hits.shape[1]:
+        raise ValueError(f"k={k} must be between 1 and the number of neighbours {hits.shape[1]}")
+    return hits[:, :k].any(axis=1).astype(np.float64)
+
+
 def recall_at_k(hits: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
     """Recall@K: fraction of queries with at least one correct item among the top K.
 
@@ -63,16 +71,20 @@ def recall_at_k(hits: np.ndarray, num_relevant: np.ndarray, k: int) -> float:
     >>> recall_at_k(hits, np.array([1, 3, 2]), 1), recall_at_k(hits, np.array([1, 3, 2]), 2)
     (0.3333333333333333, 0.6666666666666666)
     """
-    hits, _ = _valid(hits, num_relevant)
-    if not 1 <= k <= hits.shape[1]:
-        raise ValueError(f"k={k} must be between 1 and the number of neighbours {hits.shape[1]}")
-    return float(hits[:, :k].any(axis=1).mean())
+    return float(per_query_recall_at_k(hits, num_relevant, k).mean())
 
 
 def _relevance_mask(hits: np.ndarray, num_relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = np.minimum(num_relevant, hits.shape[1])
     mask = np.arange(hits.shape[1])[None, :] < r[:, None]
     return mask, r
+
+
+def per_query_r_precision(hits: np.ndarray, num_relevant: np.ndarray) -> np.ndarray:
+    """Per valid query: (correct items among the top R) / R."""
+    hits, num_relevant = _valid(hits, num_relevant)
+    mask, r = _relevance_mask(hits, num_relevant)
+    return (hits & mask).sum(axis=1) / r
 
 
 def r_precision(hits: np.ndarray, num_relevant: np.ndarray) -> float:
@@ -82,9 +94,16 @@ def r_precision(hits: np.ndarray, num_relevant: np.ndarray) -> float:
     >>> r_precision(np.array([[True, False, True], [False, True, True]]), np.array([2, 1]))
     0.25
     """
+    return float(per_query_r_precision(hits, num_relevant).mean())
+
+
+def per_query_map_at_r(hits: np.ndarray, num_relevant: np.ndarray) -> np.ndarray:
+    """Per valid query: AP@R = (1/R) * sum_{i<=R} P(i) * hit_i."""
     hits, num_relevant = _valid(hits, num_relevant)
     mask, r = _relevance_mask(hits, num_relevant)
-    return float(((hits & mask).sum(axis=1) / r).mean())
+    rel = hits & mask
+    precision = np.cumsum(rel, axis=1) / np.arange(1, hits.shape[1] + 1)[None, :]
+    return (precision * rel).sum(axis=1) / r
 
 
 def map_at_r(hits: np.ndarray, num_relevant: np.ndarray) -> float:
@@ -96,8 +115,4 @@ def map_at_r(hits: np.ndarray, num_relevant: np.ndarray) -> float:
     >>> round(map_at_r(np.array([[True, False, True, True]]), np.array([3])), 4)
     0.5556
     """
-    hits, num_relevant = _valid(hits, num_relevant)
-    mask, r = _relevance_mask(hits, num_relevant)
-    rel = hits & mask
-    precision = np.cumsum(rel, axis=1) / np.arange(1, hits.shape[1] + 1)[None, :]
-    return float(((precision * rel).sum(axis=1) / r).mean())
+    return float(per_query_map_at_r(hits, num_relevant).mean())

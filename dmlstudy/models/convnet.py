@@ -1,18 +1,15 @@
-"""A small from-scratch ConvNet for Omniglot, registered with timm as ``"convnet4"``.
+"""A small from-scratch ConvNet for Omniglot: ``convnet4`` and its half-width ``convnet4_050``.
 
 The 4-block network of Vinyals et al., "Matching Networks for One Shot Learning" (NeurIPS 2016)
-and Snell et al., "Prototypical Networks" (NeurIPS 2017): four blocks of
-conv3×3 (64 channels) → BatchNorm → ReLU → 2×2 max-pool.  A 28×28 input gives a 64×1×1 map.
+and Snell et al., "Prototypical Networks" (NeurIPS 2017): four blocks of conv3×3 (64 channels) →
+BatchNorm → ReLU → 2×2 max-pool; a 28×28 input gives a 64×1×1 map. ``convnet4_050`` has 32 channels
+(timm's ``_050`` width naming). Both take timm's keyword arguments (``in_chans``, ``num_classes``,
+``global_pool``) and are registered with timm when timm is imported through
+:func:`register_with_timm`, so ``timm.create_model("convnet4")`` works; the embedder builds them
+directly, which spares a run the ~2 s import of timm (and torchvision) on every stage.
 
-``convnet4_050`` is the same network at half width (32 channels; timm's ``_050`` naming), the
-Omniglot preset's backbone: about 3× the CPU training throughput for ~10 points of Recall@1.
-
-Registered through ``timm.models.register_model`` so ``timm.create_model("convnet4", ...)`` builds
-it with the same keyword arguments as any timm backbone (``in_chans``, ``num_classes``,
-``global_pool``).
-
->>> import timm, torch
->>> net = timm.create_model("convnet4", in_chans=1, num_classes=0, global_pool="")
+>>> import torch
+>>> net = LOCAL_BACKBONES["convnet4"](in_chans=1, num_classes=0, global_pool="")
 >>> tuple(net(torch.zeros(2, 1, 28, 28)).shape)
 (2, 64, 1, 1)
 """
@@ -22,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.models import register_model
 from torch import nn
 
 
@@ -79,7 +75,6 @@ class ConvNet4(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model
 def convnet4(pretrained: bool = False, **kwargs: Any) -> ConvNet4:
     """Omniglot ConvNet (4 blocks × 64 channels), from scratch only."""
     if pretrained:
@@ -87,7 +82,6 @@ def convnet4(pretrained: bool = False, **kwargs: Any) -> ConvNet4:
     return ConvNet4(**kwargs)
 
 
-@register_model
 def convnet4_050(pretrained: bool = False, **kwargs: Any) -> ConvNet4:
     """The same ConvNet at half width (4 blocks × 32 channels; timm's ``_050`` width naming):
     about 3× the training throughput of ``convnet4`` on a 2-core CPU
@@ -95,3 +89,17 @@ def convnet4_050(pretrained: bool = False, **kwargs: Any) -> ConvNet4:
     if pretrained:
         raise ValueError("convnet4_050 has no pretrained weights; set pretrained: false")
     return ConvNet4(**{"channels": 32, **kwargs})
+
+
+#: Backbones of this package, built without timm (``Embedder`` looks here first).
+LOCAL_BACKBONES = {"convnet4": convnet4, "convnet4_050": convnet4_050}
+
+
+def register_with_timm() -> None:
+    """Register :data:`LOCAL_BACKBONES` with timm's model registry (idempotent)."""
+    import timm
+    from timm.models import register_model
+
+    for name, fn in LOCAL_BACKBONES.items():
+        if not timm.is_model(name):
+            register_model(fn)

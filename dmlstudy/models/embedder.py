@@ -16,15 +16,31 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import dmlstudy.models.convnet  # noqa: F401  (registers "convnet4" with timm)
+from dmlstudy.models.convnet import LOCAL_BACKBONES, register_with_timm
 
 Pooling = Literal["avg", "max", "avgmax"]
 POOLINGS = ("avg", "max", "avgmax")
+
+
+def create_backbone(name: str, *, pretrained: bool, in_chans: int) -> nn.Module:
+    """Feature extractor without pooling or classifier: this package's ConvNets directly, any
+    other name through ``timm.create_model`` (timm is imported only then)."""
+    kwargs: dict[str, Any] = dict(in_chans=in_chans, num_classes=0, global_pool="")
+    if name in LOCAL_BACKBONES:
+        return LOCAL_BACKBONES[name](pretrained=pretrained, **kwargs)
+    import timm
+
+    register_with_timm()
+    if not timm.is_model(name):
+        raise ValueError(
+            f"unknown backbone {name!r}: use a timm model name (timm.list_models()) or one of "
+            f"{', '.join(LOCAL_BACKBONES)}"
+        )
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
 class Embedder(nn.Module):
@@ -46,11 +62,6 @@ class Embedder(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if not timm.is_model(backbone):
-            raise ValueError(
-                f"unknown backbone {backbone!r}: use a timm model name (timm.list_models()) or "
-                "'convnet4'"
-            )
         self.config: dict[str, Any] = dict(
             backbone=backbone,
             embedding_dim=embedding_dim,
@@ -61,14 +72,18 @@ class Embedder(nn.Module):
             normalize=normalize,
             freeze_bn=freeze_bn,
         )
-        self.backbone = timm.create_model(
-            backbone, pretrained=pretrained, in_chans=in_chans, num_classes=0, global_pool=""
-        )
+        self.backbone = create_backbone(backbone, pretrained=pretrained, in_chans=in_chans)
         # Channels of backbone(x) with global_pool="": timm's head_hidden_size where the model keeps
         # a conv head after pooling (MobileNetV3/V4, GhostNet: num_features is the pre-head width).
         feat_dim = int(
             getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         )
+        if embedding_dim > feat_dim:  # a linear map of feat_dim features: rank <= feat_dim (+1)
+            raise ValueError(
+                f"embedding_dim {embedding_dim} exceeds the {feat_dim} features of backbone "
+                f"{backbone!r}: the embeddings would span at most {feat_dim} dimensions. Use "
+                f"embedding_dim <= {feat_dim} or a wider backbone"
+            )
         self.pooling = pooling
         # Swin-style timm models return B×H×W×C maps (output_fmt "NHWC"), not B×C×H×W.
         fmt = getattr(self.backbone, "output_fmt", "NCHW")

@@ -33,13 +33,17 @@ def run_path(runs_root: str | Path, loss: str, seed: int) -> Path:
 
 
 def train_overrides(
-    config: StudyConfig, dataset: str, loss: str | None = None, budget: dict[str, Any] | None = None
+    config: StudyConfig,
+    dataset: str,
+    loss: str | None = None,
+    budget: dict[str, Any] | None = None,
+    tuned: bool = True,
 ) -> dict[str, Any]:
     """TrainSettings values for ``dataset`` (and ``loss``, and an ablation/multimodal ``budget``)
     under the active profile (no paths/seed)."""
     values = {**config.train, **config.datasets[dataset].train}
     if loss is not None:
-        values.update(config.loss_train(dataset, loss))
+        values.update(config.loss_train(dataset, loss, tuned))
     values.update(budget or {})
     if config.study.profile in config.profiles:
         values.update(config.profiles[config.study.profile].train)
@@ -58,12 +62,13 @@ def train_settings(
     loss_params: dict[str, Any] | None = None,
     budget: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    tuned: bool = True,
 ) -> TrainSettings:
     """The ``TrainSettings`` of one run; ``loss_params`` update ``losses.<loss>``; ``budget``
     (ablations / the multi-modal experiment) applies before the profile, ``extra`` (what a
     variant changes) after it."""
-    params = {**config.loss_params(dataset, loss), **(loss_params or {})}
-    values = {**train_overrides(config, dataset, loss, budget), **(extra or {})}
+    params = {**config.loss_params(dataset, loss, tuned), **(loss_params or {})}
+    values = {**train_overrides(config, dataset, loss, budget, tuned), **(extra or {})}
     return TrainSettings(
         prepared_dir=Path(prepared_dir),
         out_dir=Path(out_dir),
@@ -137,9 +142,15 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                 check_train_overrides({param: value}, where)
                 out.append(
                     Variant(
-                        f"{param}={value}", abl.loss, {}, {param: value}, value, dict(abl.train)
+                        f"{param}={value}",
+                        abl.loss,
+                        dict(abl.loss_params),
+                        {param: value},
+                        value,
+                        dict(abl.train),
                     )
                 )
     if not out:
         raise ValueError(f"ablations.{name} has neither variants nor sweep values")
+    assert [v.label for v in out] == abl.arm_labels()
     return out

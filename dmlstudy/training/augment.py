@@ -156,11 +156,17 @@ def train_transform(
     ratio: tuple[float, float],
     hflip: bool,
     generator: torch.Generator,
+    shift: int = 0,
 ) -> torch.Tensor:
-    """Training augmentation of a uint8 B×H×W×C batch (already on the training device)."""
+    """Training augmentation of a uint8 B×H×W×C batch (already on the training device): random
+    resized crop, then a random translation of up to ``shift`` cache pixels per axis (border
+    padding; the Omniglot recipe's ±2 px shifts), then an optional horizontal flip."""
     n, hgt, wid, _ = images.shape
     boxes = sample_crops(n, hgt, wid, scale, ratio, generator)
     flip = torch.rand(n, generator=generator) < 0.5 if hflip else None
+    if shift:  # drawn last, so runs without shifts keep their random stream
+        offsets = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
+        boxes = torch.cat([boxes[:, :2] - offsets, boxes[:, 2:]], dim=1)
     return crop_resize(to_float(images, p.mean, p.std), boxes, p.image_size, flip)
 
 

@@ -19,6 +19,7 @@ from dmlstudy.losses import DMLLoss
 from dmlstudy.models import Embedder
 from dmlstudy.training.augment import Preprocess, step_generator, train_transform
 from dmlstudy.training.divergence import DivergenceMonitor, TrainingDivergedError
+from dmlstudy.training.inference import autocast
 from dmlstudy.training.optim import all_params
 from dmlstudy.training.settings import TrainSettings
 
@@ -161,6 +162,7 @@ def _batch(
         ratio=s.crop_ratio,
         hflip=s.hflip,
         generator=step_generator(s.seed, epoch, step),
+        shift=s.max_shift,
     )
     if s.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -181,6 +183,6 @@ def _loss(
     # Any global-RNG use inside the model (dropout) is seeded from (seed, epoch, step) and restored.
     with torch.random.fork_rng(devices=[device] if cuda else []):
         torch.manual_seed(step_seed(s.seed, epoch, step))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and s.amp):
+        with autocast(device, s.amp, s.cpu_amp):
             z = model(x)
         return loss_fn(z.float(), y)

@@ -37,6 +37,7 @@ def embed_images(
     batch_size: int = 256,
     amp: bool = True,
     channels_last: bool = False,
+    cpu_amp: bool = False,
 ) -> np.ndarray:
     """Embeddings (float32, N×d) of uint8 N×H×W×C ``images`` (or of ``images[rows]``), in eval
     mode."""
@@ -46,7 +47,6 @@ def embed_images(
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     was_training = model.training
     model.eval()
-    cuda = device.type == "cuda"
     out = []
     try:
         for start in range(0, len(rows), batch_size):
@@ -54,10 +54,16 @@ def embed_images(
             x = eval_transform(batch.to(device, non_blocking=True), preprocess)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp):
+            with autocast(device, amp, cpu_amp):
                 z = model(x)
             out.append(z.float().cpu().numpy())
     finally:
         model.train(was_training)
     dim = model.head.out_features if not out else out[0].shape[1]
     return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+
+def autocast(device: torch.device, amp: bool, cpu_amp: bool) -> torch.autocast:
+    """bf16 autocast on CUDA when ``amp``, on the CPU when ``cpu_amp`` (TrainSettings)."""
+    enabled = amp if device.type == "cuda" else cpu_amp and device.type == "cpu"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

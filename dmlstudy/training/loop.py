@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from dmlstudy.data import MPerClassSampler, PreparedDataset
+from dmlstudy.data import PreparedDataset, build_sampler
 from dmlstudy.evaluation import evaluate
 from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
@@ -41,6 +41,7 @@ from dmlstudy.training.rundir import (  # noqa: F401  (settings_diff: the public
     settle_best,
 )
 from dmlstudy.training.settings import TrainSettings
+from dmlstudy.training.stopping import Plateau
 
 SELECT_METRIC = "map@r"
 
@@ -125,9 +126,10 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     if s.channels_last:  # faster on CUDA and, for convnet4, ~25% on CPU too (benchmarks/)
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, loss_fn, s)
-    scheduler = build_scheduler(optimizer, s)
-    sampler = MPerClassSampler(labels, s.m_per_class, s.batch_size, s.seed)
-    state = _restore(start, model, loss_fn, optimizer, scheduler)
+    plateau = Plateau(s.patience, s.min_delta, s.plateau_drops)
+    scheduler = build_scheduler(optimizer, s, plateau)
+    sampler = build_sampler(s.sampler, labels, s.batch_size, s.m_per_class, s.seed)
+    state = _restore(start, model, loss_fn, optimizer, scheduler, plateau)
     monitor = DivergenceMonitor.from_state(s.loss, state["divergence"])
     base = {
         "settings": s.model_dump(mode="json"),
@@ -143,9 +145,9 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
 
     live = open_live(s.out_dir, state["history"])
     try:
-        for epoch in range(state["epoch"] + 1, s.epochs):
+        for epoch in range(state["epoch"] + 1, s.epochs if not plateau.stopped else 0):
             epoch_start = time.perf_counter()
-            loss_fn.schedule(epoch, s.epochs)
+            loss_fn.schedule(epoch, s.epochs, plateau.dropped if s.schedule == "plateau" else None)
             model.train()
             loss_fn.train()
             set_backbone_trainable(model, optimizer, trainable=epoch >= s.warmup_epochs)
@@ -169,7 +171,6 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
                 explain(err, state["epoch"], ckpt_path, s, loss_fn)  # what is on disk, the fix
                 raise
             lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
-            scheduler.step()
             record: dict[str, Any] = {
                 "epoch": epoch,
                 "loss": stats.loss,
@@ -182,13 +183,16 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             state["train_images"] += stats.images
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
                 record["val"] = _validate(model, loss_fn, ds, val_rows, val_labels, pre, s, device)
-                if record["val"][SELECT_METRIC] > state["best_metric"]:
+                record["decision"] = plateau.update(epoch, record["val"][SELECT_METRIC])
+                if record["decision"] == "improve":
                     state["best_metric"] = record["val"][SELECT_METRIC]
                     state["best_epoch"] = epoch
                     atomic_save(  # becomes best.pt once the checkpoint below selects it
                         {**base, "epoch": epoch, "val": record["val"], **_weights(model, loss_fn)},
                         s.out_dir / PENDING_BEST.format(epoch=epoch),
                     )
+            scheduler.step()  # after validation: a plateau lr drop applies from the next epoch
+            state["plateau"] = plateau.state_dict()
             record["wall_seconds"] = time.perf_counter() - epoch_start
             state["wall_seconds"] += record["wall_seconds"]
             state["history"].append(record)
@@ -208,6 +212,8 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             log_epoch(live, record)  # after the checkpoint: every logged row is in its history
             if stop_after is not None and epoch == stop_after:
                 return {"interrupted_after_epoch": epoch}
+            if plateau.stopped:
+                break
         return finalize(s, ds, model, loss_fn, state, device, pre, inputs)
     finally:
         live.end()
@@ -223,9 +229,11 @@ def _restore(
     loss_fn: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    plateau: Plateau,
 ) -> dict[str, Any]:
-    """The loop's state: a new run's, or the checkpoint's with every object restored from it;
-    ``session`` counts the train() calls that trained this run (0 = the first)."""
+    """The loop's state: a new run's, or the checkpoint's with every object restored from it
+    (the plateau rule's state before the scheduler, which reads its lr drops); ``session`` counts
+    the train() calls that trained this run (0 = the first)."""
     ckpt = start.checkpoint
     if ckpt is None:
         return {
@@ -238,10 +246,12 @@ def _restore(
             "wall_seconds": 0.0,
             "divergence": None,
             "session": 0,
+            "plateau": plateau.state_dict(),
         }
     model.load_state_dict(ckpt["model_state"])
     loss_fn.load_state_dict(ckpt["loss_state"])
     optimizer.load_state_dict(ckpt["optimizer_state"])
+    plateau.__dict__.update(ckpt["state"]["plateau"])
     scheduler.load_state_dict(ckpt["scheduler_state"])
     return {**ckpt["state"], "session": ckpt["state"]["session"] + 1}
 
@@ -265,6 +275,7 @@ def _validate(
         device=device,
         batch_size=s.eval_batch_size,
         amp=s.amp,
+        cpu_amp=s.cpu_amp,
         channels_last=s.channels_last,
     )
     val = evaluate(emb, val_labels, metric=loss_fn.metric, seed=s.seed)

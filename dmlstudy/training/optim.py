@@ -17,6 +17,7 @@ from torch import nn
 from dmlstudy.losses import DMLLoss
 from dmlstudy.models import Embedder
 from dmlstudy.training.settings import TrainSettings
+from dmlstudy.training.stopping import Plateau
 
 
 def param_groups(model: Embedder, loss: DMLLoss, s: TrainSettings) -> list[dict[str, Any]]:
@@ -67,8 +68,9 @@ def build_optimizer(model: Embedder, loss: DMLLoss, s: TrainSettings) -> torch.o
     raise ValueError(f"optimizer must be adam, adamw or sgd, got {s.optimizer!r}")
 
 
-def lr_factor(s: TrainSettings) -> Callable[[int], float]:
-    """Multiplier of every group's base LR at epoch ``e`` (0-based).
+def lr_factor(s: TrainSettings, plateau: Plateau | None = None) -> Callable[[int], float]:
+    """Multiplier of every group's base LR at epoch ``e`` (0-based); schedule ``"plateau"``
+    reads the drops taken so far from ``plateau`` (restored from the checkpoint on resume).
 
     >>> f = lr_factor(TrainSettings(prepared_dir=".", out_dir=".", loss="x", epochs=4,
     ...                             schedule="cosine"))
@@ -79,14 +81,19 @@ def lr_factor(s: TrainSettings) -> Callable[[int], float]:
         return lambda e: 0.5 * (1 + math.cos(math.pi * e / s.epochs))
     if s.schedule == "step":
         return lambda e: s.step_gamma ** (e // s.step_epochs)
+    if s.schedule == "plateau":
+        if plateau is None:
+            raise ValueError("schedule 'plateau' needs the run's Plateau state")
+        return lambda e: plateau.lr_factor(s.plateau_factor)
     return lambda e: 1.0
 
 
 def build_scheduler(
-    opt: torch.optim.Optimizer, s: TrainSettings
+    opt: torch.optim.Optimizer, s: TrainSettings, plateau: Plateau | None = None
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-epoch schedule; ``scheduler.step()`` is called once at the end of every epoch."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(s))
+    """Per-epoch schedule; ``scheduler.step()`` is called once at the end of every epoch, after
+    validation (so a plateau decision takes effect in the next epoch)."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(s, plateau))
 
 
 def set_backbone_trainable(model: Embedder, opt: torch.optim.Optimizer, trainable: bool) -> None:

@@ -135,6 +135,7 @@ def finalize(
             device=device,
             batch_size=s.eval_batch_size,
             amp=s.amp,
+            cpu_amp=s.cpu_amp,
             channels_last=s.channels_last,
         )
         q, g = idx["is_query"].to_numpy()[rows], idx["is_gallery"].to_numpy()[rows]
@@ -170,6 +171,10 @@ def finalize(
         "final_embedding_seconds": time.perf_counter() - t0,
         "wall_seconds": state["wall_seconds"] + time.perf_counter() - t0,
         "epochs": s.epochs,
+        "epochs_run": int(state["epoch"]) + 1,
+        # the plateau rule stopped the run (best epoch `patience` rounds before the last); False:
+        # it ran out of epochs, or has no stopping rule, so validation may still have been rising
+        "converged": bool(state.get("plateau", {}).get("stopped", False)),
         "metric": loss_fn.metric,
         "device": str(device),
         "torch": torch.__version__,

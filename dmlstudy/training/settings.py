@@ -72,6 +72,11 @@ class TrainSettings(BaseModel):
     crop_ratio: tuple[float, float] = Field(
         (3 / 4, 4 / 3), description="random-resized-crop aspect range"
     )
+    max_shift: int = Field(
+        0,
+        ge=0,
+        description="random translation of up to this many pixels per axis (after the crop)",
+    )
     hflip: bool = Field(
         True, description="random horizontal flip (turn off for Omniglot characters)"
     )
@@ -87,6 +92,11 @@ class TrainSettings(BaseModel):
         0, ge=0, description="first epochs train only head + loss parameters"
     )
     batch_size: int = Field(128, gt=1)
+    sampler: Literal["m_per_class", "random"] = Field(
+        "m_per_class",
+        description="batches of batch_size/m_per_class classes x m_per_class images, or random "
+        "batches (the official proxy-loss recipes)",
+    )
     m_per_class: int = Field(4, gt=0)
     lr: float = Field(1e-4, gt=0)
     backbone_lr_mult: float = Field(1.0, ge=0)
@@ -94,7 +104,20 @@ class TrainSettings(BaseModel):
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     optimizer_eps: float = Field(1e-8, gt=0, description="Adam eps (RSW / ProxyNCA++ use 1.0)")
     momentum: float = Field(0.9, ge=0, description="SGD momentum")
-    schedule: Literal["cosine", "step", "none"] = "cosine"
+    schedule: Literal["cosine", "step", "none", "plateau"] = Field(
+        "cosine",
+        description="per-epoch lr schedule; 'plateau' multiplies the lr by plateau_factor after "
+        "`patience` validation rounds without improvement (dmlstudy.training.stopping)",
+    )
+    patience: int | None = Field(
+        None,
+        gt=0,
+        description="early stopping: stop after this many validation rounds without a val MAP@R "
+        "improvement (with schedule 'plateau': once no lr drop is left); None = run all epochs",
+    )
+    min_delta: float = Field(0.0, ge=0, description="smallest val MAP@R gain that counts")
+    plateau_factor: float = Field(0.1, gt=0, lt=1, description="'plateau' lr multiplier per drop")
+    plateau_drops: int = Field(1, ge=0, description="'plateau': lr drops before stopping")
     step_epochs: int = Field(10, gt=0, description="step schedule: decay every this many epochs")
     step_gamma: float = Field(0.5, gt=0, description="step schedule: decay factor")
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; None = off")
@@ -105,6 +128,9 @@ class TrainSettings(BaseModel):
         "and at each epoch's end (one host sync per check; results do not depend on N)",
     )
     amp: bool = Field(True, description="bf16 autocast on CUDA (no effect on CPU)")
+    cpu_amp: bool = Field(
+        False, description="bf16 autocast on the CPU too (CPUs with AVX512-BF16 or AMX)"
+    )
     channels_last: bool = Field(
         True, description="channels_last memory format (model and inputs, CPU and CUDA)"
     )
@@ -129,7 +155,9 @@ class TrainSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:
-        if self.batch_size % self.m_per_class:
+        if self.schedule == "plateau" and self.patience is None:
+            raise ValueError("schedule 'plateau' needs patience (validation rounds to wait)")
+        if self.sampler == "m_per_class" and self.batch_size % self.m_per_class:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of m_per_class "
                 f"({self.m_per_class})"

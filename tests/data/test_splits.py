@@ -67,3 +67,19 @@ def test_select_classes_even_spacing_per_split():
     assert select_classes(index(n_train=3, n_test=2), 5)["label"].nunique() == 5
     with pytest.raises(ValueError, match="max_classes_per_split"):
         select_classes(index(), 0)
+
+
+def test_coarse_split_holds_out_whole_coarse_classes():
+    rng = np.random.default_rng(0)
+    coarse = np.repeat(np.arange(10), 6)  # 10 coarse classes x 3 classes x 2 rows
+    df = pd.DataFrame(
+        {"label": np.repeat(np.arange(30), 2), "coarse_label": coarse, "split": "train"}
+    )
+    out = assign_validation_split(df, 0.3, seed=int(rng.integers(100)), by="coarse")
+    val_coarse = set(out.loc[out["split"] == "val", "coarse_label"])
+    assert len(val_coarse) == 3
+    assert not val_coarse & set(out.loc[out["split"] == "train", "coarse_label"])
+    with pytest.raises(ValueError, match="needs coarse labels"):
+        assign_validation_split(df.assign(coarse_label=-1), 0.3, seed=0, by="coarse")
+    with pytest.raises(ValueError, match="valid choices: class, coarse"):
+        assign_validation_split(df, 0.3, seed=0, by="alphabet")

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.models import ConvNet4, build_embedder
+from dmlstudy.models.convnet import register_with_timm
 
 
 def test_convnet4_is_a_timm_model_with_feature_map() -> None:
+    register_with_timm()
     net = timm.create_model("convnet4", in_chans=3, num_classes=0, global_pool="")
     assert isinstance(net, ConvNet4)
     assert tuple(net(torch.zeros(2, 3, 28, 28)).shape) == (2, 64, 1, 1)
@@ -22,6 +24,7 @@ def test_convnet4_is_a_timm_model_with_feature_map() -> None:
 
 
 def test_convnet4_050_is_the_half_width_convnet() -> None:
+    register_with_timm()
     net = timm.create_model("convnet4_050", in_chans=1, num_classes=0, global_pool="")
     assert isinstance(net, ConvNet4) and net.num_features == 32
     assert tuple(net(torch.zeros(2, 1, 28, 28)).shape) == (2, 32, 1, 1)
@@ -111,3 +114,42 @@ def test_unknown_backbone_and_pooling_raise() -> None:
         build_embedder("resnet_does_not_exist", embedding_dim=4, in_chans=1)
     with pytest.raises(ValueError, match="pooling"):
         build_embedder("convnet4", embedding_dim=4, in_chans=1, pooling="gem")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("backbone", "dim", "layer_norm"),
+    [
+        ("convnet4", 64, False),
+        ("convnet4", 64, True),
+        ("convnet4", 16, False),
+        ("convnet4_050", 32, False),
+    ],
+)
+def test_embedding_rank_equals_embedding_dim(backbone: str, dim: int, layer_norm: bool) -> None:
+    """No rank bottleneck: on random inputs the embeddings span all ``dim`` dimensions (train
+    mode: at initialisation, eval-mode BatchNorm leaves some ReLU channels dead on noise)."""
+    torch.manual_seed(0)
+    net = build_embedder(backbone, embedding_dim=dim, in_chans=1, layer_norm=layer_norm).train()
+    with torch.no_grad():
+        z = net(torch.randn(4 * dim, 1, 28, 28)).double()
+    assert torch.linalg.matrix_rank(z, rtol=1e-6).item() == dim
+
+
+def test_embedding_wider_than_the_backbone_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"exceeds the 32 features.*embedding_dim <= 32"):
+        build_embedder("convnet4_050", embedding_dim=64, in_chans=1)
+
+
+def test_local_convnets_do_not_import_timm() -> None:
+    """Stage start-up: building the Omniglot ConvNet must not pay timm's (and torchvision's)
+    import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dmlstudy.models import build_embedder; "
+        "build_embedder('convnet4', embedding_dim=8, in_chans=1); "
+        "print('timm' in sys.modules, 'torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
