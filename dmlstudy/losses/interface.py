@@ -140,9 +140,12 @@ class DMLLoss(nn.Module):
             )
         return []
 
-    def schedule(self, epoch: int, num_epochs: int) -> None:
+    def schedule(self, epoch: int, num_epochs: int, lr_drops: int | None = None) -> None:
         """Called by the trainer at the start of every epoch (0-based).
 
         Losses whose behaviour changes over training (e.g. RSW's second phase) switch here,
-        explicitly, from the trainer's epoch counter; the default does nothing.
+        explicitly, from the trainer's epoch counter; the default does nothing. Under the
+        plateau rule (``TrainSettings.schedule == "plateau"``) ``num_epochs`` is only a cap and
+        ``lr_drops`` counts the lr drops taken so far: a phase keyed to "the last epochs" of a
+        fixed budget starts at the first drop instead.
         """

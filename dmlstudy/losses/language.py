@@ -183,5 +183,5 @@ class LanguageGuidanceLoss(DMLLoss):
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         return self.base.param_groups(base_lr)
 
-    def schedule(self, epoch: int, num_epochs: int) -> None:
-        self.base.schedule(epoch, num_epochs)
+    def schedule(self, epoch: int, num_epochs: int, lr_drops: int | None = None) -> None:
+        self.base.schedule(epoch, num_epochs, lr_drops)

@@ -115,9 +115,13 @@ class RealignedSoftmaxWarpingLoss(ProxyLoss):
             raise ValueError(f"rsw: phase must be 1 or 2, got {phase!r}")
         self.phase = phase
 
-    def schedule(self, epoch: int, num_epochs: int) -> None:
+    def schedule(self, epoch: int, num_epochs: int, lr_drops: int | None = None) -> None:
         """Phase 2 for the last ``phase2_epochs`` epochs (0-based ``epoch``), as the official
-        trainer."""
+        trainer; under the plateau rule (``lr_drops`` given) from the first lr drop on, which is
+        where the official phase 2 lowers the learning rates (``phase2_epochs: 0`` disables it)."""
+        if lr_drops is not None:
+            self.set_phase(2 if self.phase2_epochs and lr_drops >= 1 else 1)
+            return
         if self.phase2_epochs >= num_epochs:
             raise ValueError(
                 f"rsw: phase2_epochs={self.phase2_epochs} leaves no phase-1 epoch out of "

@@ -50,8 +50,12 @@ def check_loss_builds(s: TrainSettings, where: str) -> None:
             class_names=["a", "b", "c", "d"],
             **params,
         )
-        for epoch in range(s.epochs):
-            loss.schedule(epoch, s.epochs)
+        if s.schedule == "plateau":  # phases follow the lr drops, not a fixed budget
+            for drops in range(s.plateau_drops + 1):
+                loss.schedule(0, s.epochs, drops)
+        else:
+            for epoch in range(s.epochs):
+                loss.schedule(epoch, s.epochs)
     except (ValueError, TypeError) as exc:
         raise ParamsError(f"{where}: loss {s.loss!r} rejects its settings: {exc}") from None
 

@@ -38,8 +38,8 @@ class _StandIn(loss_base.DMLLoss):
     def param_groups(self, base_lr):
         return [{"params": [self.w], "lr": base_lr * 3}]
 
-    def schedule(self, epoch, num_epochs):
-        self.calls.append((epoch, num_epochs))
+    def schedule(self, epoch, num_epochs, lr_drops=None):
+        self.calls.append((epoch, num_epochs, lr_drops))
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_weight_zero_equals_base_and_delegation(standin):
     groups = loss.param_groups(0.1)
     assert groups[0]["params"][0] is loss.base.w and groups[0]["lr"] == pytest.approx(0.3)
     loss.schedule(3, 9)
-    assert loss.base.calls == [(3, 9)]
+    assert loss.base.calls == [(3, 9, None)]
     assert "text_embeddings" not in loss.state_dict()
     assert not loss.text_embeddings.requires_grad and loss.text_embeddings.shape == (5, 27)
 

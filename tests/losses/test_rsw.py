@@ -105,6 +105,19 @@ def test_phase_switch_schedule_and_set_phase():
     assert no_phase2.phase == 1
 
 
+def test_phase_two_follows_the_plateau_lr_drop():
+    """Under the plateau rule the epoch cap says nothing about "the last epochs": phase 2 starts
+    at the first lr drop (where the official phase 2 lowers the learning rates)."""
+    loss = build_loss("rsw", num_classes=4, embedding_dim=3, phase2_epochs=30)
+    loss.schedule(25, 40, lr_drops=0)  # the fixed-budget rule would say phase 2 here
+    assert loss.phase == 1
+    loss.schedule(5, 40, lr_drops=1)
+    assert loss.phase == 2
+    off = build_loss("rsw", num_classes=4, embedding_dim=3, phase2_epochs=0)
+    off.schedule(5, 40, lr_drops=1)
+    assert off.phase == 1
+
+
 def test_registry_defaults_and_param_groups():
     hp = loss_hyperparameters("rsw")
     assert hp["temperature"] == 4.525 and hp["alpha"] == 28.40 and hp["margin"] == 1.30
