@@ -192,8 +192,11 @@ def test_bad_params_name_the_key_and_choices(raw, path, value, key, expected):
 
 
 def test_loss_params_merge_dataset_and_profile_overrides(raw):
+    raw = copy.deepcopy(raw)
+    raw["losses"]["rsw"]["per_dataset"] = {"omniglot": {"phase2_epochs": 0}}
     config = config_from_dict(raw)
     assert config.loss_params("omniglot", "rsw")["phase2_epochs"] == 0
+    assert config.loss_params("omniglot", "rsw", tuned=False)["phase2_epochs"] == 30
     assert config.loss_params("cub200", "rsw")["phase2_epochs"] == 30
     assert "per_dataset" not in config.loss_params("omniglot", "rsw")
     assert "train" not in config.loss_params("omniglot", "rsw")
@@ -223,7 +226,7 @@ def test_loss_train_settings_sit_between_dataset_protocol_and_profile(raw):
         train_settings(
             config_from_dict(r), "omniglot", "rsw", 0, prepared_dir=".", out_dir="."
         ).epochs
-        == 1
+        == 2
     )
 
 
@@ -288,7 +291,7 @@ def test_nested_base_params_of_an_override_are_checked_before_any_run(raw):
     r = copy.deepcopy(raw)
     r["study"].update(ablations=[], multimodal=[])
     r["losses"]["direction"]["base"] = "multi_similarity"
-    r["losses"]["direction"]["per_dataset"]["omniglot"]["base_params"] = {"betta": 40.0}
+    r["losses"]["direction"]["per_dataset"] = {"omniglot": {"base_params": {"betta": 40.0}}}
     config = config_from_dict(r)
     assert config.loss_params("omniglot", "direction")["base_params"] == {"betta": 40.0}
     with pytest.raises(ParamsError, match=r"losses\.direction.*'betta' \(did you mean 'beta'\?\)"):

@@ -56,7 +56,11 @@ def test_without_a_marker_path_it_only_checks(tmp_path, data_env, offline, capsy
 def test_merged_settings_and_loss_schedule_errors_fail(tmp_path, capsys):
     text = (REPO / "params.yaml").read_text()
     bad = tmp_path / "params.yaml"
-    bad.write_text(text.replace("omniglot: {phase2_epochs: 0,", "omniglot: {phase2_epochs: 3,"))
+    # a fixed budget (cosine) of 20 epochs leaves no phase-1 epoch before RSW's last 30
+    fixed = text.replace("  schedule: plateau\n", "  schedule: cosine\n")
+    fixed = fixed.replace("epochs: 40                  # a cap: the plateau", "epochs: 20 #")
+    assert fixed.count("epochs: 20 ") == 1 and "schedule: cosine" in fixed
+    bad.write_text(fixed)
     assert main([str(bad), str(tmp_path / "ok")]) == 1
     err = capsys.readouterr().err
     assert "datasets.omniglot + losses.rsw" in err and "phase2_epochs" in err
@@ -80,10 +84,10 @@ def test_merged_settings_and_loss_schedule_errors_fail(tmp_path, capsys):
         (("lr: 0.001", 'lr: "0.001"'), "datasets.omniglot.train.lr: '0.001' is quoted"),
         (
             (
-                "sweep: {train.embedding_dim: [64, 128, 512]}",
-                'sweep: {train.embedding_dim: [64, "128"]}',
+                "sweep: {train.embedding_dim: [8, 16, 32]}",
+                'sweep: {train.embedding_dim: [8, "16", 32]}',
             ),
-            "ablations.embedding_size.sweep.train.embedding_dim: '128' is quoted",
+            "ablations.embedding_size.sweep.train.embedding_dim: '16' is quoted",
         ),
     ],
     ids=["misspelt-study-key", "quoted-lr", "quoted-sweep-value"],

@@ -26,7 +26,14 @@ def test_precedence_common_dataset_profile_extra(raw):
     s = train_settings(
         config_from_dict(raw), "omniglot", "proxy_anchor", 7, prepared_dir="p", out_dir="o"
     )
-    assert (s.lr, s.grad_clip, s.seed, s.backbone, s.epochs) == (0.001, 3.0, 7, "convnet4_050", 3)
+    assert (s.lr, s.grad_clip, s.seed, s.backbone, s.epochs) == (
+        0.001,
+        3.0,
+        7,
+        "convnet4_050",
+        40,
+    )
+    assert (s.schedule, s.patience, s.sampler) == ("plateau", 2, "random")  # loss family's sampler
     published, _, per_dataset = split_loss_section(raw["losses"]["proxy_anchor"])
     assert s.loss_params == {**published, **per_dataset.get("omniglot", {})}
     raw["study"]["profile"] = "tiny"
@@ -74,7 +81,7 @@ def test_budget_applies_before_the_profile_and_variant_changes_after(raw):
         budget=budget,
         extra={"m_per_class": 2},
     )
-    assert (s.epochs, s.max_steps_per_epoch, s.m_per_class) == (1, 2, 2)
+    assert (s.epochs, s.max_steps_per_epoch, s.m_per_class) == (2, 2, 2)
 
 
 def test_ablation_variants_cover_named_variants_and_sweeps(raw):
@@ -82,16 +89,19 @@ def test_ablation_variants_cover_named_variants_and_sweeps(raw):
     daal = ablation_variants(config, "daal_parts")
     assert daal[0].label == "full" and any(v.loss_params.get("prototype") == "point" for v in daal)
     emb = ablation_variants(config, "embedding_size")
-    assert [v.train["embedding_dim"] for v in emb] == [64, 128, 512]
-    assert all(v.budget == raw["ablations"]["embedding_size"]["train"] for v in emb)
-    assert [v.value for v in emb] == [64, 128, 512]
+    assert [v.train["embedding_dim"] for v in emb] == [8, 16, 32]
+    assert all(v.budget == raw["ablations"]["embedding_size"].get("train", {}) for v in emb)
+    assert [v.value for v in emb] == [8, 16, 32]
     gamma = ablation_variants(config, "direction_gamma")
-    assert [v.loss_params["gamma"] for v in gamma] == [0.0, 0.25, 0.5, 1.0]
+    assert [v.loss_params["gamma"] for v in gamma] == [0.0, 0.1, 0.25, 0.5]
+    rsw = ablation_variants(config, "rsw_warp")  # shared loss_params reach every arm
+    assert [v.label for v in rsw] == config.ablations["rsw_warp"].arm_labels()
 
 
 def test_bad_sweep_key_is_named(raw):
     raw = copy.deepcopy(raw)
     raw["ablations"]["direction_gamma"]["sweep"] = {"loss_params.gama": [0.1]}
+    raw["ablations"]["direction_gamma"]["reference"] = "gama=0.1"
     with pytest.raises(
         ParamsError, match=r"ablations.direction_gamma.sweep.loss_params.gama.*did you mean 'gamma'"
     ):

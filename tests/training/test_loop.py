@@ -29,7 +29,7 @@ class _NaNLoss(DMLLoss):
         super().__init__()
         self.epoch, self.calls = 0, 0
 
-    def schedule(self, epoch: int, num_epochs: int) -> None:
+    def schedule(self, epoch: int, num_epochs: int, lr_drops: int | None = None) -> None:
         self.epoch, self.calls = epoch, 0
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
