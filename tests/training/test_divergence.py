@@ -74,6 +74,8 @@ def test_healthy_runs_of_every_loss_stay_far_below_the_thresholds(
         loss=loss,
         loss_params=study_params.loss_params("omniglot", loss),
         epochs=6,
+        schedule="plateau",  # the study's rule: RSW's phase 2 follows the lr drop
+        patience=6,
         max_steps_per_epoch=None,
         evaluate_test=False,
         eval_every=6,

@@ -138,7 +138,9 @@ def test_nan_in_the_first_epoch_says_there_is_nothing_to_resume(
     make_settings: Callable[..., TrainSettings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(loss_base._REGISTRY, "_test_nan_after_first_epoch", _NaNLoss)
-    monkeypatch.setattr(_NaNLoss, "schedule", lambda self, epoch, n: setattr(self, "epoch", 1))
+    monkeypatch.setattr(
+        _NaNLoss, "schedule", lambda self, epoch, n, drops=None: setattr(self, "epoch", 1)
+    )
     s = make_settings(tmp_path / "nan0", loss="_test_nan_after_first_epoch")
     with pytest.raises(NonFiniteLossError, match=r"epoch 0 .*no checkpoint yet: nothing to resume"):
         train(s)
