@@ -24,6 +24,7 @@ from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
 from dmlstudy.training import TrainSettings
 from dmlstudy.training.augment import Preprocess, default_mean_std
+from dmlstudy.training.divergence import DivergenceMonitor
 from dmlstudy.training.epoch import train_epoch
 from dmlstudy.training.inference import autocast
 from dmlstudy.training.optim import build_optimizer
@@ -83,6 +84,7 @@ def main() -> None:
         return model, loss, build_optimizer(model, loss, s)
 
     study_model, study_loss, study_opt = build()
+    monitor = DivergenceMonitor.from_state(a.loss, None)
     bare_model, bare_loss, bare_opt = build()
     pre = Preprocess(a.image_size, a.image_size, *default_mean_std(1))
     batches = build_sampler(a.sampler, labels, a.batch_size, 4, 0).epoch_batches(0)
@@ -108,6 +110,7 @@ def main() -> None:
             settings=s,
             epoch=block,
             device=device,
+            monitor=monitor,
         )
 
     def bare(block: int) -> None:

@@ -22,6 +22,7 @@ from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
 from dmlstudy.training import TrainSettings
 from dmlstudy.training.augment import Preprocess, default_mean_std
+from dmlstudy.training.divergence import DivergenceMonitor
 from dmlstudy.training.epoch import train_epoch
 from dmlstudy.training.inference import resolve_device
 from dmlstudy.training.optim import build_optimizer
@@ -110,6 +111,7 @@ def main() -> None:
         preprocess=pre,
         settings=s,
         device=device,
+        monitor=DivergenceMonitor.from_state(a.loss, None),
     )
     train_epoch(batches=batches(a.warmup_steps, 0), epoch=0, **kw)
     t0, c0 = time.perf_counter(), time.process_time()
