@@ -296,3 +296,20 @@ def test_nested_base_params_of_an_override_are_checked_before_any_run(raw):
     assert config.loss_params("omniglot", "direction")["base_params"] == {"betta": 40.0}
     with pytest.raises(ParamsError, match=r"losses\.direction.*'betta' \(did you mean 'beta'\?\)"):
         check_runs(config)
+
+
+def test_public_names_resolve_and_suggest_stays_light():
+    """Every exported name resolves lazily; the registry's "did you mean" import does not load
+    the schema (pydantic, the data layer) into a process."""
+    import subprocess
+    import sys
+
+    import dmlstudy.config as config
+
+    assert all(getattr(config, name) is not None for name in config.__all__)
+    code = (
+        "import sys, dmlstudy.config.suggest; "
+        "print('pydantic' in sys.modules, 'dmlstudy.data' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

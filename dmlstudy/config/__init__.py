@@ -10,32 +10,48 @@ Modules: ``suggest`` (did you mean), ``errors``, ``checks`` (loss / TrainSetting
 import data, losses and training (to validate against them), never dmlstudy.pipeline.
 """
 
-from dmlstudy.config.checks import (
-    RESERVED_TRAIN_KEYS,
-    check_loss_params,
-    check_train_overrides,
-    unknown_key,
-)
-from dmlstudy.config.errors import ParamsError, quoted_scalar_hint
-from dmlstudy.config.load import config_from_dict, load_config
-from dmlstudy.config.sections import (
-    ABLATIONS,
-    COARSE_DATASETS,
-    DATA_DIR_ENV,
-    DATASETS,
-    LOSS_SECTION_KEYS,
-    AblationSection,
-    DataSection,
-    DatasetPreset,
-    MultimodalSection,
-    PrepareSection,
-    ProfileSection,
-    StudySection,
-    split_loss_section,
-)
-from dmlstudy.config.study import StudyConfig
-from dmlstudy.config.suggest import check_choice, did_you_mean
-from dmlstudy.config.tuning import TuningSection
+import importlib
+from typing import Any
+
+#: Public name -> defining module. Imported on first use (PEP 562): ``dmlstudy.config.suggest``,
+#: which the losses registry imports, must not pull the schema (and with it data, losses and
+#: pydantic) into every process that only needs "did you mean".
+_EXPORTS = {
+    "ABLATIONS": "dmlstudy.config.sections",
+    "AblationSection": "dmlstudy.config.sections",
+    "COARSE_DATASETS": "dmlstudy.config.sections",
+    "DATASETS": "dmlstudy.config.sections",
+    "DATA_DIR_ENV": "dmlstudy.config.sections",
+    "DataSection": "dmlstudy.config.sections",
+    "DatasetPreset": "dmlstudy.config.sections",
+    "LOSS_SECTION_KEYS": "dmlstudy.config.sections",
+    "MultimodalSection": "dmlstudy.config.sections",
+    "ParamsError": "dmlstudy.config.errors",
+    "PrepareSection": "dmlstudy.config.sections",
+    "ProfileSection": "dmlstudy.config.sections",
+    "RESERVED_TRAIN_KEYS": "dmlstudy.config.checks",
+    "StudyConfig": "dmlstudy.config.study",
+    "StudySection": "dmlstudy.config.sections",
+    "TuningSection": "dmlstudy.config.tuning",
+    "check_choice": "dmlstudy.config.suggest",
+    "check_loss_params": "dmlstudy.config.checks",
+    "check_train_overrides": "dmlstudy.config.checks",
+    "config_from_dict": "dmlstudy.config.load",
+    "did_you_mean": "dmlstudy.config.suggest",
+    "load_config": "dmlstudy.config.load",
+    "quoted_scalar_hint": "dmlstudy.config.errors",
+    "split_loss_section": "dmlstudy.config.sections",
+    "unknown_key": "dmlstudy.config.checks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ABLATIONS",

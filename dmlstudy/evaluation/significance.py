@@ -27,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+
+from dmlstudy.evaluation.stats import student_t
 
 N_BOOT = 4000
 
@@ -115,8 +116,8 @@ def paired_seed_test(
     mean, sem = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
     if sem == 0.0:
         return mean, mean, mean, 1.0 if mean == 0.0 else 0.0
-    half = float(stats.t.ppf((1.0 + confidence) / 2.0, len(x) - 1)) * sem
-    p = float(2.0 * stats.t.sf(abs(mean) / sem, len(x) - 1))
+    half = float(student_t().ppf((1.0 + confidence) / 2.0, len(x) - 1)) * sem
+    p = float(2.0 * student_t().sf(abs(mean) / sem, len(x) - 1))
     return mean, mean - half, mean + half, p
 
 

@@ -31,6 +31,12 @@ from typing import Any
 
 import yaml
 
+# nbformat validates notebooks with jsonschema, which imports its optional IRI format checker
+# ``rfc3987_syntax`` when installed (jupyterlab's jupyter-events pulls it in); that module compiles
+# a grammar at import, 1.5-3 s of every stage (benchmarks/bench_stage_overhead.py). Notebooks have
+# no IRI fields to check, so this process never imports it.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 MAX_TRACEBACK_LINES = 24
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
