@@ -32,7 +32,7 @@ import pandas as pd
 
 from dmlstudy.config import StudyConfig, load_config
 from dmlstudy.pipeline.ablation import Launcher, train_all
-from dmlstudy.pipeline.runs import train_settings
+from dmlstudy.pipeline.runs import train_overrides, train_settings
 from dmlstudy.training.settings import TrainSettings
 
 
@@ -199,7 +199,10 @@ def winner_overrides(config: StudyConfig, best: pd.DataFrame) -> dict[str, dict[
     for _, r in best.iterrows():
         loss_params, train = _split(json.loads(r["point"]))
         published = config.published_loss_params(r["loss"])
+        protocol = train_overrides(config, config.tuning.dataset, r["loss"], tuned=False)
+        default = TrainSettings.model_fields
         values = {k: v for k, v in loss_params.items() if published.get(k) != v}
+        train = {k: v for k, v in train.items() if protocol.get(k, default[k].default) != v}
         if train:
             values["train"] = train
         out[r["loss"]] = values

@@ -84,9 +84,17 @@ def test_campaign_searches_then_confirms_the_best_on_every_seed(raw, tmp_path):
 def test_winner_overrides_keep_only_departures(raw):
     config = config_from_dict(raw)
     best = pd.DataFrame(
-        [{"loss": "proxy_anchor", "point": json.dumps({"alpha": 32.0, "margin": 0.2})}]
+        [
+            {"loss": "proxy_anchor", "point": json.dumps({"alpha": 32.0, "margin": 0.2})},
+            {"loss": "rsw", "point": json.dumps({"train.layer_norm": True, "train.lr": 0.002})},
+            {"loss": "triplet", "point": json.dumps({"train.layer_norm": False})},
+        ]
     )
-    assert C.winner_overrides(config, best) == {"proxy_anchor": {"margin": 0.2}}
+    assert C.winner_overrides(config, best) == {
+        "proxy_anchor": {"margin": 0.2},
+        "rsw": {"train": {"lr": 0.002}},  # RSW's protocol head already has the LayerNorm
+        "triplet": {},
+    }
 
 
 @pytest.mark.parametrize(
