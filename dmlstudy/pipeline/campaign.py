@@ -209,6 +209,24 @@ def winner_overrides(config: StudyConfig, best: pd.DataFrame) -> dict[str, dict[
     return out
 
 
+def _logged(settings: Sequence[TrainSettings]) -> list[dict[str, Any]]:
+    """:func:`train_all` with one line per finished run on stderr."""
+    import sys
+    import time
+
+    out = []
+    for i, s in enumerate(settings, 1):
+        start = time.perf_counter()
+        out.extend(train_all([s]))
+        print(
+            f"[{i}/{len(settings)}] {s.out_dir}: val MAP@R {out[-1]['val']['map@r']:.4f}, "
+            f"{time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -220,7 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--loss", action="append", help="only these losses (default study.losses)")
     a = ap.parse_args(argv)
     config = load_config(a.params_file)
-    trials = run_campaign(config, prepared_dir=a.prepared_dir, out_dir=a.out_dir, losses=a.loss)
+    trials = run_campaign(
+        config, prepared_dir=a.prepared_dir, out_dir=a.out_dir, losses=a.loss, launcher=_logged
+    )
     results = Path(a.results)
     results.mkdir(parents=True, exist_ok=True)
     trials.to_csv(results / "trials.csv", index=False)
