@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--m-per-class", type=int, default=4)
-    ap.add_argument("--embedding-dim", type=int, default=128)
+    ap.add_argument("--embedding-dim", type=int, default=32, help="<= the backbone width")
     ap.add_argument("--loss", default="multi_similarity")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
