@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +26,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV, "/work/shared/data"))
-    ap.add_argument("--work-dir", default="/tmp/dmlstudy_bench/omniglot")
+    ap.add_argument(
+        "--data-dir",
+        default=os.environ.get(DATA_DIR_ENV, "data"),
+        help=f"archives under <dir>/omniglot/ (default ${DATA_DIR_ENV}, else ./data)",
+    )
+    ap.add_argument(
+        "--work-dir",
+        default=str(Path(tempfile.gettempdir()) / "dmlstudy_bench" / "omniglot"),
+    )
     ap.add_argument("--loss", default="cosface")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)

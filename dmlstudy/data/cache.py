@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook kernel without ipywidgets it warns
 
 from .catalog import get_spec, open_dataset
 from .errors import DatasetLayoutError

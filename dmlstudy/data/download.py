@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook kernel without ipywidgets it warns
 
 from .errors import ChecksumError
 

@@ -1,6 +1,6 @@
 """The retrieval index contract shared by every dataset.
 
-One row per image. Columns (see /work/notes/common.md):
+One row per image. Columns:
 
 ========== ======= =========================================================================
 path       str     image path relative to the dataset folder = the member name in its archive

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook kernel without ipywidgets it warns
 
 from dmlstudy.losses import DMLLoss
 from dmlstudy.models import Embedder
