@@ -1,28 +1,47 @@
 """Collect training runs into tables: per-run test metrics, mean ± 95% CI over seeds, Recall@K
 curves, per-epoch histories, and the published reference numbers shown beside them.
 
+Run folders hold fractions (``metrics.json``); every table a report shows and every file under
+``results/`` holds **percent** (:func:`percent`), one unit for all pages.
+
 >>> runs = pd.DataFrame({"loss": ["a", "a", "b"], "seed": [0, 1, 0],
 ...                      "recall@1": [0.5, 0.7, 0.4], "map@r": [0.2, 0.3, 0.1]})
 >>> s = summarize(runs, metrics=("recall@1", "map@r"))
 >>> s.index.tolist(), round(float(s.loc["a", "recall@1"]), 3), int(s.loc["a", "seeds"])
 (['a', 'b'], 0.6, 2)
+>>> percent(runs)["recall@1"].tolist()
+[50.0, 70.0, 40.0]
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dmlstudy.evaluation import evaluate, mean_ci, nearest_neighbors
+from dmlstudy.evaluation import evaluate, mean_ci
 from dmlstudy.pipeline.runs import run_path
 from dmlstudy.training.outputs import history_frame
 
 METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi")
+#: Short names used in every table and figure.
+LABELS = {
+    "recall@1": "R@1",
+    "recall@2": "R@2",
+    "recall@4": "R@4",
+    "recall@8": "R@8",
+    "recall@16": "R@16",
+    "recall@32": "R@32",
+    "map@r": "MAP@R",
+    "r_precision": "R-Prec",
+    "nmi": "NMI",
+}
+#: Column-name parts of a retrieval metric (fractions in run folders, percent in reports).
+_METRIC_WORDS = ("recall", "map@r", "precision", "nmi")
 
 #: Published Recall@1 (%) with ResNet-50 / 512-d unless noted (docs/losses.md, protocol facts).
 #: Only for orientation: other backbones, image sizes and (for Proxy-Anchor) test-set epoch picking.
@@ -44,6 +63,51 @@ PUBLISHED_R1: dict[str, dict[str, tuple[float, str]]] = {
     },
 }
 
+#: What to say where no published number stands beside ours.
+NO_PUBLISHED = {
+    "omniglot": "There is no published retrieval number under this protocol (Omniglot "
+    "characters of unseen alphabets, a small ConvNet trained from scratch): the comparison is "
+    "between the losses of this study only.",
+}
+
+
+def published_note(dataset: str) -> str:
+    """One sentence on the published numbers of ``dataset`` (their protocol, or that none exist).
+
+    >>> published_note("omniglot").startswith("There is no published retrieval number")
+    True
+    """
+    if dataset in PUBLISHED_R1:
+        return (
+            "Published Recall@1 is shown beside ours for orientation only: each comes with its "
+            "own protocol (named beside it: backbone, embedding size, image size), and "
+            "Proxy-Anchor picked its epoch on the test set."
+        )
+    return NO_PUBLISHED.get(
+        dataset, f"No published retrieval number for {dataset} is collected in this study."
+    )
+
+
+def is_metric_column(name: str) -> bool:
+    """Whether column ``name`` holds a retrieval metric or an interval of one (scaled to percent).
+
+    >>> [is_metric_column(c) for c in ("recall@1", "fine_map@r", "map@r_low", "seed", "p_holm",
+    ...                                 "within_coarse_nmi_classes")]
+    [True, True, True, False, False, False]
+    """
+    return any(w in name for w in _METRIC_WORDS) and not name.endswith("_classes")
+
+
+def percent(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """A copy with the metric columns (``columns``, default: every :func:`is_metric_column`
+    column that is numeric) multiplied by 100."""
+    out = frame.copy()
+    names = [c for c in out.columns if is_metric_column(str(c))] if columns is None else columns
+    for c in names:
+        if pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c]):
+            out[c] = out[c] * 100.0
+    return out
+
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
     """``metrics.json`` of one run; a missing file raises naming the stage that makes it."""
@@ -56,7 +120,8 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
 def collect_runs(
     runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int], split: str = "test"
 ) -> pd.DataFrame:
-    """One row per (loss, seed): the ``split`` metrics of the selected epoch plus run facts."""
+    """One row per (loss, seed): the ``split`` metrics of the selected epoch plus run facts
+    (fractions, as in the run folders)."""
     rows = []
     for loss in losses:
         for seed in seeds:
@@ -67,6 +132,8 @@ def collect_runs(
                     "seed": seed,
                     **m[split],
                     "best_epoch": m["best_epoch"],
+                    "epochs_run": m.get("epochs_run", len(m.get("history", [])) or None),
+                    "converged": bool(m.get("converged", False)),
                     "train_seconds": m["train_seconds"],
                     "images_per_s": m["train_images_per_s"],
                     "metric": m["metric"],
@@ -94,50 +161,15 @@ def summarize(
     return table.sort_values(sort_by or metrics[0], ascending=False)
 
 
-def display_table(
-    summary: pd.DataFrame, dataset: str, metrics: Sequence[str] = METRICS
-) -> pd.DataFrame:
-    """Percent strings ``mean ± ci`` per metric, plus the published R@1 where one exists."""
-    out = pd.DataFrame(index=summary.index)
-    for m in metrics:
-        ci = summary[f"{m}_ci"]
-        out[m] = [
-            f"{100 * v:.1f}" + ("" if np.isnan(c) else f" ± {100 * c:.1f}")
-            for v, c in zip(summary[m], ci)
-        ]
-    published = PUBLISHED_R1.get(dataset, {})
-    if published:
-        out["published R@1"] = [
-            f"{published[k][0]:.1f} ({published[k][1]})" if k in published else ""
-            for k in summary.index
-        ]
-    return out
-
-
-def metrics_json(
-    summary: pd.DataFrame, metrics: Sequence[str] = METRICS
-) -> dict[str, dict[str, float]]:
-    """``{loss: {metric: mean}}`` for ``dvc metrics show`` (CI half-widths as ``<metric>_ci``)."""
-    out: dict[str, dict[str, float]] = {}
-    for loss, row in summary.iterrows():
-        out[str(loss)] = {m: round(float(row[m]), 5) for m in metrics}
-        out[str(loss)].update(
-            {
-                f"{m}_ci": round(float(row[f"{m}_ci"]), 5)
-                for m in metrics
-                if not np.isnan(row[f"{m}_ci"])
-            }
-        )
-    return out
-
-
 def load_embeddings(run_dir: str | Path, split: str = "test") -> dict[str, np.ndarray]:
     """Arrays of ``embeddings_<split>.npz`` (embeddings, labels, coarse_labels, is_query, …)."""
     with np.load(Path(run_dir) / f"embeddings_{split}.npz") as f:
         return {k: f[k] for k in f.files}
 
 
-def _query_gallery(e: dict[str, np.ndarray]) -> dict[str, Any]:
+def query_gallery(e: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Keyword arguments of :func:`dmlstudy.evaluation.evaluate` for one run's test arrays: the
+    queries against the gallery (or everything against everything where they coincide)."""
     q = e.get("is_query", np.ones(len(e["labels"]), bool))
     g = e.get("is_gallery", np.ones(len(e["labels"]), bool))
     if q.all() and g.all():
@@ -163,51 +195,10 @@ def recall_curves(
             run = run_path(runs_dir, loss, seed)
             metric = load_run(run)["metric"]
             res = evaluate(
-                **_query_gallery(load_embeddings(run)), metric=metric, recall_at=ks, with_nmi=False
+                **query_gallery(load_embeddings(run)), metric=metric, recall_at=ks, with_nmi=False
             )
             rows += [{"loss": loss, "seed": seed, "k": k, "recall": res[f"recall@{k}"]} for k in ks]
     return pd.DataFrame(rows)
-
-
-def gallery_neighbors(
-    run_dir: str | Path, queries: np.ndarray, k: int = 5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Retrieval results for galleries: for query positions ``queries`` (into the test
-    embeddings, which must be queries), the prepared-dataset image rows of the queries (Q,), of
-    their top-``k`` neighbours (Q×k), and hit flags (Q×k). A query never retrieves itself."""
-    e = load_embeddings(run_dir)
-    metric = load_run(run_dir)["metric"]
-    n = len(e["labels"])
-    q = e.get("is_query", np.ones(n, bool))
-    g = e.get("is_gallery", np.ones(n, bool))
-    queries = np.asarray(queries)
-    if not q[queries].all():
-        raise ValueError("gallery_neighbors: every position in queries must be a query image")
-    if (
-        q.all() and g.all()
-    ):  # query-is-gallery: the queries' top k+1 over everything, minus themselves
-        nb = nearest_neighbors(
-            e["embeddings"][queries],
-            e["labels"][queries],
-            k + 1,
-            gallery_embeddings=e["embeddings"],
-            gallery_labels=e["labels"],
-            metric=metric,
-        )
-        keep = nb.indices != queries[:, None]
-        idx = np.stack([row[m][:k] for row, m in zip(nb.indices, keep)])
-        hits = np.stack([row[m][:k] for row, m in zip(nb.hits, keep)])
-        return e["rows"][queries], e["rows"][idx], hits
-    gal = np.flatnonzero(g)
-    nb = nearest_neighbors(
-        e["embeddings"][queries],
-        e["labels"][queries],
-        k,
-        gallery_embeddings=e["embeddings"][gal],
-        gallery_labels=e["labels"][gal],
-        metric=metric,
-    )
-    return e["rows"][queries], e["rows"][gal[nb.indices]], nb.hits
 
 
 def histories(runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
@@ -220,48 +211,3 @@ def histories(runs_dir: str | Path, losses: Sequence[str], seeds: Sequence[int])
         for seed in seeds
     ]
     return pd.concat(frames, ignore_index=True)
-
-
-def departures(settings: dict[str, dict[str, Any]], shared: dict[str, Any]) -> pd.DataFrame:
-    """What each loss ran with beyond the shared protocol: loss hyper-parameters that differ from
-    the published defaults (``dmlstudy.losses.loss_hyperparameters``) and training settings that
-    differ from ``shared`` (the dataset's protocol, ``runs.train_overrides(config, dataset)``; a
-    key it lacks is compared with the TrainSettings default). ``settings`` maps loss → its run's
-    ``metrics.json["settings"]``.
-
-    >>> base = {"loss_params": {"margin": 0.1, "miner": "all"}, "pooling": "avg", "lr": 0.001}
-    >>> departures({"triplet": base,
-    ...             "rsw": {**base, "loss_params": {"alpha": 28.4}, "pooling": "avgmax"}},
-    ...            shared={"lr": 0.001}).values.tolist()
-    [['rsw', 'train', 'pooling', 'avg', 'avgmax']]
-    """
-    from dmlstudy.losses import loss_hyperparameters
-    from dmlstudy.training.settings import TrainSettings
-
-    ignored = {
-        "loss",
-        "loss_params",
-        "out_dir",
-        "prepared_dir",
-        "seed",
-        "label_level",
-        "evaluate_test",
-    }
-    protocol = {k: f.default for k, f in TrainSettings.model_fields.items() if not f.is_required()}
-    protocol.update(shared)
-    rows = []
-    for loss, s in settings.items():
-        published = loss_hyperparameters(loss)
-        for key, value in s["loss_params"].items():
-            default = published.get(key)
-            default = list(default) if isinstance(default, tuple) else default
-            if value is not None and value != default:
-                rows.append((loss, "loss", key, default, value))
-        for key, value in s.items():
-            if key in ignored or key not in protocol:
-                continue
-            expected = protocol[key]
-            expected = list(expected) if isinstance(expected, tuple) else expected
-            if value != expected:
-                rows.append((loss, "train", key, expected, value))
-    return pd.DataFrame(rows, columns=["loss", "kind", "setting", "published / shared", "used"])

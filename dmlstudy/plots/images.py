@@ -12,6 +12,7 @@ never leak open figures; in a notebook, ``display(fig)`` or ending a cell with `
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -103,3 +104,25 @@ def retrieval_gallery(
     if suptitle:
         fig.suptitle(suptitle)
     return fig
+
+
+def split_examples(data: Any, per_split: int = 8) -> list[Figure]:
+    """One row of images per split of a prepared dataset (``PreparedDataset``): the first image
+    of each of its first ``per_split`` classes, titled with the class name."""
+    figures = []
+    for split in ("train", "val", "test"):
+        rows, labels = data.split(split)
+        if len(rows) == 0:
+            continue
+        classes = range(min(per_split, int(labels.max()) + 1))
+        first = [rows[labels == c][0] for c in classes]
+        names = data.class_names(split)
+        figures.append(
+            image_grid(
+                data.images[first],
+                titles=[names[c] for c in classes],
+                ncols=per_split,
+                suptitle=f"{split}: {len(set(labels.tolist()))} classes, {len(rows)} images",
+            )
+        )
+    return figures

@@ -74,8 +74,10 @@ def metric_points(runs: pd.DataFrame, metric: str, *, title: str | None = None) 
     return fig
 
 
-def recall_at_k(curves: pd.DataFrame, *, title: str = "Recall@K") -> Figure:
-    """Recall@K against K (log2 axis) per loss; bands are 95% CIs over seeds."""
+def recall_at_k(
+    curves: pd.DataFrame, *, title: str = "Recall@K", ylabel: str = "Recall@K (%)"
+) -> Figure:
+    """Recall@K against K (log2 axis) per loss; bands are 95% CIs over seeds (``seed`` rows)."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     sns.lineplot(
@@ -91,6 +93,7 @@ def recall_at_k(curves: pd.DataFrame, *, title: str = "Recall@K") -> Figure:
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(curves["k"].unique()), [str(k) for k in sorted(curves["k"].unique())])
     ax.legend(fontsize=7, ncols=2)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     return fig
 

@@ -109,3 +109,94 @@ def test_fifteen_losses_get_fifteen_colours_the_same_in_every_figure():
         )
     }
     assert len(set(lines.values())) == 15
+
+
+def _frame():
+    return pd.DataFrame(
+        {
+            "method": ["a", "b", "c"],
+            "mean": [30.0, 29.0, 20.0],
+            "low": [28.0, 27.0, 18.0],
+            "high": [32.0, 31.0, 22.0],
+            "tied": [True, True, False],
+            "best": [True, False, False],
+            "converged": [True, True, False],
+        }
+    )
+
+
+def test_interval_plot_marks_best_ties_and_unconverged_runs():
+    from matplotlib.colors import to_hex
+
+    from dmlstudy.plots.comparison import BELOW, BEST, FLAG, TIED
+
+    fig = plots.interval_plot(_frame(), "MAP@R")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["a", "b", "c (not converged)"]  # the given order, top row first
+    assert to_hex(ax.get_yticklabels()[2].get_color()) == FLAG
+    markers = {
+        line.get_marker(): (to_hex(line.get_color()), to_hex(line.get_markerfacecolor()))
+        for line in ax.get_lines()
+        if line.get_marker() not in ("None", "", "|")
+    }
+    assert markers["*"] == (BEST, BEST)  # the best: a star
+    points = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    faces = {to_hex(ln.get_color()): to_hex(ln.get_markerfacecolor()) for ln in points}
+    assert faces == {TIED: TIED, BELOW: "#ffffff"}  # tied filled, below hollow
+    # the interval of each method is drawn from low to high
+    xs = sorted(
+        seg[:, 0].tolist()
+        for c in ax.collections
+        for seg in c.get_segments()
+        if len(seg) == 2 and seg[0, 1] == seg[1, 1]
+    )
+    assert [18.0, 22.0] in xs and [28.0, 32.0] in xs
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[0] == "best" and legend[2] == "significantly below the best"
+    assert "bootstrap over test classes" in ax.get_xlabel()
+
+
+def test_headline_figure_has_a_panel_per_dataset_and_metric():
+    fig = plots.headline_figure(
+        {
+            "omniglot": {"R@1": _frame(), "MAP@R": _frame()},
+            "cub200": {"R@1": _frame(), "MAP@R": _frame()},
+        },
+        title="t",
+    )
+    assert [ax.get_title() for ax in fig.axes] == [
+        "omniglot: R@1",
+        "omniglot: MAP@R",
+        "cub200: R@1",
+        "cub200: MAP@R",
+    ]
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 3
+
+
+def test_convergence_curves_mark_the_selected_epoch_and_the_lr_drop():
+    curves = pd.DataFrame(
+        {
+            "loss": ["a"] * 4 + ["b"] * 3,
+            "seed": 0,
+            "epoch": [1, 2, 3, 4, 1, 2, 3],
+            "val_map@r": [10.0, 20.0, 19.0, 18.0, 5.0, 6.0, 7.0],
+        }
+    )
+    marks = pd.DataFrame(
+        {
+            "loss": ["a", "b"],
+            "seed": [0, 0],
+            "best_epoch": [2, 3],
+            "lr_drops": [[3], []],
+            "converged": [True, False],
+        }
+    )
+    fig = plots.convergence_curves(curves, marks)
+    a, b = fig.axes[:2]
+    assert a.get_title() == "a" and b.get_title() == "b — not converged"
+    star = next(ln for ln in a.get_lines() if ln.get_marker() == "*")
+    assert star.get_xdata().tolist() == [2] and star.get_ydata().tolist() == [20.0]
+    drops = [ln for ln in a.get_lines() if ln.get_linestyle() == "--"]
+    assert [ln.get_xdata()[0] for ln in drops] == [3.5]  # lr drops after epoch 3
+    assert not [ln for ln in b.get_lines() if ln.get_linestyle() == "--"]

@@ -1,0 +1,115 @@
+"""The ablation and multi-modal pages: the question each asks, a per-arm table (percent, no empty
+cell), and the small files the index reads: ``<stem>.csv`` (one row per run),
+``<stem>-comparison.csv`` (:mod:`dmlstudy.pipeline.compare` rows) and ``<stem>.json`` (the
+question and the computed sentences), all in percent.
+
+>>> cmp = pd.DataFrame({"method": ["a", "b"], "metric": "map@r", "reference": "a",
+...     "mean": [.3, .2], "ci_low": [.28, .18], "ci_high": [.32, .22], "diff": [0., -.1],
+...     "p_holm": [1., .002], "tied": [True, False]})
+>>> runs = pd.DataFrame({"variant": ["a", "b"], "seed": 0, "best_epoch": [3, 4],
+...                      "epochs_run": [6, 7], "converged": [True, False]})
+>>> arm_table(cmp, runs, "variant").loc["b"].tolist()
+['20.0', '[18.0, 22.0]', '-10.0 points (p = 0.002)', '5/7', 'not converged']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dmlstudy.config import StudyConfig
+from dmlstudy.pipeline.results import LABELS, percent
+from dmlstudy.pipeline.study_table import BOOTSTRAP, percent_comparison
+
+
+def ablation_question(config: StudyConfig, name: str) -> str:
+    """What ablation ``name`` asks, from its params.yaml section."""
+    a = config.ablations[name]
+    arms = a.arm_labels()
+    reference = a.reference or arms[0]
+    if a.sweep:
+        what = ", ".join(k.split(".", 1)[1] for k in a.sweep)
+        return (
+            f"Does {what} matter for {a.loss}? Arms {', '.join(arms)}, each compared with the "
+            f"reference arm {reference} on the test classes."
+        )
+    return (
+        f"What does each part of {a.loss} contribute? Arms {', '.join(arms)}, each compared "
+        f"with the reference arm {reference} on the test classes."
+    )
+
+
+MULTIMODAL_QUESTION = (
+    "Trained on coarse labels only (for Omniglot: alphabets), how much of the fine structure "
+    "(characters) inside each coarse class does each loss keep? Fine-label retrieval on the "
+    "test alphabets, compared with the best loss."
+)
+
+
+#: Headers of the multi-modal experiment's other columns.
+EXTRA_LABELS = {
+    "within_coarse_nmi": "within-coarse NMI",
+    "coarse_recall@1": "coarse R@1",
+    "coarse_map@r": "coarse MAP@R",
+}
+
+
+def arm_table(
+    comparison: pd.DataFrame,
+    runs: pd.DataFrame,
+    label: str,
+    metrics: Sequence[str] = ("map@r",),
+    extra: Sequence[str] = (),
+    prefix: str = "",
+) -> pd.DataFrame:
+    """Per method (``comparison`` order, fractions): each of ``metrics`` with its bootstrap CI
+    and its difference from the reference, the mean of each ``extra`` run column, the epochs
+    (best/run, 1-based) and convergence of its runs; strings in percent. ``prefix`` names the
+    compared labels' level (e.g. "fine ")."""
+    out: dict[str, dict[str, str]] = {}
+    for m in metrics:
+        name = prefix + LABELS.get(m, m)
+        for _, r in comparison[comparison["metric"] == m].iterrows():
+            row = out.setdefault(r["method"], {})
+            row[name] = f"{100 * r['mean']:.1f}"
+            row[f"{name} ({BOOTSTRAP})"] = f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
+            vs = f"{name} vs {r['reference']}"
+            if r["method"] == r["reference"]:
+                row[vs] = "reference"
+            else:
+                word = "" if not r["tied"] else ", no significant difference"
+                row[vs] = f"{100 * r['diff']:+.1f} points (p = {r['p_holm']:.2g}{word})"
+    for method, row in out.items():
+        mine = runs[runs[label] == method].sort_values("seed")
+        for col in extra:
+            row[EXTRA_LABELS.get(col, col)] = f"{100 * mine[col].mean():.1f}"
+        row["epochs (best/run)"] = ", ".join(
+            f"{b + 1}/{e}" for b, e in zip(mine["best_epoch"], mine["epochs_run"])
+        )
+        row["converged"] = "yes" if mine["converged"].astype(bool).all() else "not converged"
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = label
+    return table
+
+
+def not_converged(runs: pd.DataFrame, label: str) -> list[str]:
+    """Methods (``label`` column) with a run that hit the epoch cap."""
+    bad = runs[~runs["converged"].astype(bool)]
+    return list(dict.fromkeys(bad[label]))
+
+
+def write_experiment(
+    stem: str | Path, runs: pd.DataFrame, comparison: pd.DataFrame, summary: dict[str, Any]
+) -> None:
+    """``<stem>.csv`` (runs), ``<stem>-comparison.csv`` (percent) and ``<stem>.json``."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    percent(runs).round(4).to_csv(stem.with_suffix(".csv"), index=False)
+    percent_comparison(comparison).round(4).to_csv(
+        stem.parent / f"{stem.name}-comparison.csv", index=False
+    )
+    stem.with_suffix(".json").write_text(json.dumps(summary, indent=1), encoding="utf-8")

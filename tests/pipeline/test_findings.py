@@ -1,0 +1,48 @@
+"""The computed sentences carry the comparison's own numbers (never hand-written ones)."""
+
+from __future__ import annotations
+
+import re
+
+from dmlstudy.pipeline import findings as F
+from dmlstudy.pipeline.compare import compare
+from dmlstudy.pipeline.runs import run_path
+
+
+def _groups(root, make_run, noises):
+    for name, noise in noises.items():
+        make_run(root, name, 0, noise)
+    return {name: [run_path(root, name, 0)] for name in noises}
+
+
+def test_best_sentence_names_the_best_its_interval_and_the_ties(tmp_path, make_run):
+    cmp = compare(_groups(tmp_path, make_run, {"good": 1.0, "twin": 1.0, "bad": 2.6}))
+    text = F.best_sentence(cmp, "map@r", "on omniglot")
+    row = cmp[(cmp["metric"] == "map@r") & (cmp["method"] == cmp["reference"])].iloc[0]
+    assert text.startswith(f"Best MAP@R on omniglot: {row['method']}, {100 * row['mean']:.1f}% ")
+    assert f"[{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]" in text
+    other = "twin" if row["method"] == "good" else "good"
+    assert f"Tied with it (Holm-adjusted paired test over test classes, α = 0.05): {other}." in text
+    assert text.endswith("Significantly below it: bad.")
+    assert "nan" not in text.lower()
+
+
+def test_arms_sentence_and_ablation_summary_use_the_reference(tmp_path, make_run):
+    groups = _groups(tmp_path, make_run, {"ref": 1.0, "same": 1.0, "worse": 2.6})
+    cmp = compare(groups, reference="ref")
+    text = F.ablation_summary("parts", "daal", cmp)
+    assert text.startswith("Ablation parts (daal), every arm vs ref on MAP@R: ")
+    assert "same no significant difference (+0.0 points" in text
+    worse = cmp[(cmp["metric"] == "map@r") & (cmp["method"] == "worse")].iloc[0]
+    assert f"worse lower ({100 * worse['diff']:+.1f} points, p = {worse['p_holm']:.2g})" in text
+
+
+def test_study_findings_cover_both_metrics_convergence_and_what_intervals_mean(tmp_path, make_run):
+    cmp = compare(_groups(tmp_path, make_run, {"a": 1.0, "b": 2.6}))
+    out = F.study_findings(cmp, "on omniglot", ["b"], seeds=1)
+    assert [s.split(":")[0] for s in out[:2]] == ["Best MAP@R on omniglot", "Best R@1 on omniglot"]
+    assert "Not converged" in out[2] and out[2].endswith(": b.")
+    assert "not training randomness" in out[3]
+    assert all(not re.search(r"\bnan\b", s) for s in out)
+    mm = F.multimodal_summary(cmp, "on omniglot")
+    assert mm.startswith("Trained on coarse labels only, best fine-label MAP@R on omniglot: a,")
