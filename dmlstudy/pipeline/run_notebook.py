@@ -155,12 +155,19 @@ def failure_summary(exc: BaseException, source: str | Path, output: str | Path) 
     return "\n".join(lines)
 
 
+#: nbconvert's lab template without its CDN scripts (templates/nbconvert/offline).
+OFFLINE_TEMPLATES = Path(__file__).parent / "templates" / "nbconvert"
+
+
 def render_html(notebook: str | Path, html: str | Path, *, hide_code: bool = True) -> Path:
-    """Render an executed notebook to one self-contained HTML file (PNG figures embedded)."""
+    """Render an executed notebook to one self-contained HTML file (PNG figures embedded, no
+    script loaded from the network: it reads the same offline)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(
+        template_name="offline", extra_template_basedirs=[str(OFFLINE_TEMPLATES)]
+    )
     exporter.exclude_input = hide_code
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
