@@ -11,107 +11,121 @@
 # ---
 
 # %% [markdown]
-# # Evaluate every loss on one dataset
+# # Which loss retrieves unseen classes best?
 #
-# **Purpose.** Compare the losses of the study on the held-out test classes: Recall@K, MAP@R,
-# R-Precision and NMI, mean ± 95% CI over seeds (Student t), published numbers beside; Recall@K
-# curves; training curves; retrieval galleries; a 2-D projection of test embeddings.
+# **Question.** Trained under one protocol on this dataset, which loss retrieves images of test
+# classes never seen in training best, and which of the differences are real?
 #
-# **Inputs.** `params.yaml` (`study.losses`, `study.seeds`); every run in `runs_dir`
-# (`<loss>/seed<seed>/metrics.json`, `embeddings_test.npz`); the prepared dataset (gallery images).
+# **Purpose.** The study's main table (percent): R@1 and MAP@R with the 95% CI of a bootstrap over
+# test classes, a Student-t CI over seeds when there are >= 2, and which losses are tied with the
+# best (Holm-adjusted paired test); R@2-8, R-Precision, NMI; whether each run converged (its
+# validation curve, selected epoch and lr drop); what each loss trained with; the tuning
+# campaign; Recall@K curves; retrieval galleries; a 2-D projection.
 #
-# **Outputs.** `results_dir/metrics.json` (for `dvc metrics show`), `runs.csv`, `recall_at_1.csv`,
-# `recall_at_k.csv`, `val_curves.csv` (for `dvc plots show`).
+# **Inputs.** `params.yaml` (`study`, `tuning`); every run in `runs_dir`
+# (`<loss>/seed<seed>/metrics.json`, `embeddings_test.npz`); the prepared dataset (gallery
+# images); the tuning campaign's `trials.csv` / `winners.csv` in `tuning_dir` when it has run.
+#
+# **Outputs.** In `results_dir` (percent): `table.csv`, `runs.csv`, `metrics/<loss>.json`
+# (`dvc metrics show`), `findings.json`, and `recall_at_1.csv`, `recall_at_k.csv`,
+# `val_curves.csv` (`dvc plots show`).
 
 # %% tags=["parameters"]
 dataset = "omniglot"
 prepared_dir = "work/prepared/omniglot"
 runs_dir = "work/runs/omniglot"
 results_dir = "results/omniglot"
+tuning_dir = "results/tuning/omniglot"
 params_file = "params.yaml"
 gallery_queries = 4
 gallery_k = 6
 
 # %%
 # %matplotlib inline
-import json
-from pathlib import Path
-
-import numpy as np
+import pandas as pd
+from IPython.display import Markdown
 
 from dmlstudy.config import load_config
 from dmlstudy.data import PreparedDataset
-from dmlstudy.pipeline import results as R
+from dmlstudy.pipeline import study_table as S
+from dmlstudy.pipeline.campaign_report import campaign_report
+from dmlstudy.pipeline.convergence import convergence_table
+from dmlstudy.pipeline.gallery import gallery_figures, projection_figure
+from dmlstudy.pipeline.recipes import recipes
+from dmlstudy.pipeline.results import LABELS, load_run, percent, published_note
 from dmlstudy.pipeline.runs import run_path, train_overrides
-from dmlstudy.plots import (
-    metric_points,
-    projection_2d,
-    recall_at_k,
-    retrieval_gallery,
-    training_curves,
-)
+from dmlstudy.plots import convergence_curves, headline_figure, recall_at_k
 
+pd.set_option("display.max_colwidth", None)  # tables show whole cells
 config = load_config(params_file)
 losses, seeds = config.study.losses, config.study.seeds
-out = Path(results_dir)
-out.mkdir(parents=True, exist_ok=True)
-runs = R.collect_runs(runs_dir, losses, seeds)
-summary = R.summarize(runs)
-runs.to_csv(out / "runs.csv", index=False)
-(out / "metrics.json").write_text(json.dumps(R.metrics_json(summary), indent=1))
-summary[["recall@1"]].reset_index().to_csv(out / "recall_at_1.csv", index=False)
+study = S.load_study(runs_dir, losses, seeds)
+findings = S.study_findings(study, dataset)
+S.write_results(study, results_dir, findings)
 
 # %% [markdown]
-# ## Test-set results (percent, mean ± 95% CI over seeds; sorted by Recall@1)
-# Epochs were selected on the validation classes. RSW is evaluated with Euclidean k-NN on raw
-# embeddings, every other loss with cosine similarity.
+# ## Result: the main table (test classes, percent, best MAP@R first)
+# Epochs were selected on the validation classes. "vs best" is a paired test against the best
+# loss over the test classes (over seeds with >= 3 seeds), Holm-adjusted over the comparisons;
+# "tied" means no significant difference at α = 0.05. RSW is evaluated with Euclidean k-NN on
+# raw embeddings, every other loss with cosine similarity.
 
 # %%
-R.display_table(summary, dataset)
+S.display_table(study.table, dataset)
+
+# %% tags=["headline"]
+headline_figure(
+    {dataset: {LABELS[m]: S.headline_frame(study.table, m) for m in S.HEADLINE}},
+    title=f"{dataset}: every loss with its 95% CI (bootstrap over test classes)",
+)
 
 # %% [markdown]
-# What a loss ran with beyond the shared protocol: hyper-parameters that differ from the
-# published defaults (chosen on the validation classes: `losses.<loss>.per_dataset` in
-# `params.yaml`) and the loss's own training settings (e.g. RSW's LayerNorm head).
+# ## Published numbers
 
 # %%
-R.departures(
-    {loss: R.load_run(run_path(runs_dir, loss, seeds[0]))["settings"] for loss in losses},
-    shared=train_overrides(config, dataset),
+Markdown(published_note(dataset))
+
+# %% [markdown]
+# ## Convergence: validation MAP@R per epoch
+# Every run trains until the plateau rule stops it (`patience` validation rounds without a gain,
+# one lr drop, then stop) and is evaluated at its best validation epoch (★). A run that reached
+# the epoch cap first is flagged "not converged", here and in the table above.
+
+# %%
+convergence_curves(
+    percent(study.curves, ["val_map@r"]), study.marks, title=f"{dataset}: validation MAP@R"
 )
 
 # %%
-metric_points(
-    runs, "recall@1", title=f"{dataset}: Recall@1 (mean, 95% CI over {len(seeds)} seed(s))"
-)
-
-# %%
-metric_points(runs, "map@r", title=f"{dataset}: MAP@R (mean, 95% CI over {len(seeds)} seed(s))")
+convergence_table(study.marks)
 
 # %% [markdown]
-# ## Recall@K curves
+# ## What each loss trained with
+# Sampler, head, learning rate, proxy lr multiplier and embedding size of each loss's runs (read
+# from the runs themselves), and every value that departs from the published defaults or from
+# the dataset's shared protocol.
 
 # %%
-curves = R.recall_curves(runs_dir, losses, seeds)
-curves.groupby(["loss", "k"], as_index=False)["recall"].mean().to_csv(
-    out / "recall_at_k.csv", index=False
-)
-recall_at_k(curves, title=f"{dataset}: Recall@K on the test classes")
+settings = {loss: load_run(run_path(runs_dir, loss, seeds[0]))["settings"] for loss in losses}
+recipes(settings, shared=train_overrides(config, dataset))
 
 # %% [markdown]
-# ## Training curves (validation classes)
+# ## The tuning campaign (validation classes only)
 
 # %%
-hist = R.histories(runs_dir, losses, seeds)
-(
-    hist.groupby(["loss", "epoch"], as_index=False)["val_map@r"]
-    .mean()
-    .to_csv(out / "val_curves.csv", index=False)
-)
-training_curves(hist, title=f"{dataset}: training loss and validation metrics per epoch")
+campaign = campaign_report(config, dataset, tuning_dir, settings)
+Markdown(campaign.message)
 
 # %%
-runs[["loss", "seed", "best_epoch", "train_seconds", "images_per_s", "metric"]]
+display(campaign.space)
+if campaign.ran:
+    display(campaign.effort, campaign.best, campaign.confirmation)
+
+# %% [markdown]
+# ## Recall@K on the test classes
+
+# %%
+recall_at_k(percent(study.recall_at_k), title=f"{dataset}: Recall@K (%)")
 
 # %% [markdown]
 # ## Retrieval galleries
@@ -120,43 +134,26 @@ runs[["loss", "seed", "best_epoch", "train_seconds", "images_per_s", "metric"]]
 
 # %%
 data = PreparedDataset.load(prepared_dir)
-first = np.load(run_path(runs_dir, losses[0], seeds[0]) / "embeddings_test.npz")
-query_pos = np.flatnonzero(first["is_query"])
-query_pos = np.random.default_rng(0).choice(
-    query_pos, size=min(gallery_queries, len(query_pos)), replace=False
-)
-for qi, q in enumerate(query_pos):
-    rows_q, rows_nb, hits = [], [], []
-    for loss in losses:
-        qr, nr, h = R.gallery_neighbors(
-            run_path(runs_dir, loss, seeds[0]), np.array([q]), gallery_k
-        )
-        rows_q.append(qr[0])
-        rows_nb.append(nr[0])
-        hits.append(h[0])
-    display(
-        retrieval_gallery(
-            data.images[np.array(rows_q)],
-            data.images[np.stack(rows_nb)],
-            np.stack(hits),
-            row_titles=losses,
-            suptitle=f"query {qi + 1}: {data.index['class_name'].iloc[rows_q[0]]}",
-        )
+display(
+    *gallery_figures(
+        runs_dir,
+        losses,
+        seeds[0],
+        data.images,
+        data.index["class_name"].to_numpy(),
+        n_queries=gallery_queries,
+        k=gallery_k,
     )
+)
 
 # %% [markdown]
-# ## 2-D projection of test embeddings (best loss by Recall@1, first seed), coloured by coarse label
+# ## 2-D projection of the best loss's test embeddings
 
 # %%
-best = summary.index[0]
-emb = np.load(run_path(runs_dir, best, seeds[0]) / "embeddings_test.npz")
-has_coarse = bool((emb["coarse_labels"] >= 0).all())
-colour = emb["coarse_labels"] if has_coarse else emb["labels"]
-metric = runs.loc[runs["loss"] == best, "metric"].iloc[0]
-projection_2d(
-    emb["embeddings"],
-    colour,
-    method="tsne",
-    metric=metric,
-    title=f"{best}: t-SNE of test embeddings ({'coarse' if has_coarse else 'fine'} labels)",
-)
+projection_figure(run_path(runs_dir, study.table.index[0], seeds[0]), study.table.index[0])
+
+# %% [markdown]
+# ## What this shows
+
+# %%
+Markdown("\n".join(f"- {sentence}" for sentence in findings))

@@ -13,10 +13,13 @@
 # %% [markdown]
 # # Loss geometry on a 2-D toy embedding
 #
-# **Purpose.** See what every loss *does*: on a small seeded batch of three classes in 2-D, the
-# arrows are `−∂L/∂x` (the direction a gradient step moves each sample, autograd), crosses the
-# loss's learnable points (proxies, sub-centers, DAAL segment vertices). Also RSW's warped
-# true-class distance for both phases.
+# **Question.** What does each loss *do* to a batch: which samples does it push, in which
+# direction, and through which learnable points (proxies, sub-centres, segments)?
+#
+# **Purpose.** On a small seeded batch of three classes in 2-D, the arrows are `−∂L/∂x` (the
+# direction a gradient step moves each sample, autograd), crosses the loss's learnable points
+# (proxies, sub-centers, DAAL segment vertices). Also RSW's warped true-class distance for both
+# phases.
 #
 # **Inputs.** `params.yaml` (`study.losses`, `losses`). **Outputs.** figures only.
 #
@@ -31,6 +34,7 @@ seed = 0
 # %%
 # %matplotlib inline
 import pandas as pd
+from IPython.display import Markdown
 
 from dmlstudy.config import load_config
 from dmlstudy.pipeline.geometry import loss_forces, rsw_warp_curves, toy_batch
@@ -42,20 +46,19 @@ forces = {
     name: loss_forces(name, config.published_loss_params(name), x, y, seed=seed)
     for name in config.study.losses
 }
-display(
-    pd.DataFrame(
-        {
-            name: {
-                "loss": f.loss,
-                "max |force|": abs(f.forces).max(),
-                "learnable 2-D points": 0 if f.proxies is None else len(f.proxies),
-            }
-            for name, f in forces.items()
+table = pd.DataFrame(
+    {
+        name: {
+            "loss": f.loss,
+            "max |force|": abs(f.forces).max(),
+            "learnable 2-D points": 0 if f.proxies is None else len(f.proxies),
         }
-    ).T
-)
+        for name, f in forces.items()
+    }
+).T
+display(table)
 
-# %%
+# %% tags=["headline"]
 force_panels(
     {name: (x, y, f.forces, f.proxies) for name, f in forces.items()},
     suptitle="−∂L/∂x per sample (arrows scaled per panel); crosses: learnable points",
@@ -64,3 +67,17 @@ force_panels(
 # %%
 w = rsw_warp_curves(config.published_loss_params("rsw"))
 warp_curves(w["d"], {"phase 1": w["phase1"], "phase 2": w["phase2"]})
+
+# %% [markdown]
+# ## What this shows
+
+# %%
+learnable = table[table["learnable 2-D points"] > 0].index.tolist()
+strongest = table["max |force|"].astype(float).idxmax()
+Markdown(
+    f"- {len(learnable)} of {len(table)} losses move samples through learnable points: "
+    f"{', '.join(learnable) or 'none'}; the others act on the batch's pairs only.\n"
+    f"- The largest push on this batch comes from {strongest} "
+    f"(|∂L/∂x| = {float(table.loc[strongest, 'max |force|']):.3g}); arrows are scaled per panel, "
+    "so compare directions across panels, not lengths."
+)

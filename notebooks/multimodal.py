@@ -13,15 +13,19 @@
 # %% [markdown]
 # # Multi-modal experiment: train on coarse labels, probe the fine structure
 #
-# **Purpose.** Train every loss on the COARSE labels (Omniglot: alphabets, each with many
-# characters) and measure how much of the fine structure (characters) the embedding keeps:
-# fine-label Recall@1 / MAP@R and within-alphabet NMI against characters
-# (`dmlstudy.evaluation.fine_structure_metrics`). A loss that collapses each class to a point
-# erases it; one that preserves intra-class density keeps it.
+# **Question.** Trained on coarse labels only (Omniglot: alphabets, each with many characters),
+# how much of the fine structure (characters) does each loss keep? A loss that collapses each
+# class to a point erases it; one that preserves intra-class density keeps it.
+#
+# **Purpose.** Train every loss on the COARSE labels, select each run on held-out alphabets, and
+# score the fine structure on the test alphabets: fine-label R@1 / MAP@R (compared with the best
+# loss: bootstrap over test classes, Holm-adjusted paired tests) and within-alphabet NMI against
+# characters (`dmlstudy.evaluation.fine_structure_metrics`).
 #
 # **Inputs.** `params.yaml` (`multimodal`, `study.losses`, `study.seeds`, `train`,
 # `datasets.<dataset>`, `losses`); the prepared dataset. **Outputs.** runs in
-# `runs_dir/<loss>/seed<seed>/`; `results_dir/multimodal.csv`.
+# `runs_dir/<loss>/seed<seed>/`; in `results_dir` (percent): `multimodal.csv`,
+# `multimodal-comparison.csv`, `multimodal.json` (question and computed sentence).
 
 # %% tags=["parameters"]
 dataset = "omniglot"
@@ -32,70 +36,90 @@ params_file = "params.yaml"
 
 # %%
 # %matplotlib inline
+import logging
+import sys
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
+from IPython.display import Markdown
 
 from dmlstudy.config import load_config
+from dmlstudy.pipeline import experiment_report as X
 from dmlstudy.pipeline import multimodal as M
 from dmlstudy.pipeline.compare import conclusion
-from dmlstudy.pipeline.results import load_embeddings, load_run, summarize
+from dmlstudy.pipeline.findings import multimodal_summary
+from dmlstudy.pipeline.gallery import projection_figure
 from dmlstudy.pipeline.runs import run_path
-from dmlstudy.plots import metric_points, projection_2d
+from dmlstudy.pipeline.study_table import comparison_frame, percent_comparison
+from dmlstudy.plots import interval_plot
 
+# the trainer's notices (a replaced run) as report text, not as a stderr block
+logging.getLogger("dmlstudy").addHandler(logging.StreamHandler(sys.stdout))
+pd.set_option("display.max_colwidth", None)  # tables show whole cells
 config = load_config(params_file)
-table = M.run(config, dataset, prepared_dir=prepared_dir, runs_dir=runs_dir)
-Path(results_dir).mkdir(parents=True, exist_ok=True)
-table.to_csv(Path(results_dir) / "multimodal.csv", index=False)
+runs = M.run(config, dataset, prepared_dir=prepared_dir, runs_dir=runs_dir)
+comparison = M.fine_comparison(config, runs_dir)
+summary = multimodal_summary(comparison, f"on {dataset}")
+not_converged = X.not_converged(runs, "loss")
+X.write_experiment(
+    Path(results_dir) / "multimodal",
+    runs,
+    comparison,
+    {
+        "question": X.MULTIMODAL_QUESTION,
+        "summary": summary,
+        "conclusions": [conclusion(r) for _, r in comparison.iterrows() if not r["tied"]],
+        "not_converged": not_converged,
+    },
+)
 
 # %% [markdown]
-# ## Fine structure kept by coarse-label training (test alphabets)
+# ## Result: fine structure kept by coarse-label training (test alphabets, percent)
+# Fine = characters, coarse = alphabets; "vs" columns compare each loss with the best on
+# fine-label retrieval.
 
 # %%
-metrics = ("fine_recall@1", "fine_map@r", "within_coarse_nmi", "coarse_recall@1", "coarse_map@r")
-display(summarize(table, metrics=metrics).round(4))
-comparison = M.fine_comparison(config, runs_dir)
-comparison.to_csv(Path(results_dir) / "multimodal-comparison.csv", index=False)
+X.arm_table(
+    comparison,
+    runs,
+    "loss",
+    metrics=("recall@1", "map@r"),
+    extra=("within_coarse_nmi", "coarse_recall@1", "coarse_map@r"),
+    prefix="fine ",
+)
 
-# %%
-display(
-    metric_points(
-        table,
-        "fine_recall@1",
-        title=f"{dataset}: fine (character) Recall@1 after alphabet-level training",
-    )
+# %% tags=["headline"]
+interval_plot(
+    comparison_frame(percent_comparison(comparison), "map@r", sort=True, runs=runs),
+    "fine-label MAP@R",
+    title=f"{dataset}: character structure kept after alphabet-level training",
 )
 
 # %%
-display(
-    metric_points(
-        table, "within_coarse_nmi", title=f"{dataset}: within-alphabet NMI against characters"
-    )
+interval_plot(
+    comparison_frame(percent_comparison(comparison), "recall@1", sort=True, runs=runs),
+    "fine-label R@1",
+    title=f"{dataset}: character structure kept after alphabet-level training",
 )
+
+# %% [markdown]
+# The best loss's embeddings of its largest test alphabet, coloured by character.
+
+# %%
+best = comparison.loc[comparison["metric"] == "map@r", "reference"].iloc[0]
+projection_figure(run_path(runs_dir, best, config.study.seeds[0]), best, largest_coarse=True)
 
 # %% [markdown]
 # ## What this shows
 
 # %%
-r1 = comparison[comparison["metric"] == "recall@1"]
-best = r1["reference"].iloc[0]
-tied = sorted(r1.loc[r1["tied"] & (r1["method"] != best), "method"])
-print(
-    f"Best fine-character R@1 after alphabet-level training: {best}; tied with it: "
-    f"{', '.join(tied) or 'none'}."
-)
-for _, row in r1[~r1["tied"]].iterrows():
-    print(conclusion(row))
-
-# %%
-e = load_embeddings(run_path(runs_dir, best, config.study.seeds[0]))
-alphabet = e["coarse_labels"] == np.bincount(e["coarse_labels"]).argmax()
-display(
-    projection_2d(
-        e["embeddings"][alphabet],
-        e["labels"][alphabet],
-        method="tsne",
-        metric=load_run(run_path(runs_dir, best, config.study.seeds[0]))["metric"],
-        title=f"{best}: t-SNE of one test alphabet, coloured by character",
+Markdown(
+    "\n".join(
+        [
+            f"- {summary}",
+            "- Every run trained to its validation plateau."
+            if not not_converged
+            else f"- Not converged (hit the epoch cap): {', '.join(not_converged)}.",
+        ]
     )
 )

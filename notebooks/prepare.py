@@ -13,6 +13,9 @@
 # %% [markdown]
 # # Prepare a dataset
 #
+# **Question.** Which classes does the study train, validate and test on, and are the splits
+# disjoint (no class, and for a coarse validation split no alphabet, in two splits)?
+#
 # **Purpose.** Validate `params.yaml`, then turn a dataset's archives into the study's cached form:
 # a retrieval index (`index.csv`, one row per image, with a class-disjoint validation split carved
 # out of the training classes) and a memory-mappable uint8 image array (`images.npy`).
@@ -30,14 +33,15 @@ params_file = "params.yaml"
 # %%
 # %matplotlib inline
 import pandas as pd
+from IPython.display import Markdown
 
 from dmlstudy.config import load_config
 from dmlstudy.data import PreparedDataset, prepare_dataset
-from dmlstudy.plots import image_grid
+from dmlstudy.plots.images import split_examples
 
 config = load_config(params_file)
 settings = config.prepare_settings(dataset)
-display(settings)
+pd.Series(settings.model_dump(), dtype=object).to_frame("setting")
 
 # %%
 prepare_dataset(
@@ -52,19 +56,27 @@ prepare_dataset(
     work_dir=config.data.work_dir,
 )
 data = PreparedDataset.load(out_dir)
-display(pd.DataFrame(data.meta["counts"]).T)
+counts = pd.DataFrame(data.meta["counts"]).T
+display(counts)
 
 # %% [markdown]
-# A few images per split (first image of the first classes).
+# ## A few images per split (first image of the first classes)
+
+# %% tags=["headline"]
+display(*split_examples(data))
+
+# %% [markdown]
+# ## What this shows
 
 # %%
-for split in ("train", "val", "test"):
-    rows, labels = data.split(split)
-    first = [rows[labels == c][0] for c in range(min(8, labels.max() + 1))]
-    fig = image_grid(
-        data.images[first],
-        titles=[data.class_names(split)[c] for c in range(len(first))],
-        ncols=8,
-        suptitle=f"{split}: {len(set(labels))} classes, {len(rows)} images",
-    )
-    display(fig)
+index = data.index
+in_two_splits = int((index.groupby("label")["split"].nunique() > 1).sum())
+coarse = index[index["coarse_label"] >= 0].groupby("split")["coarse_label"].apply(set)
+shared_coarse = len(coarse.get("train", set()) & coarse.get("val", set())) if len(coarse) else "n/a"
+Markdown(
+    f"- {counts.loc['train', 'classes']} training, {counts.loc['val', 'classes']} validation and "
+    f"{counts.loc['test', 'classes']} test classes ({int(counts['images'].sum())} images).\n"
+    f"- Classes in more than one split: {in_two_splits} (zero-shot retrieval needs 0).\n"
+    f"- Validation held out by {settings.val_by} label; coarse classes shared by the training and "
+    f"validation splits: {shared_coarse}."
+)

@@ -11,16 +11,21 @@
 # ---
 
 # %% [markdown]
-# # dmlstudy report
+# # The study at a glance
 #
-# **Purpose.** The study at a glance: for every dataset the evaluation table of every loss
-# (test classes, percent, mean ± 95% CI over seeds, published Recall@1 beside), the ablation and
-# multi-modal summaries where they ran, and an index page linking every rendered notebook.
+# **Question.** Across the study's datasets, which loss retrieves unseen classes best, what ties
+# with it, and what did the ablations and the multi-modal experiment find?
 #
-# **Inputs.** `params.yaml` (`study`); `results_dir/<dataset>/runs.csv`, `ablations/*.csv`,
-# `multimodal.csv`.
+# **Purpose.** Assemble the index page (`dmlstudy.pipeline.report`, a Jinja2 template): the
+# question, a headline figure (every loss's R@1 and MAP@R with intervals, ties with the best
+# marked), the published numbers beside ours, computed takeaways, then one section per report
+# page with its figure and link.
 #
-# **Outputs.** `index_html` (links + tables).
+# **Inputs.** `params.yaml` (`study`); `results_dir/<dataset>/` (`table.csv`, `findings.json`,
+# `recall_at_k.csv`, `ablations/<name>.json` and `-comparison.csv`, `multimodal.json` and
+# `multimodal-comparison.csv`); the rendered pages in `reports_dir`.
+#
+# **Outputs.** `index_html`.
 
 # %% tags=["parameters"]
 results_dir = "results"
@@ -29,60 +34,27 @@ index_html = "reports/index.html"
 params_file = "params.yaml"
 
 # %%
-from pathlib import Path
-
-import pandas as pd
+# %matplotlib inline
+from IPython.display import Markdown
 
 from dmlstudy.config import load_config
 from dmlstudy.pipeline import report
-from dmlstudy.pipeline.results import summarize
 
 config = load_config(params_file)
-study = config.study
-print(
-    f"datasets {study.datasets}; {len(study.losses)} losses; seeds {study.seeds}; profile "
-    f"{study.profile}"
-)
-tables = report.dataset_tables(results_dir, study.datasets, study.losses)
+index = report.build_index(config, results_dir, reports_dir)
+path = report.write_index(index, index_html)
 
-# %%
-for dataset, table in tables.items():
-    print(f"{dataset} — test classes, percent")
-    display(table)
+# %% tags=["headline"]
+display(index.headline)
 
 # %% [markdown]
-# ## Ablations and multi-modal experiment (where enabled in `study.ablations` / `study.multimodal`)
+# ## Published numbers beside ours
 
 # %%
-extra = {}
-for dataset in study.datasets:
-    for name in study.ablations:
-        t = pd.read_csv(Path(results_dir) / dataset / "ablations" / f"{name}.csv")
-        s = summarize(
-            t.rename(columns={"variant": "loss"}), metrics=("recall@1", "map@r"), sort_by="map@r"
-        )
-        extra[f"{dataset}: ablation {name}"] = s.rename_axis("variant").round(4)
-    if dataset in study.multimodal:
-        t = pd.read_csv(Path(results_dir) / dataset / "multimodal.csv")
-        extra[f"{dataset}: multi-modal"] = summarize(
-            t, metrics=("fine_recall@1", "within_coarse_nmi")
-        ).round(4)
-for title, t in extra.items():
-    print(title)
-    display(t)
-if not extra:
-    print(
-        "No ablations or multi-modal runs enabled (params.yaml: study.ablations, study.multimodal)."
-    )
+Markdown("\n\n".join(f"**{p['dataset']}.** {p['note']}" for p in index.published))
+
+# %% [markdown]
+# ## What this shows
 
 # %%
-html_tables = {d: t.to_html() for d, t in tables.items()}
-for title, t in extra.items():
-    d = title.split(":")[0]
-    html_tables[d] = html_tables.get(d, "") + f"<h3>{title}</h3>" + t.to_html()
-page = report.index_html(
-    "dmlstudy — deep metric learning losses", report.report_pages(reports_dir), html_tables
-)
-Path(index_html).parent.mkdir(parents=True, exist_ok=True)
-Path(index_html).write_text(page, encoding="utf-8")
-print(f"wrote {index_html}")
+Markdown("\n".join(f"- {sentence}" for sentence in index.takeaways))

@@ -13,6 +13,9 @@
 # %% [markdown]
 # # Train one loss
 #
+# **Question.** Trained with this loss and seed under the dataset's protocol, where does the
+# validation MAP@R plateau, which epoch is selected, and did the run converge?
+#
 # **Purpose.** Train one embedding model with one loss and one seed under the dataset's protocol,
 # selecting the epoch on the class-disjoint validation split (never on test).
 #
@@ -31,32 +34,61 @@ out_dir = "work/runs/omniglot/multi_similarity/seed0"
 params_file = "params.yaml"
 
 # %%
-# %matplotlib inline
+import logging
+import sys
+
 import pandas as pd
+from IPython.display import Markdown
 
 from dmlstudy.config import load_config
 from dmlstudy.pipeline.runs import train_settings
 from dmlstudy.training import train
 from dmlstudy.training.outputs import history_frame
 
+# the trainer's notices (a replaced run) as report text, not as a stderr block
+logging.getLogger("dmlstudy").addHandler(logging.StreamHandler(sys.stdout))
+pd.set_option("display.max_colwidth", None)  # tables show whole cells
 config = load_config(params_file)
 settings = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=out_dir)
 pd.Series(settings.model_dump(mode="json"), dtype=object).to_frame("value")
 
+# %% [markdown]
+# ## Result: validation and test metrics of the selected epoch (percent)
+
 # %%
 metrics = train(settings)
-pd.DataFrame({k: metrics[k] for k in ("val", "test")})
-
-# %%
-print(
-    f"best epoch {metrics['best_epoch']} (selected on {metrics['selected_on']}); "
-    f"{metrics['train_seconds']:.1f} s training, {metrics['train_images_per_s']:.0f} images/s on "
-    f"{metrics['device']}"
-)
+(100 * pd.DataFrame({k: metrics[k] for k in ("val", "test")})).round(2)
 
 # %% [markdown]
-# Training loss and validation metrics per epoch (the evaluation report plots every loss's curves
-# together; this stage draws none, so that editing a plot never reruns a training).
+# ## Per epoch: training loss, validation metrics (percent) and the plateau rule's decision
+# The evaluation report plots every loss's curves together; this stage draws none, so that
+# editing a plot never reruns a training.
 
 # %%
-history_frame(metrics["history"])
+history = history_frame(metrics["history"])
+val = [c for c in history.columns if c.startswith("val_")]
+history[val] = (100 * history[val]).round(2)
+history = history.assign(
+    epoch=history["epoch"] + 1, decision=[r.get("decision", "") for r in metrics["history"]]
+)
+history.astype(object).where(history.notna(), "—").set_index("epoch")
+
+# %% [markdown]
+# ## What this shows
+
+# %%
+drops = [r["epoch"] + 1 for r in metrics["history"] if r.get("decision") == "drop"]
+Markdown(
+    f"- Selected epoch {metrics['best_epoch'] + 1} of {metrics['epochs_run']} (best validation "
+    f"MAP@R, {100 * metrics['val']['map@r']:.1f}%); test MAP@R "
+    f"{100 * metrics['test']['map@r']:.1f}%, R@1 {100 * metrics['test']['recall@1']:.1f}%.\n"
+    f"- lr dropped after epoch {', '.join(map(str, drops)) or '(none)'}; "
+    + (
+        "the run converged (the plateau rule stopped it)."
+        if metrics["converged"]
+        else f"NOT converged: it reached the epoch cap ({metrics['epochs']}) before the plateau "
+        "rule stopped it."
+    )
+    + f"\n- {metrics['train_seconds']:.1f} s of training, "
+    f"{metrics['train_images_per_s']:.0f} images/s on {metrics['device']}."
+)

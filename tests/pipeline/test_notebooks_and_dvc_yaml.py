@@ -48,13 +48,88 @@ def test_notebook_is_thin_and_documented(path):
     nb = jupytext.read(path)
     first = nb.cells[0]
     assert first.cell_type == "markdown"
-    for word in ("**Purpose.**", "**Inputs.**", "**Outputs.**"):
+    for word in ("**Question.**", "**Purpose.**", "**Inputs.**", "**Outputs.**"):
         assert word in first.source, f"{path.name}: first markdown cell lacks {word}"
     assert "params_file" in _parameters(path)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert not re.search(r"^\s*(def|class) ", code, re.M), (
         f"{path.name}: logic belongs in the package"
     )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_reads_question_result_figure_then_what_it_shows(path):
+    """A report's order: the question (first cell), parameters, results, a figure, and last a
+    "What this shows" heading followed by a code cell (the sentences are computed, never typed)."""
+    cells = jupytext.read(path).cells
+    tags = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    shows = [
+        i
+        for i, c in enumerate(cells)
+        if c.cell_type == "markdown" and c.source.strip() == "## What this shows"
+    ]
+    assert len(shows) == 1, f"{path.name}: needs one '## What this shows' markdown cell"
+    assert tags[0] < shows[0] == len(cells) - 2 and cells[-1].cell_type == "code", (
+        f"{path.name}: '## What this shows' must be followed by the last cell, a code cell"
+    )
+    assert not re.search(r"\d+\.\d+ ?%", cells[shows[0]].source), "typed numbers"
+
+
+#: Calls that train (or launch trainings): a notebook calls them once, never in a loop.
+TRAINING_CALLS = {"train", "train_all", "launcher", "run", "run_campaign", "train_settings"}
+#: Names whose iteration builds the study's runs: the package loops over them, not a notebook.
+STUDY_SEQUENCES = {"losses", "seeds", "ablations", "variants", "arms", "datasets"}
+LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp)
+LOOPS += (ast.GeneratorExp,)
+
+
+def _call_name(node: ast.Call) -> str:
+    f = node.func
+    return f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+
+
+def training_loops(code: str) -> list[str]:
+    """Loops in ``code`` that call a training entry point, and ``for`` statements that iterate
+    over the study's losses / seeds / arms.
+
+    >>> training_loops("for loss in config.study.losses:\\n    metrics = train(s)")
+    ['line 1: loops over losses', 'line 1: calls train in a loop']
+    >>> training_loops("figs = [plot(f) for f in frames]\\nx = A.run(config)")
+    []
+    """
+    found = []
+    for node in ast.walk(ast.parse(code)):
+        if not isinstance(node, LOOPS):
+            continue
+        if isinstance(node, ast.For | ast.AsyncFor):
+            names = {
+                n.id if isinstance(n, ast.Name) else n.attr
+                for n in ast.walk(node.iter)
+                if isinstance(n, ast.Name | ast.Attribute)
+            }
+            found += [
+                f"line {node.lineno}: loops over {n}" for n in sorted(names & STUDY_SEQUENCES)
+            ]
+        calls = {_call_name(n) for n in ast.walk(node) if isinstance(n, ast.Call)}
+        found += [
+            f"line {node.lineno}: calls {c} in a loop" for c in sorted(calls & TRAINING_CALLS)
+        ]
+    return found
+
+
+def test_training_loop_checker_can_fail():
+    bad = "for loss in losses:\n    for seed in seeds:\n        train(train_settings(loss, seed))"
+    assert len(training_loops(bad)) == 6  # two loops: each iterates and calls both
+    assert training_loops("results = [train(s) for s in todo]") == ["line 1: calls train in a loop"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_have_no_training_loops(path):
+    """Loops over losses / seeds that build runs, and loops that train, live in the package
+    (pipeline.ablation / multimodal / campaign / study_table); a notebook calls them once."""
+    code = "\n".join(c.source for c in jupytext.read(path).cells if c.cell_type == "code")
+    code = "\n".join(ln for ln in code.splitlines() if not ln.startswith("%"))
+    assert not training_loops(code), f"{path.name}: {training_loops(code)}"
 
 
 def _commands():
@@ -217,3 +292,36 @@ def test_every_imported_package_module_is_a_stage_dependency(path):
         assert any(module == d or module.startswith(d.rstrip("/") + "/") for d in deps), (
             f"stage running notebooks/{path.name} imports {module} but does not list it in deps"
         )
+
+
+def _all_outs() -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for stage in DVC["stages"].values():
+        body = stage.get("do", stage)
+        for kind in ("outs", "metrics", "plots"):
+            for entry in body.get(kind, []):
+                out.update(entry if isinstance(entry, dict) else {entry: {}})
+    return out
+
+
+def test_results_are_small_uncached_outputs_committed_to_git():
+    """Everything under results/ is written by a stage, not cached by DVC (so git holds it) and
+    not ignored by git; rendered HTML stays out of git."""
+    outs = {p: o for p, o in _all_outs().items() if p.startswith("results/")}
+    assert outs, "no stage writes results/"
+    for path, options in outs.items():
+        assert (options or {}).get("cache") is False, f"{path} must be cache: false (committed)"
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert not any(line.strip("/").startswith("results") for line in ignored)
+    assert "/reports" in ignored and "dvc.lock" not in ignored
+    evaluate = DVC["stages"]["evaluate"]["do"]
+    assert "results/${item}/metrics" in {next(iter(m)) for m in evaluate["metrics"]}
+    assert "results/tuning" in evaluate["deps"]  # the campaign's committed trials
+    assert (REPO / "results" / "tuning").is_dir()  # a dependency must exist
+
+
+def test_dvc_plots_templates_exist():
+    for path, options in _all_outs().items():
+        template = (options or {}).get("template", "")
+        if template.endswith(".json"):
+            assert (REPO / template).is_file(), f"{path}: template {template} is missing"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,17 @@ pytestmark = (
 )  # one shared tiny `dvc repro` of the whole study: minutes, not seconds
 
 REPO = Path(__file__).resolve().parents[2]
-COPY = ["dmlstudy", "notebooks", "dvc.yaml", "params.yaml", "dvc_plots", ".dvcignore", ".gitignore"]
+COPY = [
+    "dmlstudy",
+    "notebooks",
+    "dvc.yaml",
+    "params.yaml",
+    "dvc_plots",
+    ".dvcignore",
+    ".gitignore",
+    "README.md",
+    "results/tuning/README.md",
+]
 LOSSES = ["contrastive", "rsw"]
 
 
@@ -58,6 +69,35 @@ def dvc(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.Com
     return proc
 
 
+def _fake_campaign(params: dict, folder: Path) -> None:
+    """trials.csv / winners.csv as the campaign writes them (stand-in trainings), so that the
+    evaluation page renders its campaign section from files."""
+    from dmlstudy.config import config_from_dict
+    from dmlstudy.pipeline import campaign
+
+    config = config_from_dict({**params, "tuning": {**params["tuning"], "trials": 2}})
+
+    def launcher(settings):
+        return [
+            {
+                "val": {"map@r": s.lr * 100, "recall@1": 0.5},
+                "best_epoch": 1,
+                "epochs_run": 3,
+                "converged": True,
+                "train_seconds": 1.0,
+            }
+            for s in settings
+        ]
+
+    trials = campaign.run_campaign(
+        config, prepared_dir="p", out_dir=folder.parent / "runs", launcher=launcher
+    )
+    folder.mkdir(parents=True)
+    trials.to_csv(folder / "trials.csv", index=False)
+    campaign.winners(trials).to_csv(folder / "winners.csv", index=False)
+    shutil.rmtree(folder.parent / "runs", ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory, shared_omniglot_dir):
     tmp = tmp_path_factory.mktemp("study")
@@ -65,6 +105,7 @@ def tiny_study(tmp_path_factory, shared_omniglot_dir):
     repo.mkdir()
     for name in COPY:
         src = REPO / name
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
             if src.is_dir()
@@ -76,6 +117,7 @@ def tiny_study(tmp_path_factory, shared_omniglot_dir):
     )
     params["ablations"]["m_per_class"]["sweep"] = {"train.m_per_class": [2, 4]}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _fake_campaign(params, repo / "results" / "tuning" / "omniglot")
     env = _env(tmp, shared_omniglot_dir.parent)
     for cmd in (
         ["git", "init", "-q"],
@@ -112,19 +154,121 @@ def test_every_stage_ran_and_rendered(tiny_study):
 
 def test_metrics_and_results(tiny_study):
     repo, env, _ = tiny_study
-    metrics = json.loads((repo / "results" / "omniglot" / "metrics.json").read_text())
-    assert set(metrics) == set(LOSSES)
-    assert all(0 <= metrics[k]["recall@1"] <= 1 for k in LOSSES)
-    shown = dvc(repo, env, "metrics", "show", "--json")
-    assert "recall@1" in shown.stdout
+    shown = json.loads(dvc(repo, env, "metrics", "show", "--json").stdout)
+    files = next(iter(shown.values()))["data"]
+    # one metrics file per loss: `dvc metrics show` reads as the table (a row per loss)
+    assert set(files) == {f"results/omniglot/metrics/{loss}.json" for loss in LOSSES}
+    for loss in LOSSES:
+        row = files[f"results/omniglot/metrics/{loss}.json"]["data"]
+        assert len(row) == 7 and 1 < row["recall@1"] <= 100  # percent, as every report
     for csv in (
+        "table.csv",
         "runs.csv",
+        "findings.json",
         "recall_at_k.csv",
         "val_curves.csv",
         "multimodal.csv",
+        "multimodal-comparison.csv",
+        "multimodal.json",
         "ablations/m_per_class.csv",
+        "ablations/m_per_class-comparison.csv",
+        "ablations/m_per_class.json",
     ):
         assert (repo / "results" / "omniglot" / csv).is_file(), csv
+
+
+def test_every_result_file_is_a_declared_uncached_output(tiny_study):
+    """What the lead commits under results/ is exactly what dvc.lock records (no stray file)."""
+    repo, _, _ = tiny_study
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outs = {
+        o["path"]
+        for stage in lock["stages"].values()
+        for kind in ("outs",)
+        for o in stage.get(kind, [])
+        if o["path"].startswith("results/")
+    }
+    for path in (repo / "results").rglob("*"):
+        rel = path.relative_to(repo).as_posix()
+        if path.is_dir() or rel.startswith("results/tuning/"):
+            continue
+        assert any(rel == o or rel.startswith(o + "/") for o in outs), f"{rel} is no stage's out"
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "results", "dvc.lock"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "!!" not in status, f"git ignores results files:\n{status}"
+
+
+def test_readme_table_from_the_tiny_results(tiny_study):
+    repo, env, _ = tiny_study
+    proc = subprocess.run(
+        [sys.executable, "-m", "dmlstudy.pipeline.readme_table"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = (repo / "README.md").read_text()
+    section = text[text.index("<!-- results:start -->") : text.index("<!-- results:end -->")]
+    assert "**omniglot**" in section and "| contrastive |" in section and "nan" not in section
+
+
+def test_dvc_plots_show_works_offline(tiny_study, tmp_path):
+    repo, env, _ = tiny_study
+    dvc(
+        repo, env, "plots", "show", "--html-template", "dvc_plots/offline.html", "-o", str(tmp_path)
+    )
+    page = (tmp_path / "index.html").read_text()
+    assert "recall_at_k.csv" in page and "val_curves.csv" in page
+    assert not re.search(r'<script[^>]+src="https?:', page)
+
+
+_DATA_URI = re.compile(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+")
+
+
+def _pages(repo: Path) -> dict[str, str]:
+    return {
+        p.relative_to(repo / "reports").as_posix(): _DATA_URI.sub("DATA", p.read_text())
+        for p in sorted((repo / "reports").rglob("*.html"))
+    }
+
+
+def test_reports_have_no_stderr_warning_nan_or_machine_path(tiny_study):
+    """Every page: no stderr or warning block, no NaN cell, no absolute path of this machine
+    (the repository, the venv, a home), nothing loaded from the network."""
+    repo, _, _ = tiny_study
+    machine = [str(repo), str(repo.parent), sys.prefix, str(Path.home())]
+    for name, html in _pages(repo).items():
+        assert 'data-mime-type="application/vnd.jupyter.stderr"' not in html, f"{name}: stderr"
+        assert not re.search(r"\b\w*Warning: ", html), f"{name}: a warning"
+        assert not re.search(r"\bNaN\b|>\s*nan\s*<", html), f"{name}: a NaN cell"
+        for path in machine:
+            assert path not in html, f"{name}: names {path}"
+        assert not re.search(r"(?<![\w.~-])/(home|root|tmp|work|usr)/", html), f"{name}: a path"
+        assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', html), (
+            f"{name}: loads from the network"
+        )
+
+
+def test_index_leads_with_findings_and_links_every_page(tiny_study):
+    repo, _, _ = tiny_study
+    html = _pages(repo)["index.html"]
+    marks = ["Which of 2 deep metric", 'id="headline"', 'id="takeaways"', 'id="published"']
+    assert [html.index(m) for m in marks] == sorted(html.index(m) for m in marks)
+    assert "There is no published retrieval number under this protocol" in html
+    assert "Best MAP@R on omniglot:" in html and "Ablation m_per_class" in html
+    assert "Trained on coarse labels only" in html
+    for page in _pages(repo):
+        if page != "index.html":
+            assert f'href="{page}"' in html, f"index does not link {page}"
+    evaluate = _pages(repo)["omniglot/evaluate.html"]
+    assert "Equal effort: every loss had 2 search trials" in evaluate
+    assert "bootstrap over test classes" in evaluate and "What this shows" in evaluate
 
 
 def test_repro_again_is_a_noop(tiny_study):
