@@ -71,6 +71,7 @@ def _repo(tmp: Path) -> Path:
     repo.mkdir()
     for name in COPY:
         src = REPO / name
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. results/tuning/README.md
         if src.is_dir():
             subprocess.run(["cp", "-r", str(src), str(repo / name)], check=True)
         else:
