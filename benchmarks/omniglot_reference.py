@@ -23,12 +23,21 @@ ap.add_argument("--epochs", type=int, default=15)
 ap.add_argument("--dim", type=int, default=128)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--cosine-lr", action="store_true", help="cosine-anneal the lr (default constant)")
+ap.add_argument(
+    "--without-val-classes",
+    action="store_true",
+    help="train on the study's train split only (its validation characters left out)",
+)
+ap.add_argument("--threads", type=int, default=None)
 a = ap.parse_args()
 torch.manual_seed(a.seed)
 index = pd.read_csv(f"{a.prepared_dir}/index.csv")
 images = np.load(f"{a.prepared_dir}/images.npy")[..., 0]
 x_all = torch.from_numpy(1.0 - images.astype(np.float32) / 255.0)[:, None]  # ink = 1
-train = np.flatnonzero(index["split"].isin(["train", "val"]).to_numpy())
+if a.threads:
+    torch.set_num_threads(a.threads)
+splits = ["train"] if a.without_val_classes else ["train", "val"]
+train = np.flatnonzero(index["split"].isin(splits).to_numpy())
 test = np.flatnonzero((index["split"] == "test").to_numpy())
 y_train = torch.from_numpy(np.unique(index["label"].to_numpy()[train], return_inverse=True)[1])
 
