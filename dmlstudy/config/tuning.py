@@ -49,6 +49,11 @@ class TuningSection(StrictSection):
     budget: dict[str, Any] = Field(
         default_factory=dict, description="TrainSettings of the search trials (a shorter budget)"
     )
+    loss_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="loss -> hyper-parameters of its search trials only (what the short budget "
+        "needs, e.g. rsw phase2_epochs: 0); confirmation runs use the protocol's",
+    )
     confirm_top: int = Field(2, gt=0, description="best search trials confirmed at full budget")
     confirm_seeds: list[int] = Field(default_factory=lambda: [0, 1])
     space: dict[str, dict[str, dict[str, list[Any]]]] = Field(
@@ -66,6 +71,9 @@ class TuningSection(StrictSection):
             raise ValueError(f"tuning.confirm_top ({self.confirm_top}) > trials ({self.trials})")
         unique_nonempty(self.confirm_seeds, "tuning.confirm_seeds")
         check_train_overrides(self.budget, "tuning.budget")
+        for loss, values in self.loss_params.items():
+            check_choice(loss, list_losses(), "loss (tuning.loss_params.<loss>)")
+            check_loss_params(loss, values, f"tuning.loss_params.{loss}")
         for owner, dims in self.space.items():
             where = f"tuning.space.{owner}"
             if owner != "common":

@@ -99,8 +99,10 @@ def _settings(
     prepared_dir: str | Path,
     budget: dict[str, Any] | None,
     fixed: dict[str, Any],
+    budget_params: dict[str, Any] | None = None,
 ) -> TrainSettings:
     loss_params, train = _split(point)
+    loss_params = {**(budget_params or {}), **loss_params}
     return train_settings(
         config,
         config.tuning.dataset,
@@ -131,6 +133,39 @@ def _row(loss: str, phase: str, trial: int, point: dict, s: TrainSettings, m: di
     }
 
 
+def search_settings(
+    config: StudyConfig,
+    prepared_dir: str | Path,
+    out_dir: str | Path,
+    losses: Sequence[str],
+    fixed: dict[str, Any] | None = None,
+) -> list[tuple[str, int, dict[str, Any], TrainSettings]]:
+    """(loss, trial, point, settings) of every search trial: ``tuning.budget`` and the loss's
+    ``tuning.loss_params`` (what the short budget needs) under the point."""
+    t, out_dir, fixed = config.tuning, Path(out_dir), fixed or {}
+    out = []
+    for loss in losses:
+        for i, p in enumerate(trial_points(config, loss)):
+            run = out_dir / loss / f"trial{i}"
+            extra = t.loss_params.get(loss, {})
+            s = _settings(config, loss, p, t.seed, run, prepared_dir, t.budget, fixed, extra)
+            out.append((loss, i, p, s))
+    return out
+
+
+def confirm_settings(
+    config: StudyConfig,
+    loss: str,
+    point: dict[str, Any],
+    seed: int,
+    out_dir: Path,
+    prepared_dir: str | Path,
+    fixed: dict[str, Any] | None = None,
+) -> TrainSettings:
+    """A point at the protocol's full budget (how the study would train it), validation only."""
+    return _settings(config, loss, point, seed, out_dir, prepared_dir, None, fixed or {})
+
+
 def run_campaign(
     config: StudyConfig,
     *,
@@ -146,25 +181,7 @@ def run_campaign(
     fixed = {} if cpu_threads is None else {"cpu_threads": cpu_threads}
     t, out_dir = config.tuning, Path(out_dir)
     losses = list(losses or config.study.losses)
-    search = [
-        (
-            loss,
-            i,
-            p,
-            _settings(
-                config,
-                loss,
-                p,
-                t.seed,
-                out_dir / loss / f"trial{i}",
-                prepared_dir,
-                t.budget,
-                fixed,
-            ),
-        )
-        for loss in losses
-        for i, p in enumerate(trial_points(config, loss))
-    ]
+    search = search_settings(config, prepared_dir, out_dir, losses, fixed)
     rows = [
         _row(loss, "search", i, p, s, m)
         for (loss, i, p, s), m in zip(search, launcher([x[3] for x in search]))
@@ -184,7 +201,7 @@ def run_campaign(
                         loss,
                         int(r["trial"]),
                         point,
-                        _settings(config, loss, point, seed, run, prepared_dir, None, fixed),
+                        confirm_settings(config, loss, point, seed, run, prepared_dir, fixed),
                     )
                 )
     rows += [

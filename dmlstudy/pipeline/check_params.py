@@ -104,6 +104,19 @@ def check_runs(config: StudyConfig) -> int:
     return n * len(config.study.seeds)
 
 
+def check_campaign(config: StudyConfig) -> int:
+    """Build the tuning campaign's runs (every search trial, and each point at the full budget as
+    its confirmation would run it): a space or budget a loss rejects fails now, not an hour in."""
+    from dmlstudy.pipeline.campaign import confirm_settings, search_settings
+
+    trials = search_settings(config, ".", ".", config.study.losses)
+    for loss, trial, point, s in trials:
+        check_loss_builds(s, f"tuning search trial {trial} of {loss}")
+        full = confirm_settings(config, loss, point, 0, Path("."), ".")
+        check_loss_builds(full, f"tuning confirmation of {loss} trial {trial}")
+    return len(trials)
+
+
 def check_data(config: StudyConfig, probe: Callable[[str], str | None] = unreachable) -> None:
     """Every dataset of ``study.datasets`` has its files in the data directory or among earlier
     downloads (work directory), or can download them. ``probe(url)`` says why a server cannot be
@@ -145,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args[0])
         runs = check_runs(config)
+        check_campaign(config)
         check_data(config)
     except (ParamsError, ValueError, DataError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)

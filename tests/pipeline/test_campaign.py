@@ -112,3 +112,23 @@ def test_bad_spaces_are_named(raw, space, match):
     raw["tuning"]["space"] = space
     with pytest.raises(ParamsError, match=match):
         config_from_dict(raw)
+
+
+def test_search_only_loss_params_and_check_before_compute(raw):
+    """tuning.loss_params shape the short search trials only; check_params builds every trial
+    and names a trial its loss rejects before any training."""
+    from dmlstudy.pipeline.check_params import check_campaign
+
+    raw["study"]["losses"] = ["rsw"]
+    raw["tuning"]["space"] = {"rsw": {"alpha": {"uniform": [3.0, 30.0]}}}
+    raw["tuning"]["budget"] = {"epochs": 5, "schedule": "cosine", "patience": None}
+    raw["tuning"]["loss_params"] = {"rsw": {"phase2_epochs": 0}}
+    config = config_from_dict(raw)
+    trials = C.search_settings(config, "p", "o", ["rsw"])
+    assert all(s.loss_params["phase2_epochs"] == 0 for *_, s in trials)
+    full = C.confirm_settings(config, "rsw", trials[1][2], 0, Path("o"), "p")
+    assert full.loss_params["phase2_epochs"] == 30 and full.schedule == "plateau"
+    assert check_campaign(config) == 4
+    raw["tuning"]["loss_params"] = {}
+    with pytest.raises(ParamsError, match=r"tuning search trial 0 of rsw.*phase2_epochs"):
+        check_campaign(config_from_dict(raw))
