@@ -4,9 +4,9 @@ norms stay on the device, checked (:mod:`.divergence`) every ``divergence_check_
 at the end (one host sync per check, before the step completing a window applies); labels are
 checked on the host once per epoch. Randomness: augmentation draws from CPU generators seeded
 from (seed, epoch, step); the global generators that dropout / drop-path use (timm takes no
-generator) are saved once per epoch, re-seeded from (seed, epoch, step) before each
+generator) are saved once per epoch, re-seeded from (seed, epoch, step[, rank]) before each
 forward (a host-side seed set: no sync, no per-step ``fork_rng`` copy of the CUDA state) and
-restored at its end.
+restored at its end. Under DDP (:mod:`.distributed`) each process makes its share of a batch.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dmlstudy.losses.interface import check_label_range, labels_checked_on_host
 from dmlstudy.models import Embedder
 from dmlstudy.training.augment import Preprocess, step_generator, train_transform
 from dmlstudy.training.datapath import DeviceFeed, Prefetcher, default_depth
+from dmlstudy.training.distributed import SINGLE, Ranks
 from dmlstudy.training.divergence import DivergenceMonitor, TrainingDivergedError
 from dmlstudy.training.inference import autocast
 from dmlstudy.training.optim import all_params
@@ -46,9 +47,11 @@ class EpochStats:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
 
-def step_seed(seed: int, epoch: int, step: int) -> int:
-    """Seed for the global RNG during one step (dropout / drop-path inside timm models)."""
-    return int(np.random.SeedSequence([seed, epoch, step, 1]).generate_state(1)[0])
+def step_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
+    """Seed of the global RNG during one step (dropout / drop-path inside timm models); DDP ranks
+    other than 0 get their own, so their shares of a batch draw independent masks."""
+    key = [seed, epoch, step, 1] + ([rank] if rank else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 @contextlib.contextmanager
@@ -84,7 +87,9 @@ def embedding_norms(model: Embedder) -> Iterator[list[torch.Tensor]]:
 
 
 class LossStep(nn.Module):
-    """The differentiable part of a step: embed (autocast) → loss."""
+    """The differentiable part of a step: embed (autocast) → the global batch's embeddings
+    (``ranks.gather``; as-is in one process) → loss. One module holds the model and the loss, so
+    one DistributedDataParallel averages the gradients of both."""
 
     def __init__(
         self,
@@ -92,22 +97,23 @@ class LossStep(nn.Module):
         loss_fn: DMLLoss,
         s: TrainSettings,
         device: torch.device,
+        ranks: Ranks = SINGLE,
     ) -> None:
         super().__init__()
-        self.model, self.loss_fn = model, loss_fn
+        self.model, self.loss_fn, self.ranks = model, loss_fn, ranks
         self.device, self.amp, self.cpu_amp = device, s.amp, s.cpu_amp
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.amp, self.cpu_amp):
             z = self.model(x)
-        return self.loss_fn(z.float(), y)
+        return self.loss_fn(self.ranks.gather(z.float()), y)
 
 
 class _Pending:
     """Losses and norms of the steps not yet checked (device tensors)."""
 
-    def __init__(self, monitor: DivergenceMonitor, epoch: int) -> None:
-        self.monitor, self.epoch = monitor, epoch
+    def __init__(self, monitor: DivergenceMonitor, epoch: int, ranks: Ranks) -> None:
+        self.monitor, self.epoch, self.ranks = monitor, epoch, ranks
         self.losses: list[torch.Tensor] = []
         self.norms: list[torch.Tensor] = []
         self.first_step = 0
@@ -117,7 +123,7 @@ class _Pending:
         if not self.losses:
             return []
         both = torch.stack([torch.stack(self.losses).double(), torch.stack(self.norms).double()])
-        losses, norms = both.cpu().tolist()
+        losses, norms = self.ranks.agree(both).cpu().tolist()
         self.monitor.check(epoch=self.epoch, first_step=self.first_step, losses=losses, norms=norms)
         self.first_step += len(losses)
         self.losses, self.norms = [], []
@@ -139,30 +145,32 @@ def train_epoch(
     device: torch.device,
     monitor: DivergenceMonitor,
     step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ranks: Ranks = SINGLE,
     prefetch: int | None = None,
 ) -> EpochStats:
-    """Train over ``batches`` (positions into ``rows``/``labels``) with ``step`` (default
-    :class:`LossStep`), batches made ``prefetch`` ahead (0: in the step; None: the
+    """Train over ``batches`` (global batches: positions into ``rows``/``labels``; this process
+    makes its ``ranks`` share of each) with ``step`` (default :class:`LossStep`; under DDP its
+    DistributedDataParallel), batches made ``prefetch`` ahead (0: in the step; None: the
     device's :func:`~.datapath.default_depth`);
     raises :class:`~dmlstudy.training.divergence.TrainingDivergedError` (NaN/inf or a
     blow-up)."""
     s = settings
-    step = step or LossStep(model, loss_fn, s, device)
+    step = step or LossStep(model, loss_fn, s, device, ranks)
     num_classes = loss_fn.expected_inputs()[0]
     if num_classes is not None and len(labels):  # on the host, once: no per-step device sync
         owner = loss_fn.registry_name or type(loss_fn).__name__
         check_label_range(int(labels.min()), int(labels.max()), num_classes, owner)
     params = all_params(optimizer)
-    pending = _Pending(monitor, epoch)
+    pending = _Pending(monitor, epoch, ranks)
     feed = DeviceFeed(device)
     depth = default_depth(device) if prefetch is None else prefetch
-    make = partial(_make_batch, feed, images, rows, labels, batches, preprocess, s, epoch)
+    make = partial(_make_batch, feed, images, rows, labels, batches, preprocess, s, epoch, ranks)
     total, n_images = 0.0, 0
     start = time.perf_counter()
     bar = tqdm(
         total=len(batches),
         desc=f"epoch {epoch + 1}/{s.epochs}",
-        disable=not s.progress,
+        disable=not (s.progress and ranks.main),
         leave=False,
     )
     with (
@@ -174,7 +182,7 @@ def train_epoch(
         try:
             for i, batch in enumerate(ahead):
                 x, y = feed.take(batch)
-                reseed(step_seed(s.seed, epoch, i))
+                reseed(step_seed(s.seed, epoch, i, ranks.rank))
                 value = step(x, y)
                 pending.losses.append(value.detach())
                 pending.norms.append(norms.pop())
@@ -224,19 +232,22 @@ def _make_batch(
     preprocess: Preprocess,
     s: TrainSettings,
     epoch: int,
+    ranks: Ranks,
     step: int,
 ) -> Any:
-    """Augmented images and labels of batch ``step`` (augmentation seeded from (seed, epoch,
-    step))."""
+    """This process's augmented share of batch ``step`` and the whole batch's labels
+    (augmentation seeded from (seed, epoch, step), drawn for the whole batch)."""
     pos = batches[step]
+    share = ranks.share(len(pos))
     x = train_transform(
-        feed.gather(images, rows[pos]),
+        feed.gather(images, rows[pos[share]]),
         preprocess,
         scale=s.crop_scale,
         ratio=s.crop_ratio,
         hflip=s.hflip,
         generator=step_generator(s.seed, epoch, step),
         shift=s.max_shift,
+        part=None if ranks.world == 1 else (share.start, len(pos)),
     )
     if s.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
