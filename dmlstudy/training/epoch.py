@@ -118,12 +118,13 @@ class _Pending:
         self.norms: list[torch.Tensor] = []
         self.first_step = 0
 
-    def check(self) -> list[float]:
-        """Bring the window to the host (one sync), check it, return its losses."""
+    def check(self, agree: bool = True) -> list[float]:
+        """Bring the window to the host (one sync), check it, return its losses; ``agree``: the
+        window all ranks check (one collective; not on a path only this rank may be taking)."""
         if not self.losses:
             return []
         both = torch.stack([torch.stack(self.losses).double(), torch.stack(self.norms).double()])
-        losses, norms = self.ranks.agree(both).cpu().tolist()
+        losses, norms = (self.ranks.agree(both) if agree else both).cpu().tolist()
         self.monitor.check(epoch=self.epoch, first_step=self.first_step, losses=losses, norms=norms)
         self.first_step += len(losses)
         self.losses, self.norms = [], []
@@ -201,7 +202,7 @@ def train_epoch(
         except TrainingDivergedError:
             raise
         except Exception:
-            pending.check()  # a NaN that made a later step fail is the error to report
+            pending.check(agree=False)  # a NaN that made a later step fail is the error
             raise
         finally:
             bar.close()

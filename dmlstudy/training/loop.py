@@ -205,13 +205,19 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
                     lambda: _validate(model, loss_fn, ds, val_rows, val_labels, pre, s, device)
                 )
                 record["decision"] = plateau.update(epoch, record["val"][SELECT_METRIC])
-                if record["decision"] == "improve" and ranks.main:
+                if record["decision"] == "improve":
                     state["best_metric"] = record["val"][SELECT_METRIC]
                     state["best_epoch"] = epoch
-                    atomic_save(  # becomes best.pt once the checkpoint below selects it
-                        {**base, "epoch": epoch, "val": record["val"], **_weights(model, loss_fn)},
-                        s.out_dir / PENDING_BEST.format(epoch=epoch),
-                    )
+                    if ranks.main:  # becomes best.pt once the checkpoint below selects it
+                        atomic_save(
+                            {
+                                **base,
+                                "epoch": epoch,
+                                "val": record["val"],
+                                **_weights(model, loss_fn),
+                            },
+                            s.out_dir / PENDING_BEST.format(epoch=epoch),
+                        )
             scheduler.step()  # after validation: a plateau lr drop applies from the next epoch
             state["plateau"] = plateau.state_dict()
             record["wall_seconds"] = time.perf_counter() - epoch_start
