@@ -1,19 +1,23 @@
 """The study's training step against a bare PyTorch loop of the same network, loss and batch.
 
 Study step: :func:`dmlstudy.training.epoch.train_epoch` (uint8 cache gather → batched device
-augmentation → embedder → loss → backward → optimizer step, per-step seeding). Bare loop: the same
-model, loss and optimizer on float tensors already in memory (``model(x); loss; backward;
-step``). The two are timed in alternating blocks in one process, so load changes on a shared
-machine hit both alike; the ratio (goal >= 0.9) is the data path's efficiency. Prints figures;
-asserts nothing::
+augmentation → embedder → loss → backward → optimizer step, per-step seeding), with the batches
+made ahead in a background thread ("study") and, for the overlap's gain, made inside the step
+("inline", ``prefetch=0``: the data path before the overlap). Bare loop: the same model, loss
+and optimizer on float tensors already in memory (``model(x); loss; backward; step``). The arms
+are timed in rotating blocks in one process, so load changes on a shared machine hit all alike;
+study/bare (goal >= 0.9) is the data path's efficiency, study/inline the overlap's gain. The
+median over blocks of each block's ratio is printed too (robust to a noisy neighbour). Prints
+figures; asserts nothing::
 
-    python benchmarks/bench_step_vs_bare.py --backbone convnet4 --threads 2 [--cpu-amp]
+    python benchmarks/bench_step_vs_bare.py --backbone convnet4 --threads 1 [--cpu-amp]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import numpy as np
@@ -36,7 +40,9 @@ def main() -> None:
     )
     ap.add_argument("--backbone", default="convnet4")
     ap.add_argument("--embedding-dim", type=int, default=64)
-    ap.add_argument("--image-size", type=int, default=28)
+    ap.add_argument("--image-size", type=int, default=28, help="training crop")
+    ap.add_argument("--cache-size", type=int, default=None, help="cached images (default: crop)")
+    ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--loss", default="cosface")
     ap.add_argument("--sampler", default="random", choices=["random", "m_per_class"])
@@ -50,7 +56,8 @@ def main() -> None:
     device = torch.device("cpu")
     n_classes, per_class = 400, 20
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n_classes * per_class, a.image_size, a.image_size, 1), np.uint8)
+    cache = a.cache_size or a.image_size
+    images = rng.integers(0, 256, (n_classes * per_class, cache, cache, a.channels), np.uint8)
     labels = np.repeat(np.arange(n_classes), per_class)
     s = TrainSettings(
         prepared_dir=".",
@@ -77,31 +84,31 @@ def main() -> None:
         model = build_embedder(
             a.backbone,
             embedding_dim=a.embedding_dim,
-            in_chans=1,
+            in_chans=a.channels,
             normalize=loss.normalize_embeddings,
         )
         model.to(memory_format=torch.channels_last).train()
         return model, loss, build_optimizer(model, loss, s)
 
-    study_model, study_loss, study_opt = build()
-    monitor = DivergenceMonitor.from_state(a.loss, None)
-    bare_model, bare_loss, bare_opt = build()
-    pre = Preprocess(a.image_size, a.image_size, *default_mean_std(1))
+    arms = {name: build() for name in ("study", "inline", "bare")}
+    monitors = {name: DivergenceMonitor.from_state(a.loss, None) for name in arms}
+    pre = Preprocess(a.image_size, cache, *default_mean_std(a.channels))
     batches = build_sampler(a.sampler, labels, a.batch_size, 4, 0).epoch_batches(0)
     xs = [
-        torch.randn(a.batch_size, 1, a.image_size, a.image_size).contiguous(
+        torch.randn(a.batch_size, a.channels, a.image_size, a.image_size).contiguous(
             memory_format=torch.channels_last
         )
         for _ in range(4)
     ]
     ys = [torch.from_numpy(labels[b]) for b in batches[:4]]
 
-    def study(block: int) -> None:
+    def study(block: int, name: str = "study") -> None:
         chunk = batches[(block * a.steps) % len(batches) :][: a.steps]
+        model, loss, opt = arms[name]
         train_epoch(
-            model=study_model,
-            loss_fn=study_loss,
-            optimizer=study_opt,
+            model=model,
+            loss_fn=loss,
+            optimizer=opt,
             images=images,
             rows=np.arange(len(images)),
             labels=labels,
@@ -110,10 +117,15 @@ def main() -> None:
             settings=s,
             epoch=block,
             device=device,
-            monitor=monitor,
+            monitor=monitors[name],
+            prefetch=0 if name == "inline" else 2,
         )
 
+    def inline(block: int) -> None:
+        study(block, "inline")
+
     def bare(block: int) -> None:
+        bare_model, bare_loss, bare_opt = arms["bare"]
         for i in range(a.steps):
             with autocast(device, s.amp, s.cpu_amp):
                 z = bare_model(xs[i % 4])
@@ -122,23 +134,36 @@ def main() -> None:
             value.backward()
             bare_opt.step()
 
-    study(0), bare(0)  # warm-up (oneDNN primitive caches)
-    spent = {"study": 0.0, "bare": 0.0}
+    fns = {"study": study, "inline": inline, "bare": bare}
+    for fn in fns.values():
+        fn(0)  # warm-up (oneDNN primitive caches)
+    spent: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
     for block in range(1, a.blocks + 1):
-        for name, fn in (("study", study), ("bare", bare))[:: 1 if block % 2 else -1]:
+        for name in order[block % 3 :] + order[: block % 3]:  # rotate the order
             t = time.perf_counter()
-            fn(block)
-            spent[name] += time.perf_counter() - t
+            fns[name](block)
+            spent[name].append(time.perf_counter() - t)
     images_done = a.blocks * a.steps * a.batch_size
-    rate = {k: images_done / v for k, v in spent.items()}
+    rate = {k: images_done / sum(v) for k, v in spent.items()}
+
+    def median_ratio(num: str, den: str) -> float:
+        return statistics.median(d / n for n, d in zip(spent[num], spent[den], strict=True))
+
     print(
         f"backbone={a.backbone} d={a.embedding_dim} batch={a.batch_size} loss={a.loss} "
-        f"sampler={a.sampler} threads={torch.get_num_threads()} cpu_amp={a.cpu_amp} "
-        f"load={os.getloadavg()[0]:.1f}"
+        f"sampler={a.sampler} cache={cache}x{cache}x{a.channels} crop={a.image_size} "
+        f"threads={torch.get_num_threads()} cpu_amp={a.cpu_amp} load={os.getloadavg()[0]:.1f}"
     )
     print(
-        f"study step {rate['study']:,.0f} img/s; bare loop {rate['bare']:,.0f} img/s; "
-        f"ratio {rate['study'] / rate['bare']:.2f}"
+        f"study step {rate['study']:,.0f} img/s; inline data path {rate['inline']:,.0f} img/s; "
+        f"bare loop {rate['bare']:,.0f} img/s"
+    )
+    print(
+        f"study/bare {rate['study'] / rate['bare']:.2f} (median of blocks "
+        f"{median_ratio('study', 'bare'):.2f}); inline/bare {rate['inline'] / rate['bare']:.2f} "
+        f"({median_ratio('inline', 'bare'):.2f}); overlap gain study/inline "
+        f"{rate['study'] / rate['inline']:.3f} ({median_ratio('study', 'inline'):.3f})"
     )
 
 

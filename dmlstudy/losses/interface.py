@@ -6,14 +6,29 @@ lives in :mod:`dmlstudy.losses.base`.  Details of every loss: docs/losses.md.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any, ClassVar, Literal, final
 
 import torch
 from torch import nn
 
-__all__ = ["DMLLoss", "Metric", "check_batch", "compute_dtype", "zero_loss"]
+__all__ = [
+    "DMLLoss",
+    "Metric",
+    "check_batch",
+    "check_label_range",
+    "compute_dtype",
+    "labels_checked_on_host",
+    "zero_loss",
+]
 
 Metric = Literal["cosine", "euclidean"]
+
+#: ``num_classes`` that the labels of the current context were checked against on the host
+#: (:func:`labels_checked_on_host`), else None.
+_HOST_CHECKED: ContextVar[int | None] = ContextVar("labels_checked_on_host", default=None)
 
 
 def compute_dtype(embeddings: torch.Tensor) -> torch.dtype:
@@ -57,14 +72,39 @@ def check_batch(
         raise TypeError(f"{owner}: labels must be an integer tensor, got {labels.dtype}")
     labels = labels.long()  # gather/scatter/one_hot/cross_entropy need int64 indices
     if num_classes is not None and labels.numel():
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= num_classes:
-            raise ValueError(
-                f"{owner}: labels must be contiguous class ids in 0..{num_classes - 1} "
-                f"(num_classes={num_classes}); got min {low}, max {high}. Remap labels per split "
-                "or pass the right num_classes to build_loss."
-            )
+        # On an accelerator, min/max would be two host syncs per step: skipped where the caller
+        # checked these labels on the host already (the trainer, before copying them).
+        if labels.device.type == "cpu" or _HOST_CHECKED.get() != num_classes:
+            check_label_range(int(labels.min()), int(labels.max()), num_classes, owner)
     return labels
+
+
+def check_label_range(low: int, high: int, num_classes: int, owner: str = "loss") -> None:
+    """Raise the error for labels outside 0..C−1, given their ``low``/``high`` (min, max).
+
+    >>> check_label_range(0, 3, 3, "proxy_anchor")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: proxy_anchor: labels must be contiguous class ids in 0..2 (num_classes=3); ...
+    """
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"{owner}: labels must be contiguous class ids in 0..{num_classes - 1} "
+            f"(num_classes={num_classes}); got min {low}, max {high}. Remap labels per split "
+            "or pass the right num_classes to build_loss."
+        )
+
+
+@contextlib.contextmanager
+def labels_checked_on_host(num_classes: int | None) -> Iterator[None]:
+    """Inside, :func:`check_batch` trusts accelerator labels to be in 0..``num_classes``−1
+    (no device→host sync): for a caller that ran :func:`check_label_range` on the host copy of
+    every label it passes (this thread only; CPU labels are always checked)."""
+    token = _HOST_CHECKED.set(num_classes)
+    try:
+        yield
+    finally:
+        _HOST_CHECKED.reset(token)
 
 
 def zero_loss(*tensors: torch.Tensor) -> torch.Tensor:

@@ -157,16 +157,27 @@ def train_transform(
     hflip: bool,
     generator: torch.Generator,
     shift: int = 0,
+    part: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Training augmentation of a uint8 B×H×W×C batch (already on the training device): random
     resized crop, then a random translation of up to ``shift`` cache pixels per axis (border
-    padding; the Omniglot recipe's ±2 px shifts), then an optional horizontal flip."""
+    padding; the Omniglot recipe's ±2 px shifts), then an optional horizontal flip.
+
+    ``part=(start, total)``: ``images`` are rows ``start:start + B`` of a batch of ``total``; the
+    random parameters are drawn for the whole batch and this share's are applied, so a batch
+    split across processes (DDP) is augmented exactly as in one process."""
     n, hgt, wid, _ = images.shape
-    boxes = sample_crops(n, hgt, wid, scale, ratio, generator)
-    flip = torch.rand(n, generator=generator) < 0.5 if hflip else None
+    start, total = (0, n) if part is None else part
+    if not 0 <= start <= start + n <= total:
+        raise ValueError(f"part {part} does not hold a share of {n} images")
+    boxes = sample_crops(total, hgt, wid, scale, ratio, generator)
+    flip = torch.rand(total, generator=generator) < 0.5 if hflip else None
     if shift:  # drawn last, so runs without shifts keep their random stream
-        offsets = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
+        offsets = torch.randint(-shift, shift + 1, (total, 2), generator=generator)
         boxes = torch.cat([boxes[:, :2] - offsets, boxes[:, 2:]], dim=1)
+    if (start, total) != (0, n):
+        boxes = boxes[start : start + n]
+        flip = None if flip is None else flip[start : start + n]
     return crop_resize(to_float(images, p.mean, p.std), boxes, p.image_size, flip)
 
 

@@ -1,7 +1,9 @@
 """Embedding many images in batches with the exact test-time preprocessing of a model.
 
 Used by the trainer (validation, final embeddings) and by :mod:`dmlstudy.embed`, so evaluation and
-the user-facing API share one code path.
+the user-facing API share one code path. On CUDA the next batches are gathered, copied and
+preprocessed in a background thread while the model embeds the current one (:mod:`.datapath`);
+embeddings stay on the device until the end (one copy to the host, not one sync per batch).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from dmlstudy.training.augment import Preprocess, eval_transform
+from dmlstudy.training.datapath import DeviceFeed, Prefetcher, default_depth
 
 
 def resolve_device(device: str) -> torch.device:
@@ -38,29 +41,39 @@ def embed_images(
     amp: bool = True,
     channels_last: bool = False,
     cpu_amp: bool = False,
+    prefetch: int | None = None,
 ) -> np.ndarray:
     """Embeddings (float32, N×d) of uint8 N×H×W×C ``images`` (or of ``images[rows]``), in eval
-    mode."""
+    mode; batches made ``prefetch`` ahead (None: :func:`~.datapath.default_depth`)."""
     device = torch.device(device)
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 N×H×W×C images, got {images.dtype} {images.shape}")
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    feed = DeviceFeed(device)
+    starts = range(0, len(rows), batch_size)
+
+    def make(i: int) -> tuple:
+        batch = feed.gather(images, rows[starts[i] : starts[i] + batch_size])
+        x = eval_transform(batch, preprocess)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return feed.publish(x)
+
     was_training = model.training
     model.eval()
     out = []
     try:
-        for start in range(0, len(rows), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[rows[start : start + batch_size]]))
-            x = eval_transform(batch.to(device, non_blocking=True), preprocess)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, amp, cpu_amp):
-                z = model(x)
-            out.append(z.float().cpu().numpy())
+        depth = default_depth(device) if prefetch is None else prefetch
+        with Prefetcher(make, len(starts), depth=depth, context=feed.producing) as ahead:
+            for batch in ahead:
+                (x,) = feed.take(batch)
+                with autocast(device, amp, cpu_amp):
+                    out.append(model(x).float())
     finally:
         model.train(was_training)
-    dim = model.head.out_features if not out else out[0].shape[1]
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    if not out:
+        return np.zeros((0, model.head.out_features), np.float32)
+    return torch.cat(out).cpu().numpy()
 
 
 def autocast(device: torch.device, amp: bool, cpu_amp: bool) -> torch.autocast:

@@ -8,7 +8,8 @@ seed (built inside ``torch.random.fork_rng`` so the caller's global RNG is untou
 run is reused, a run of other settings replaced (:mod:`.rundir`); divergence stops training with
 an error naming the setting to lower (:mod:`.divergence`).
 The reported model is the best-validation epoch by MAP@R (Musgrave et al., ECCV 2020) — the test
-split is never used for selection.
+split is never used for selection. Under torchrun, one run spans the processes
+(:mod:`.distributed`): only rank 0 writes, validates and finalizes, the others get its results.
 """
 
 from __future__ import annotations
@@ -27,8 +28,17 @@ from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
 from dmlstudy.training.augment import Preprocess, backbone_mean_std
 from dmlstudy.training.checkpoint import atomic_save
+from dmlstudy.training.distributed import (
+    DDPStep,
+    Ranks,
+    check_in_sync,
+    check_shardable,
+    current_ranks,
+    open_run_ranked,
+    sync_batchnorm,
+)
 from dmlstudy.training.divergence import DivergenceMonitor, TrainingDivergedError, explain
-from dmlstudy.training.epoch import train_epoch
+from dmlstudy.training.epoch import LossStep, train_epoch
 from dmlstudy.training.fingerprint import run_inputs
 from dmlstudy.training.inference import embed_images, resolve_device
 from dmlstudy.training.optim import build_optimizer, build_scheduler, set_backbone_trainable
@@ -36,7 +46,6 @@ from dmlstudy.training.outputs import eval_rows, finalize, log_epoch, open_live,
 from dmlstudy.training.rundir import (  # noqa: F401  (settings_diff: the public comparison)
     PENDING_BEST,
     RunStart,
-    open_run,
     settings_diff,
     settle_best,
 )
@@ -87,10 +96,12 @@ def train(settings: TrainSettings, *, _stop_after_epoch: int | None = None) -> d
 
 
 def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
-    device = resolve_device(s.device)
+    ranks = current_ranks()
+    check_shardable(s.batch_size, s.sampler, s.m_per_class, ranks.world)
+    device = _local_device(resolve_device(s.device), ranks)
     ds = PreparedDataset.load(s.prepared_dir)
     inputs = run_inputs(s.prepared_dir)
-    start = open_run(s, inputs, device)
+    start = open_run_ranked(s, inputs, device, ranks)
     if start.finished is not None:
         return start.finished
     rows, labels, class_names = train_labels(ds, s.label_level)
@@ -125,6 +136,10 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     loss_fn.to(device)
     if s.channels_last:  # faster on CUDA and, for convnet4, ~25% on CPU too (benchmarks/)
         model.to(memory_format=torch.channels_last)
+    if ranks.world > 1:
+        model = sync_batchnorm(model, device)
+    if s.torch_compile:
+        model.backbone.compile()  # in place: state_dict keys, hooks and the optimizer unchanged
     optimizer = build_optimizer(model, loss_fn, s)
     plateau = Plateau(s.patience, s.min_delta, s.plateau_drops)
     scheduler = build_scheduler(optimizer, s, plateau)
@@ -142,8 +157,9 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
         "cache_image_size": int(ds.images.shape[1]),
     }
     ckpt_path = s.out_dir / "checkpoint.pt"
+    step = DDPStep(LossStep(model, loss_fn, s, device, ranks), device, ranks)
 
-    live = open_live(s.out_dir, state["history"])
+    live = open_live(s.out_dir, state["history"]) if ranks.main else None
     try:
         for epoch in range(state["epoch"] + 1, s.epochs if not plateau.stopped else 0):
             epoch_start = time.perf_counter()
@@ -151,6 +167,7 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             model.train()
             loss_fn.train()
             set_backbone_trainable(model, optimizer, trainable=epoch >= s.warmup_epochs)
+            step.refresh()
             batches = sampler.epoch_batches(epoch)[: s.max_steps_per_epoch]
             try:
                 stats = train_epoch(
@@ -166,6 +183,8 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
                     epoch=epoch,
                     device=device,
                     monitor=monitor,
+                    step=step,
+                    ranks=ranks,
                 )
             except TrainingDivergedError as err:
                 explain(err, state["epoch"], ckpt_path, s, loss_fn)  # what is on disk, the fix
@@ -182,15 +201,23 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             state["train_seconds"] += stats.seconds
             state["train_images"] += stats.images
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
-                record["val"] = _validate(model, loss_fn, ds, val_rows, val_labels, pre, s, device)
+                record["val"] = ranks.on_main(
+                    lambda: _validate(model, loss_fn, ds, val_rows, val_labels, pre, s, device)
+                )
                 record["decision"] = plateau.update(epoch, record["val"][SELECT_METRIC])
                 if record["decision"] == "improve":
                     state["best_metric"] = record["val"][SELECT_METRIC]
                     state["best_epoch"] = epoch
-                    atomic_save(  # becomes best.pt once the checkpoint below selects it
-                        {**base, "epoch": epoch, "val": record["val"], **_weights(model, loss_fn)},
-                        s.out_dir / PENDING_BEST.format(epoch=epoch),
-                    )
+                    if ranks.main:  # becomes best.pt once the checkpoint below selects it
+                        atomic_save(
+                            {
+                                **base,
+                                "epoch": epoch,
+                                "val": record["val"],
+                                **_weights(model, loss_fn),
+                            },
+                            s.out_dir / PENDING_BEST.format(epoch=epoch),
+                        )
             scheduler.step()  # after validation: a plateau lr drop applies from the next epoch
             state["plateau"] = plateau.state_dict()
             record["wall_seconds"] = time.perf_counter() - epoch_start
@@ -198,25 +225,50 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             state["history"].append(record)
             state["epoch"] = epoch
             state["divergence"] = monitor.state()
-            atomic_save(
-                {
-                    **base,
-                    "state": state,
-                    **_weights(model, loss_fn),
-                    "optimizer_state": optimizer.state_dict(),
-                    "scheduler_state": scheduler.state_dict(),
-                },
-                ckpt_path,
-            )
-            settle_best(s.out_dir, state)
-            log_epoch(live, record)  # after the checkpoint: every logged row is in its history
+            check_in_sync([model, loss_fn], ranks)
+            if ranks.main:
+                _save_epoch(base, state, model, loss_fn, optimizer, scheduler, ckpt_path, live)
             if stop_after is not None and epoch == stop_after:
                 return {"interrupted_after_epoch": epoch}
             if plateau.stopped:
                 break
-        return finalize(s, ds, model, loss_fn, state, device, pre, inputs)
+        return ranks.on_main(lambda: finalize(s, ds, model, loss_fn, state, device, pre, inputs))
     finally:
-        live.end()
+        if live is not None:
+            live.end()
+
+
+def _local_device(device: torch.device, ranks: Ranks) -> torch.device:
+    """Under DDP on CUDA, this process's GPU (torchrun's LOCAL_RANK, made current by the
+    launcher)."""
+    if ranks.world > 1 and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _save_epoch(
+    base: dict[str, Any],
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    ckpt_path: Any,
+    live: Any,
+) -> None:
+    """The epoch's checkpoint, best.pt settled, then its dvclive row (rank 0)."""
+    atomic_save(
+        {
+            **base,
+            "state": state,
+            **_weights(model, loss_fn),
+            "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict(),
+        },
+        ckpt_path,
+    )
+    settle_best(ckpt_path.parent, state)
+    log_epoch(live, state["history"][-1])  # after the checkpoint: every logged row is in it
 
 
 def _weights(model: torch.nn.Module, loss_fn: torch.nn.Module) -> dict[str, Any]:

@@ -134,6 +134,11 @@ class TrainSettings(BaseModel):
     channels_last: bool = Field(
         True, description="channels_last memory format (model and inputs, CPU and CUDA)"
     )
+    torch_compile: bool = Field(
+        False,
+        description="torch.compile the backbone (nn.Module.compile: same state_dict); float "
+        "rounding differs from eager, the first steps pay the compilation",
+    )
     # --- evaluation / budget ------------------------------------------------------------------
     eval_every: int = Field(
         1, gt=0, description="validate every N epochs (and always after the last)"
