@@ -178,7 +178,9 @@ def render_html(notebook: str | Path, html: str | Path, *, hide_code: bool = Tru
     return html
 
 
-def main(argv: list[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line of this module (dmlstudy.pipeline.fanout reads dvc.yaml's commands
+    with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", help="jupytext percent-format notebook (.py)")
     parser.add_argument("output", help="executed notebook (.ipynb); folders are created")
@@ -187,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE")
     )
     parser.add_argument("--kernel", default="python3")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argument_parser().parse_args(argv)
     start = time.perf_counter()
     try:
         execute(

@@ -1,5 +1,8 @@
-"""Synthetic run folders shaped like the trainer's (``metrics.json`` with test metrics computed by
-``dmlstudy.evaluation.evaluate`` from the saved embeddings, a plateau-rule history, settings)."""
+"""Shared fixtures of the pipeline tests: synthetic run folders shaped like the trainer's
+(``metrics.json`` with test metrics computed by ``dmlstudy.evaluation.evaluate`` from the saved
+embeddings, a plateau-rule history, settings), and the tiny study's serial ``dvc repro`` shared by
+every test of the session that reads it (kernels are slow): test_study_repro.py checks it, the
+fan-out test compares with it."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import pytest
 from dmlstudy.evaluation import evaluate
 from dmlstudy.pipeline.runs import run_path
 from dmlstudy.training.settings import TrainSettings
+from tests.pipeline.tiny_repo import dvc, env, make_repo
 
 #: val MAP@R per epoch and the plateau rule's decisions (patience 2, one drop): best epoch 3.
 HISTORY = [(0.10, "improve"), (0.20, "improve"), (0.20, "wait"), (0.19, "drop"), (0.25, "improve")]
@@ -88,3 +92,12 @@ def write_run(
 @pytest.fixture
 def make_run() -> Callable[..., Path]:
     return write_run
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory, shared_omniglot_dir):
+    """``(repo, env, dvc repro's CompletedProcess)`` of the tiny study run serially."""
+    tmp = tmp_path_factory.mktemp("study")
+    run_env = env(tmp, shared_omniglot_dir.parent)
+    repo = make_repo(tmp, run_env)
+    return repo, run_env, dvc(repo, run_env, "repro")

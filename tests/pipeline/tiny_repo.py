@@ -1,0 +1,119 @@
+"""A tiny study in a temporary copy of the repository, run by DVC as a user would (shared by the
+``dvc repro`` tests and the fan-out's): tiny profile, two losses, one seed, the ``m_per_class``
+ablation with two arms, the multi-modal experiment. Needs the offline Omniglot archives."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COPY = [
+    "dmlstudy",
+    "notebooks",
+    "dvc.yaml",
+    "params.yaml",
+    "dvc_plots",
+    ".dvcignore",
+    ".gitignore",
+    "README.md",
+    "results/tuning/README.md",
+]
+LOSSES = ["contrastive", "rsw"]
+
+
+def env(tmp: Path, data_dir: Path) -> dict[str, str]:
+    """The environment of a pipeline run in ``tmp`` with the archives of ``data_dir``."""
+    out = dict(os.environ)
+    out.update(
+        # `python` in dvc.yaml = this venv
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{out.get('PATH', '')}",
+        DVC_NO_ANALYTICS="1",
+        MPLBACKEND="Agg",
+        DMLSTUDY_DATA_DIR=str(data_dir),
+        DMLSTUDY_WORK_DIR=str(tmp / "cache"),
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    return out
+
+
+def dvc(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if check and proc.returncode:
+        raise AssertionError(
+            f"dvc {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def _fake_campaign(params: dict, folder: Path) -> None:
+    """trials.csv / winners.csv as the campaign writes them (stand-in trainings), so that the
+    evaluation page renders its campaign section from files."""
+    from dmlstudy.config import config_from_dict
+    from dmlstudy.pipeline import campaign
+
+    config = config_from_dict({**params, "tuning": {**params["tuning"], "trials": 2}})
+
+    def launcher(settings):
+        return [
+            {
+                "val": {"map@r": s.lr * 100, "recall@1": 0.5},
+                "best_epoch": 1,
+                "epochs_run": 3,
+                "converged": True,
+                "train_seconds": 1.0,
+            }
+            for s in settings
+        ]
+
+    trials = campaign.run_campaign(
+        config, prepared_dir="p", out_dir=folder.parent / "runs", launcher=launcher
+    )
+    folder.mkdir(parents=True)
+    trials.to_csv(folder / "trials.csv", index=False)
+    campaign.winners(trials).to_csv(folder / "winners.csv", index=False)
+    shutil.rmtree(folder.parent / "runs", ignore_errors=True)
+
+
+def make_repo(tmp: Path, env: dict[str, str]) -> Path:
+    """``tmp/repo``: this checkout's pipeline with the tiny study's params and a stand-in tuning
+    campaign, committed (dvclive needs a commit) and ``dvc init``-ed."""
+    repo = tmp / "repo"
+    repo.mkdir()
+    for name in COPY:
+        src = REPO / name
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+            if src.is_dir()
+            else shutil.copy(src, repo / name)
+        )
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["study"].update(
+        losses=LOSSES, seeds=[0], profile="tiny", ablations=["m_per_class"], multimodal=["omniglot"]
+    )
+    params["ablations"]["m_per_class"]["sweep"] = {"train.m_per_class": [2, 4]}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _fake_campaign(params, repo / "results" / "tuning" / "omniglot")
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "tiny study"],
+    ):
+        subprocess.run(cmd, cwd=repo, env=env, check=True)
+    dvc(repo, env, "init", "-q")
+    return repo
