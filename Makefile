@@ -18,9 +18,12 @@ $(VENV)/.installed: pyproject.toml
 
 # params.yaml is checked before DVC parses dvc.yaml: a misspelt key (study.lossess) gets the
 # project's "did you mean" and missing data its download instructions, not DVC's "Could not find".
+# WORKERS=N trains the out-of-date runs on N dask workers first (one GPU each where there are
+# GPUs; SCHEDULER=tcp://host:8786 uses a running dask cluster), then dvc repro records them.
+STUDY := $(if $(WORKERS),$(PY) -m dmlstudy.pipeline.fanout --workers $(WORKERS)$(if $(SCHEDULER), --scheduler $(SCHEDULER)),dvc repro)
 study: $(VENV)/.installed
 	$(PY) -m dmlstudy.pipeline.check_params params.yaml
-	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(STUDY)
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest

@@ -61,3 +61,26 @@ def test_valid_params_then_dvc_repro(tmp_path, small_params, shared_omniglot_dir
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "params.yaml: OK (1 training runs)" in proc.stderr
     assert proc.stdout.strip().endswith("DVC-REPRO-RAN")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "dvc repro"),
+        (["WORKERS=3"], "-m dmlstudy.pipeline.fanout --workers 3"),
+        (
+            ["WORKERS=2", "SCHEDULER=tcp://head:8786"],
+            "-m dmlstudy.pipeline.fanout --workers 2 --scheduler tcp://head:8786",
+        ),
+    ],
+)
+def test_workers_fan_the_study_out_after_the_params_check(tmp_path, args, expected):
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "pyproject.toml").write_text("")
+    proc = subprocess.run(
+        ["make", "-n", "study", "VENV=venv", *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stderr
+    assert "-m dmlstudy.pipeline.check_params params.yaml" in lines[-2]
+    assert lines[-1].endswith(expected), lines[-1]
