@@ -14,6 +14,7 @@ from torch import nn
 
 from dmlstudy.training.augment import Preprocess, eval_transform
 from dmlstudy.training.datapath import DeviceFeed, Prefetcher, default_depth
+from dmlstudy.training.settings import TrainSettings
 
 
 def resolve_device(device: str) -> torch.device:
@@ -74,6 +75,29 @@ def embed_images(
     if not out:
         return np.zeros((0, model.head.out_features), np.float32)
     return torch.cat(out).cpu().numpy()
+
+
+def embed_run_rows(
+    model: nn.Module,
+    images: np.ndarray,
+    preprocess: Preprocess,
+    rows: np.ndarray,
+    s: TrainSettings,
+    device: torch.device,
+) -> np.ndarray:
+    """:func:`embed_images` of ``images[rows]`` as a run embeds for validation and test: its
+    evaluation batch size, autocast and memory format."""
+    return embed_images(
+        model,
+        images,
+        preprocess,
+        rows=rows,
+        device=device,
+        batch_size=s.eval_batch_size,
+        amp=s.amp,
+        cpu_amp=s.cpu_amp,
+        channels_last=s.channels_last,
+    )
 
 
 def autocast(device: torch.device, amp: bool, cpu_amp: bool) -> torch.autocast:

@@ -40,7 +40,7 @@ from dmlstudy.training.distributed import (
 from dmlstudy.training.divergence import DivergenceMonitor, TrainingDivergedError, explain
 from dmlstudy.training.epoch import LossStep, train_epoch
 from dmlstudy.training.fingerprint import run_inputs
-from dmlstudy.training.inference import embed_images, resolve_device
+from dmlstudy.training.inference import embed_run_rows, resolve_device
 from dmlstudy.training.optim import build_optimizer, build_scheduler, set_backbone_trainable
 from dmlstudy.training.outputs import eval_rows, finalize, log_epoch, open_live, train_labels
 from dmlstudy.training.rundir import (  # noqa: F401  (settings_diff: the public comparison)
@@ -319,16 +319,6 @@ def _validate(
     device: torch.device,
 ) -> dict[str, float]:
     """Validation metrics of the current model (model selection uses ``SELECT_METRIC``)."""
-    emb = embed_images(
-        model,
-        ds.images,
-        pre,
-        rows=val_rows,
-        device=device,
-        batch_size=s.eval_batch_size,
-        amp=s.amp,
-        cpu_amp=s.cpu_amp,
-        channels_last=s.channels_last,
-    )
+    emb = embed_run_rows(model, ds.images, pre, val_rows, s, device)
     val = evaluate(emb, val_labels, metric=loss_fn.metric, seed=s.seed)
     return {k: float(v) for k, v in val.items()}

@@ -16,7 +16,7 @@ import torch
 from dmlstudy.evaluation import evaluate
 from dmlstudy.training.augment import Preprocess
 from dmlstudy.training.checkpoint import atomic_json, atomic_npz, load_checkpoint
-from dmlstudy.training.inference import embed_images
+from dmlstudy.training.inference import embed_run_rows
 from dmlstudy.training.settings import TrainSettings
 
 
@@ -127,17 +127,7 @@ def finalize(
     t0 = time.perf_counter()
     for split in ("val", "test") if s.evaluate_test else ("val",):
         rows, labels = eval_rows(ds, split, s)
-        emb = embed_images(
-            model,
-            ds.images,
-            pre,
-            rows=rows,
-            device=device,
-            batch_size=s.eval_batch_size,
-            amp=s.amp,
-            cpu_amp=s.cpu_amp,
-            channels_last=s.channels_last,
-        )
+        emb = embed_run_rows(model, ds.images, pre, rows, s, device)
         q, g = idx["is_query"].to_numpy()[rows], idx["is_gallery"].to_numpy()[rows]
         atomic_npz(
             s.out_dir / f"embeddings_{split}.npz",
