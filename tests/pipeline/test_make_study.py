@@ -1,6 +1,7 @@
 """``make study`` checks params.yaml before DVC parses dvc.yaml (which would only say "Could not
 find 'study.losses'" for a misspelt key): the Makefile runs in a scratch folder with a stand-in
-venv whose ``dvc`` only records that it ran."""
+venv whose ``dvc`` only records that it ran. The tests run under ``make test`` in CI, so the
+outer make's MAKEFLAGS/MAKELEVEL are dropped: a nested make would print "Entering directory"."""
 
 from __future__ import annotations
 
@@ -15,11 +16,26 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+_OUTER_MAKE = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR"}
+
+
+def _make(args: list[str], cwd: Path, env: dict[str, str] | None = None):
+    """``make ARGS`` in ``cwd`` as a top-level make, whatever make (if any) runs pytest."""
+    base = {k: v for k, v in os.environ.items() if k not in _OUTER_MAKE}
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
 
 
 def _make_study(tmp_path: Path, params: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
     shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
     (tmp_path / "pyproject.toml").write_text("")
+    past = os.path.getmtime(tmp_path / "pyproject.toml") - 100
+    os.utime(tmp_path / "pyproject.toml", (past, past))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
@@ -27,16 +43,8 @@ def _make_study(tmp_path: Path, params: dict, env: dict[str, str]) -> subprocess
     (bin_dir / "dvc").write_text("#!/bin/sh\necho DVC-REPRO-RAN\n")
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
-    installed = tmp_path / "venv" / ".installed"
-    installed.touch()
-    os.utime(installed, (os.path.getmtime(tmp_path / "pyproject.toml") + 10,) * 2)
-    return subprocess.run(
-        ["make", "study", "VENV=venv"],
-        cwd=tmp_path,
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-    )
+    (tmp_path / "venv" / ".installed").touch()  # newer than pyproject.toml: no install
+    return _make(["study", "VENV=venv"], tmp_path, {**env, "PYTHONPATH": str(REPO)})
 
 
 @pytest.fixture
@@ -77,9 +85,7 @@ def test_valid_params_then_dvc_repro(tmp_path, small_params, shared_omniglot_dir
 def test_workers_fan_the_study_out_after_the_params_check(tmp_path, args, expected):
     shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
     (tmp_path / "pyproject.toml").write_text("")
-    proc = subprocess.run(
-        ["make", "-n", "study", "VENV=venv", *args], cwd=tmp_path, capture_output=True, text=True
-    )
+    proc = _make(["-n", "study", "VENV=venv", *args], tmp_path)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0, proc.stderr
     assert "-m dmlstudy.pipeline.check_params params.yaml" in lines[-2]
