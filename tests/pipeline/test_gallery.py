@@ -11,40 +11,11 @@ import pytest
 from dmlstudy.pipeline import results as R
 from dmlstudy.pipeline.gallery import gallery_figures, gallery_neighbors, projection_figure
 from dmlstudy.pipeline.runs import run_path
-
-
-def _fake_run(root, loss, seed, r1, metric="cosine"):
-    d = run_path(root, loss, seed)
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(5), 4)
-    emb = np.eye(5)[labels] + 0.3 * rng.normal(size=(20, 5))
-    np.savez(
-        d / "embeddings_test.npz",
-        embeddings=emb.astype(np.float32),
-        labels=labels,
-        coarse_labels=labels // 2,
-        is_query=np.ones(20, bool),
-        is_gallery=np.ones(20, bool),
-        rows=np.arange(100, 120),
-    )
-    metrics = {
-        "test": {m: r1 for m in R.METRICS},
-        "best_epoch": 1,
-        "train_seconds": 2.0,
-        "train_images_per_s": 9.0,
-        "metric": metric,
-        "history": [
-            {"epoch": 0, "loss": 1.0, "images_per_s": 5.0, "val": {"map@r": 0.1}},
-            {"epoch": 1, "loss": 0.5, "images_per_s": 5.0, "val": {"map@r": 0.2}},
-        ],
-    }
-    (d / "metrics.json").write_text(json.dumps(metrics))
-    return emb, labels
+from tests.pipeline.fake_runs import fake_run
 
 
 def test_recall_curves_and_gallery_neighbors_match_brute_force(tmp_path):
-    emb, labels = _fake_run(tmp_path, "a", 0, 0.5)
+    emb, labels = fake_run(tmp_path, "a", 0, 0.5)
     curves = R.recall_curves(tmp_path, ["a"], [0], ks=(1, 2))
     x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     sim = x @ x.T
@@ -99,7 +70,7 @@ def test_gallery_neighbors_equal_the_full_search_with_duplicate_images(tmp_path)
     itself) they must still equal the leave-one-out rows of the all-vs-all search."""
     from dmlstudy.evaluation import nearest_neighbors
 
-    emb, _labels = _fake_run(tmp_path, "a", 0, 0.5)
+    emb, _labels = fake_run(tmp_path, "a", 0, 0.5)
     e = R.load_embeddings(run_path(tmp_path, "a", 0))
     emb = e["embeddings"].copy()
     emb[1] = emb[0]
@@ -114,7 +85,7 @@ def test_gallery_neighbors_equal_the_full_search_with_duplicate_images(tmp_path)
 
 def test_gallery_figures_show_one_row_per_loss_and_the_same_queries(tmp_path):
     for loss in ("a", "b"):
-        _fake_run(tmp_path, loss, 0, 0.5)
+        fake_run(tmp_path, loss, 0, 0.5)
     images = np.zeros((200, 8, 8, 1), np.uint8)
     names = [f"class{i}" for i in range(200)]
     figs = gallery_figures(tmp_path, ["a", "b"], 0, images, names, n_queries=2, k=3)
@@ -124,7 +95,7 @@ def test_gallery_figures_show_one_row_per_loss_and_the_same_queries(tmp_path):
 
 
 def test_projection_figure_colours_by_coarse_label_and_by_fine_inside_one(tmp_path):
-    _fake_run(tmp_path, "a", 0, 0.5)
+    fake_run(tmp_path, "a", 0, 0.5)
     fig = projection_figure(run_path(tmp_path, "a", 0), "a", method="pca")
     assert "coarse labels" in fig.axes[0].get_title()
     one = projection_figure(run_path(tmp_path, "a", 0), "a", method="pca", largest_coarse=True)
