@@ -98,6 +98,9 @@ def execute(
             cwd=str(cwd) if cwd else None,
             progress_bar=progress,
             log_output=False,
+            # The kernel talks to this process over localhost TCP; its start-up warning about
+            # unencrypted TCP would print once per stage. Kernel *errors* still print.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except BaseException:
         for folder in created:  # deepest first; stop at the first one that holds something
