@@ -1,0 +1,43 @@
+"""The committed tuning campaign and params.yaml agree: every loss got the same number of
+validation-only trials, and its per_dataset values are exactly the campaign's winner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dmlstudy.config import load_config
+from dmlstudy.pipeline.campaign import winner_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(REPO / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def results(config):
+    folder = REPO / "results" / "tuning" / config.tuning.dataset
+    return pd.read_csv(folder / "trials.csv"), pd.read_csv(folder / "winners.csv")
+
+
+def test_equal_effort_for_every_loss(config, results):
+    trials, _ = results
+    search = trials[trials["phase"] == "search"].groupby("loss").size()
+    confirm = trials[trials["phase"] == "confirm"].groupby("loss").size()
+    assert set(search.index) == set(config.study.losses)
+    assert (search == config.tuning.trials).all(), search
+    assert (confirm == config.tuning.confirm_top * len(config.tuning.confirm_seeds)).all()
+
+
+def test_per_dataset_values_are_the_campaigns_winners(config, results):
+    _, winners = results
+    dataset = config.tuning.dataset
+    expected = winner_overrides(config, winners)
+    for loss in config.study.losses:
+        section = config.losses[loss].get("per_dataset") or {}
+        assert section.get(dataset, {}) == expected[loss], loss
