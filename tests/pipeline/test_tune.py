@@ -100,13 +100,14 @@ def test_tune_trains_each_point_on_validation_only(tmp_path, caplog):
         params, "omniglot", "triplet", grid, prepared_dir=prepared, out_dir=tmp_path / "tuning"
     )
     assert again.equals(table)
-    raw["datasets"]["omniglot"]["train"]["lr"] = 0.01  # stale points are replaced, not reused
+    # stale points are replaced, not reused (weight_decay: no loss's tuned values override it)
+    raw["datasets"]["omniglot"]["train"]["weight_decay"] = 0.01
     params.write_text(yaml.safe_dump(raw))
     with caplog.at_level(logging.WARNING):
         edited = tune(
             params, "omniglot", "triplet", grid, prepared_dir=prepared, out_dir=tmp_path / "tuning"
         )
     lines = [r.getMessage() for r in caplog.records if "replacing" in r.getMessage()]
-    assert len(lines) == 2 and all("lr differ" in line for line in lines)
-    assert json.loads((run / "metrics.json").read_text())["settings"]["lr"] == 0.01
+    assert len(lines) == 2 and all("weight_decay differ" in line for line in lines)
+    assert json.loads((run / "metrics.json").read_text())["settings"]["weight_decay"] == 0.01
     assert not edited.equals(table)
