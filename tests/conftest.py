@@ -1,11 +1,17 @@
-"""Shared test fixtures."""
+"""Shared test fixtures: the offline data, and a tiny synthetic prepared dataset with a
+TrainSettings factory for training tests (tests/training, tests/pipeline)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from dmlstudy.training import TrainSettings
+from dmlstudy.training.synthetic import write_synthetic_prepared
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +29,46 @@ def shared_omniglot_dir() -> Path:
     if not (path / "images_background.zip").is_file():
         pytest.skip(f"offline Omniglot archives not found at {path} (set DMLSTUDY_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 train classes × 8, 3 val × 8, 3 test × 8 grayscale 16×16 images (coarse = pairs of
+    classes)."""
+    return write_synthetic_prepared(
+        tmp_path_factory.mktemp("prepared"),
+        classes={"train": 6, "val": 3, "test": 3},
+        per_class=8,
+        image_size=16,
+        channels=1,
+    )
+
+
+@pytest.fixture(scope="session")
+def make_settings(tiny_prepared: Path) -> Callable[..., TrainSettings]:
+    def make(out_dir: Path, **overrides: Any) -> TrainSettings:
+        base: dict[str, Any] = dict(
+            prepared_dir=tiny_prepared,
+            out_dir=out_dir,
+            loss="multi_similarity",
+            epochs=2,
+            batch_size=8,
+            m_per_class=4,
+            image_size=16,
+            embedding_dim=8,
+            lr=1e-3,
+            max_steps_per_epoch=2,
+            progress=False,
+            hflip=False,
+            crop_scale=(0.5, 1.0),
+            device="cpu",
+            eval_batch_size=64,
+            cpu_threads=1,
+        )
+        base.update(overrides)
+        return TrainSettings(**base)
+
+    return make
 
 
 def pytest_configure(config: pytest.Config) -> None:

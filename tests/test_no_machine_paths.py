@@ -28,7 +28,7 @@ def _tracked() -> list[Path]:
 def test_machine_path_pattern():
     assert MACHINE_PATH.search("default=" + "/" + "work/shared/data")
     assert MACHINE_PATH.search("see " + "/" + "home/me/x")
-    assert not MACHINE_PATH.search("work/runs/omniglot and ~/.cache/dmlstudy and a/work/b")
+    assert not MACHINE_PATH.search("work/runs/omniglot and ~/.cache/dmlstudy and a/" + "work/b")
 
 
 def test_no_tracked_file_names_a_machine_path():

@@ -20,7 +20,6 @@ from dmlstudy.pipeline.fanout_plan import PLANNERS, StageRuns, stage_runs
 from dmlstudy.pipeline.fanout_workers import RunResult, describe
 from dmlstudy.pipeline.runs import train_settings
 from dmlstudy.training import TrainSettings, train
-from dmlstudy.training.synthetic import write_synthetic_prepared
 from tests.pipeline.tiny_repo import LOSSES, REPO, env, make_repo
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc")
@@ -89,36 +88,15 @@ def client():
         yield c
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_prepared(
-        tmp_path_factory.mktemp("prepared"),
-        classes={"train": 6, "val": 3, "test": 3},
-        per_class=8,
-        image_size=16,
-        channels=1,
-    )
-
-
-def settings(prepared: Path, out_dir: Path, **kw: object) -> TrainSettings:
-    base: dict = dict(
-        prepared_dir=prepared, out_dir=out_dir, loss="multi_similarity", epochs=2,
-        batch_size=8, m_per_class=4, image_size=16, embedding_dim=8, lr=1e-3,
-        max_steps_per_epoch=2, hflip=False, crop_scale=(0.5, 1.0), device="cpu",
-        eval_batch_size=64, cpu_threads=1,
-    )  # fmt: skip
-    return TrainSettings(**{**base, **kw})
-
-
 def stage(name: str, *runs: TrainSettings) -> StageRuns:
     return StageRuns(name, REPO, runs)
 
 
 def test_runs_equal_serial_ones_and_a_failure_names_its_run_and_root_error(
-    client, prepared: Path, tmp_path: Path
+    client, make_settings, tmp_path: Path
 ) -> None:
-    good = [settings(prepared, tmp_path / f"seed{k}", seed=k) for k in (0, 1)]
-    bad = settings(tmp_path / "missing", tmp_path / "bad")
+    good = [make_settings(tmp_path / f"seed{k}", seed=k) for k in (0, 1)]
+    bad = make_settings(tmp_path / "bad", prepared_dir=tmp_path / "missing")
     done, failed = fc.train_runs(client, [stage("a", *good), stage("b", bad)], threads=1)
     assert sorted(r.out_dir for r in done) == [str(s.out_dir) for s in good]
     assert not any(r.reused for r in done)
@@ -137,9 +115,9 @@ def test_runs_equal_serial_ones_and_a_failure_names_its_run_and_root_error(
 
 
 def test_an_interrupted_run_resumes_and_a_finished_one_is_reused(
-    client, prepared: Path, tmp_path: Path
+    client, make_settings, tmp_path: Path
 ) -> None:
-    s = settings(prepared, tmp_path / "run", epochs=3)
+    s = make_settings(tmp_path / "run", epochs=3)
     train(s, _stop_after_epoch=0)
     (first,), _ = fc.train_runs(client, [stage("a", s)], threads=1)
     history = json.loads((s.out_dir / "metrics.json").read_text())["history"]
@@ -149,7 +127,7 @@ def test_an_interrupted_run_resumes_and_a_finished_one_is_reused(
 
 
 def test_a_killed_worker_s_run_resumes_from_its_checkpoint(
-    client, prepared: Path, tmp_path: Path
+    client, make_settings, tmp_path: Path
 ) -> None:
     marker = tmp_path / "killed"
 
@@ -167,7 +145,7 @@ def test_a_killed_worker_s_run_resumes_from_its_checkpoint(
         loop.atomic_save = save
 
     client.run(die_after_first_checkpoint)
-    s = settings(prepared, tmp_path / "run", epochs=3)
+    s = make_settings(tmp_path / "run", epochs=3)
     (r,), failed = fc.train_runs(client, [stage("a", s)], threads=1)
     assert marker.exists() and not failed and not r.reused
     history = json.loads((s.out_dir / "metrics.json").read_text())["history"]
@@ -185,9 +163,9 @@ def test_workers_must_see_the_repository_and_run_its_code(client, monkeypatch, t
 
 
 def test_the_workers_of_a_running_scheduler_train_with_their_cores(
-    client, prepared: Path, tmp_path: Path
+    client, make_settings, tmp_path: Path
 ) -> None:
-    s = settings(prepared, tmp_path / "run", cpu_threads=None)
+    s = make_settings(tmp_path / "run", cpu_threads=None)
     with fc.open_client(2, client.scheduler.address, []) as remote:
         (r,), failed = fc.train_runs(remote, [stage("a", s)], threads=None)
     assert not failed and not r.reused and (s.out_dir / "metrics.json").is_file()

@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from dmlstudy.pipeline.tune import grid_points, parse_grid, point_name, tune
-from dmlstudy.training.synthetic import write_synthetic_prepared
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,14 +64,8 @@ def test_bad_grid_fails_before_any_training(tmp_path, dataset, loss, grid, expec
     assert not (tmp_path / "t").exists()
 
 
-def test_tune_trains_each_point_on_validation_only(tmp_path, caplog):
-    prepared = write_synthetic_prepared(
-        tmp_path / "prepared",
-        classes={"train": 6, "val": 3, "test": 3},
-        per_class=8,
-        image_size=16,
-        channels=1,
-    )
+def test_tune_trains_each_point_on_validation_only(tmp_path, caplog, tiny_prepared):
+    prepared = tiny_prepared
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw = copy.deepcopy(raw)
     raw["study"]["profile"] = "tiny"
