@@ -176,6 +176,32 @@ BAD = [
         "did you mean 'multi_similarity'",
     ),
     (("losses", "language", "base_params"), [1], "losses.language.base_params", "dictionary"),
+    # non-finite numbers (.nan / .inf) in any section: rejected naming the key
+    (("losses", "arcface", "scale"), float("nan"), "losses.arcface.scale", "non-finite"),
+    (("losses", "triplet", "margin"), float("inf"), "losses.triplet.margin", "non-finite"),
+    (("datasets", "omniglot", "train", "lr"), float("inf"), "datasets.omniglot.train.lr", "finite"),
+    (("train", "weight_decay"), float("inf"), "train.weight_decay", "non-finite"),
+    (("train", "grad_clip"), float("inf"), "train.grad_clip", "non-finite"),
+    # magnitudes no loss can train with (each loss's hyperparameter_ranges)
+    (
+        ("losses", "contrastive", "neg_margin"),
+        1e30,
+        "losses.contrastive.neg_margin",
+        "1e+30 is outside [0, 2]",
+    ),
+    (("losses", "arcface", "scale"), 1e30, "losses.arcface.scale", "outside (0, 1000]"),
+    (("losses", "proxy_nca", "softmax_scale"), 1e30, "losses.proxy_nca.softmax_scale", "outside"),
+    (("losses", "rsw", "temperature"), 0.0, "losses.rsw.temperature", "0 is outside (0, 1000]"),
+    (
+        ("losses", "rsw", "per_dataset", "omniglot", "temperature"),
+        0.0,
+        "losses.rsw.per_dataset.omniglot.temperature",
+        "cannot train",
+    ),
+    # suggestions: a loss section's own keys, and names spelling distance cannot find
+    (("losses", "contrastive", "trian"), {}, "losses.contrastive.trian", "did you mean 'train'"),
+    (("losses", "contrastive", "per_datset"), {}, "losses.contrastive", "neg_margin, train, per"),
+    (("train", "learning_rate"), 0.1, "train.learning_rate", "did you mean 'lr'"),
 ]
 
 
@@ -313,3 +339,37 @@ def test_public_names_resolve_and_suggest_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_numbers_read_as_yaml_1_2_so_1e_3_is_a_number(raw, tmp_path):
+    """``lr: 1e-3`` is 0.001 (YAML 1.2, as DVC writes and reads it), not the string '1e-3' that
+    PyYAML's YAML 1.1 gives and that was rejected with "is quoted: write 1e-3 without quotes";
+    a value really quoted stays an error."""
+    text = yaml.safe_dump(raw, sort_keys=False)
+    text = text.replace("lr: 0.001\n", "lr: 1e-3\n", 1)
+    assert "lr: 1e-3" in text and yaml.safe_load("lr: 1e-3")["lr"] == "1e-3"  # YAML 1.1
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert load_config(path).datasets["omniglot"].train["lr"] == 0.001
+    path.write_text(text.replace("lr: 1e-3", "lr: '1e-3'", 1))
+    with pytest.raises(ParamsError, match=r"datasets.omniglot.train.lr: '1e-3' is quoted"):
+        load_config(path)
+    path.write_text(text.replace("lr: 1e-3", "lr: .inf", 1))
+    with pytest.raises(ParamsError, match=r"non-finite.*datasets.omniglot.train.lr"):
+        load_config(path)
+
+
+def test_every_loss_published_and_tuned_values_are_inside_its_ranges(raw):
+    """The ranges reject only what cannot train: every published, tuned and searched value of
+    every loss is inside them (a range too tight would refuse the study's own params)."""
+    from dmlstudy.losses.base import check_ranges
+
+    config = config_from_dict(copy.deepcopy(raw))
+    for name in list_losses():
+        assert check_ranges(name, loss_hyperparameters(name)) == {}, name
+        for d in config.study.datasets:
+            assert check_ranges(name, config.loss_params(d, name)) == {}, name
+        for key, spec in (raw["tuning"]["space"].get(name) or {}).items():
+            for bound in next(iter(spec.values())):
+                if not isinstance(bound, str | bool):
+                    assert check_ranges(name, {key: bound}) == {}, (name, key, bound)

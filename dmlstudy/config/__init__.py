@@ -40,6 +40,7 @@ _EXPORTS = {
     "did_you_mean": "dmlstudy.config.suggest",
     "load_config": "dmlstudy.config.load",
     "quoted_scalar_hint": "dmlstudy.config.errors",
+    "read_params": "dmlstudy.config.load",
     "split_loss_section": "dmlstudy.config.sections",
     "unknown_key": "dmlstudy.config.checks",
 }
@@ -77,6 +78,7 @@ __all__ = [
     "did_you_mean",
     "load_config",
     "quoted_scalar_hint",
+    "read_params",
     "split_loss_section",
     "unknown_key",
 ]

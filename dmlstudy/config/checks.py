@@ -103,21 +103,26 @@ def _loss_type_hints(name: str) -> dict[str, Any]:
         return {}
 
 
-def check_loss_params(name: str, values: dict[str, Any] | None, where: str) -> None:
+def check_loss_params(
+    name: str, values: dict[str, Any] | None, where: str, section_keys: tuple[str, ...] = ()
+) -> None:
     """Check that ``values`` are keywords of loss ``name``'s constructor, with values of the
-    annotated type (or the default's type where the constructor is not annotated).
+    annotated type (or the default's type where the constructor is not annotated) inside the
+    loss's ``hyperparameter_ranges``; ``section_keys`` are the other keys valid beside them (a
+    ``losses.<loss>`` section's ``train`` and ``per_dataset``), named with the valid choices.
 
     A regularizer's nested ``base_params`` (direction, language) are checked against the
     keywords of the ``base`` named next to them; without a ``base`` beside them (an override of
     a published section) the merged run settings are checked when the run's loss is built."""
     from dmlstudy.losses import list_losses, loss_hyperparameters
+    from dmlstudy.losses.base import check_ranges
 
     defaults = loss_hyperparameters(name)
     hints = _loss_type_hints(name)
     values = values or {}
     for key, value in values.items():
         if key not in defaults:
-            raise unknown_key(str(key), list(defaults), where)
+            raise unknown_key(str(key), [*defaults, *section_keys], where)
         if value is None:  # None means "use the default" (build_loss)
             continue
         if key in hints:
@@ -131,6 +136,8 @@ def check_loss_params(name: str, values: dict[str, Any] | None, where: str) -> N
         else:
             continue
         check_value(TypeAdapter(annotation), value, f"{where}.{key}")
+    for key, problem in check_ranges(name, values).items():
+        raise ParamsError(f"{where}.{key}: {problem}")
     base = values.get("base")
     if "base_params" in defaults and base is not None:
         if base not in list_losses():

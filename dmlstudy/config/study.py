@@ -16,6 +16,7 @@ from dmlstudy.config.sections import (
     ABLATIONS,
     COARSE_DATASETS,
     DATASETS,
+    LOSS_SECTION_KEYS,
     AblationSection,
     DataSection,
     DatasetPreset,
@@ -97,7 +98,7 @@ class StudyConfig(StrictSection):
                 section.get("per_dataset"), f"{where}.per_dataset", "dataset names -> overrides"
             )
             params, train, per_dataset = split_loss_section(section)
-            check_loss_params(name, params, where)
+            check_loss_params(name, params, where, LOSS_SECTION_KEYS)
             check_train_overrides(train, f"{where}.train")
             for d, values in per_dataset.items():
                 check_choice(d, DATASETS, f"dataset ({where}.per_dataset.<dataset>)")

@@ -8,6 +8,12 @@ included; tests/test_layering.py checks both).
 " (did you mean 'triplet'?)"
 >>> did_you_mean("xyz", ["triplet"])
 ''
+>>> did_you_mean("learning_rate", ["lr", "epochs"])
+" (did you mean 'lr'?)"
+>>> did_you_mean("trian", ["margin", "train", "per_dataset"])
+" (did you mean 'train'?)"
+>>> did_you_mean("nothing", [])
+''
 >>> check_choice("omniglott", ("omniglot", "cub200"), "dataset")
 Traceback (most recent call last):
 ...
@@ -20,9 +26,29 @@ import difflib
 from collections.abc import Iterable
 
 
+#: Names people write for a setting that spelling distance cannot find (``learning_rate`` is far
+#: from ``lr``): each is suggested where its target is a valid choice.
+ALIASES = {
+    "learning_rate": "lr",
+    "lr_rate": "lr",
+    "wd": "weight_decay",
+    "batchsize": "batch_size",
+    "bs": "batch_size",
+    "num_epochs": "epochs",
+    "max_epochs": "epochs",
+    "embedding_size": "embedding_dim",
+    "embed_dim": "embedding_dim",
+    "samples_per_class": "m_per_class",
+    "temp": "temperature",
+}
+
+
 def did_you_mean(value: object, valid: Iterable[object]) -> str:
-    """``" (did you mean 'x'?)"`` for the valid name closest to ``value``, or ``""``."""
-    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1)
+    """``" (did you mean 'x'?)"`` for the valid name closest to ``value`` (or its alias in
+    ``ALIASES``), or ``""``."""
+    valid = [str(v) for v in valid]
+    alias = ALIASES.get(str(value).lower())
+    close = [alias] if alias in valid else difflib.get_close_matches(str(value), valid, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

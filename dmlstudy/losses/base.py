@@ -28,6 +28,7 @@ __all__ = [
     "build_base_loss",
     "build_loss",
     "check_batch",
+    "check_ranges",
     "compute_dtype",
     "get_loss_class",
     "list_losses",
@@ -97,6 +98,22 @@ def loss_hyperparameters(name: str) -> dict[str, Any]:
     return params
 
 
+def check_ranges(name: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """``{keyword: problem}`` for the values of ``params`` outside loss ``name``'s
+    ``hyperparameter_ranges`` (empty when all are sensible).
+
+    >>> check_ranges("arcface", {"scale": 1e30, "margin_degrees": 28.6})
+    {'scale': '1e+30 is outside (0, 1000]: a value that cannot train (published 64)'}
+    """
+    cls = get_loss_class(name)
+    defaults = loss_hyperparameters(name)
+    return {
+        key: f"{value:g} is outside {rng}: a value that cannot train (published {defaults[key]:g})"
+        for key, rng in cls.hyperparameter_ranges.items()
+        if (value := params.get(key)) is not None and value not in rng
+    }
+
+
 def build_loss(
     name: str,
     *,
@@ -121,6 +138,11 @@ def build_loss(
         raise TypeError(
             f"Unknown hyper-parameter(s) for loss {name!r}: {', '.join(hints)}. "
             f"Valid choices: {', '.join(valid) or '(none)'}"
+        )
+    bad = check_ranges(name, params)
+    if bad:
+        raise ValueError(
+            f"loss {name!r}: " + "; ".join(f"{key} {problem}" for key, problem in bad.items())
         )
     kwargs = {k: v for k, v in params.items() if v is not None}
     runtime = {

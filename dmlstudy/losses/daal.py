@@ -9,13 +9,14 @@ reason: docs/losses.md (section daal).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.interface import PROXY_LR, SCALE, UNIT_MARGIN, Range
 from dmlstudy.losses.proxy_common import ProxyLoss
 
 __all__ = ["DensityAwareAdaptiveLineLoss", "segment_projection"]
@@ -85,6 +86,17 @@ class DensityAwareAdaptiveLineLoss(ProxyLoss):
 
     metric = "cosine"
     normalize_embeddings = True
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "scale": SCALE,
+        "margin": UNIT_MARGIN,
+        "elastic_weight": Range(0, 100),
+        "kappa": Range(0, 100, low_open=True),
+        "spread_momentum": Range(0, 1, low_open=True),
+        "density_weight": Range(0, 100),
+        "init_length": Range(0, 2),
+        "proxy_lr_multiplier": PROXY_LR,
+    }
 
     def __init__(
         self,

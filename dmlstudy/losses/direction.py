@@ -8,13 +8,14 @@ study's reading and the cosine floor ``τ = 10·√eps`` for vanishing vectors a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import DMLLoss, build_base_loss, register_loss
+from dmlstudy.losses.interface import Range
 from dmlstudy.losses.miners import (
     distances_from_gram,
     gram,
@@ -77,6 +78,8 @@ class DirectionLoss(DMLLoss):
         gamma: γ, the regularization weight (default 0.5, the study's design value; the public
             reproduction tuned 0.49 on CUB).
     """
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {"gamma": Range(0, 100)}
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, final
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 __all__ = [
     "DMLLoss",
     "Metric",
+    "Range",
     "check_batch",
     "check_label_range",
     "compute_dtype",
@@ -25,6 +27,39 @@ __all__ = [
 ]
 
 Metric = Literal["cosine", "euclidean"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a hyper-parameter can sensibly take (``low_open``: ``low`` itself excluded).
+
+    Bounds are generous: they reject what cannot train (a temperature of 0, a scale of 1e30 that
+    makes the loss ~1e30 from the first step), not what a search might try.
+
+    >>> r = Range(0, 1e3, low_open=True)
+    >>> 0 in r, 64 in r, 1e30 in r, str(r)
+    (False, True, False, '(0, 1000]')
+    """
+
+    low: float
+    high: float
+    low_open: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return True  # types are checked elsewhere
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+
+#: Shared ranges: a positive scale of logits (s, α, λ, 1/T: published values 1–64), a margin on
+#: distances or cosines of unit vectors, a learning-rate multiplier of proxies (published ×1–×1e5).
+SCALE = Range(0, 1e3, low_open=True)
+UNIT_MARGIN = Range(0, 2)
+PROXY_LR = Range(0, 1e7, low_open=True)
 
 #: ``num_classes`` that the labels of the current context were checked against on the host
 #: (:func:`labels_checked_on_host`), else None.
@@ -132,6 +167,9 @@ class DMLLoss(nn.Module):
     metric: ClassVar[Metric] = "cosine"
     normalize_embeddings: ClassVar[bool] = True
     registry_name: ClassVar[str] = ""
+    #: hyper-parameter -> the values it can sensibly take (checked by ``build_loss`` and by
+    #: check_params, which names the params.yaml key); a hyper-parameter not listed is unchecked.
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -9,13 +9,14 @@ all-MiniLM-L6-v2); the official settings: docs/losses.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses.base import DMLLoss, build_base_loss, compute_dtype, register_loss
+from dmlstudy.losses.interface import Range
 
 __all__ = ["LanguageGuidanceLoss", "encode_prompts", "language_kl"]
 
@@ -111,6 +112,12 @@ class LanguageGuidanceLoss(DMLLoss):
 
     metric = "cosine"
     normalize_embeddings = True
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "weight": Range(0, 1e3),
+        "temperature": Range(1e-3, 1e3),
+        "shift": Range(0, 100),
+    }
 
     def __init__(
         self,

@@ -9,12 +9,14 @@ docs/losses.md.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.interface import PROXY_LR, SCALE, UNIT_MARGIN, Range
 from dmlstudy.losses.proxy_common import ProxyLoss, cosine_to_proxies
 
 WEIGHT_INIT_STD = 0.01
@@ -43,6 +45,12 @@ class MarginSoftmaxLoss(ProxyLoss):
 @register_loss("arcface")
 class ArcFaceLoss(MarginSoftmaxLoss):
     """ArcFace; ``margin_degrees`` 28.6 (= 0.5 rad, the paper's m) and ``scale`` 64 as published."""
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "margin_degrees": Range(0, 180),
+        "scale": SCALE,
+        "proxy_lr_multiplier": PROXY_LR,
+    }
 
     def __init__(
         self,
@@ -76,6 +84,12 @@ class ArcFaceLoss(MarginSoftmaxLoss):
 @register_loss("cosface")
 class CosFaceLoss(MarginSoftmaxLoss):
     """CosFace; ``margin`` 0.35 and ``scale`` 64 as published."""
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "margin": UNIT_MARGIN,
+        "scale": SCALE,
+        "proxy_lr_multiplier": PROXY_LR,
+    }
 
     def __init__(
         self,

@@ -12,10 +12,13 @@ True
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses.base import DMLLoss, build_loss, register_loss  # noqa: F401 (doctest)
+from dmlstudy.losses.interface import SCALE, UNIT_MARGIN, Range
 from dmlstudy.losses.miners import (
     TRIPLET_STRATEGIES,
     TripletStrategy,
@@ -64,6 +67,11 @@ class ContrastiveLoss(DMLLoss):
             unnormalized-distance value; MLRC tuned −0.20/0.38 on CUB for cosine similarity).
     """
 
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "pos_margin": UNIT_MARGIN,
+        "neg_margin": UNIT_MARGIN,
+    }
+
     def __init__(self, *, pos_margin: float = 0.0, neg_margin: float = 0.5) -> None:
         super().__init__()
         self.pos_margin = float(pos_margin)
@@ -90,6 +98,8 @@ class TripletLoss(DMLLoss):
             ``TripletMarginMiner``) or ``"hard"`` (batch-hard, Hermans et al. 2017). Default
             ``"all"``.
     """
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {"margin": UNIT_MARGIN}
 
     def __init__(self, *, margin: float = 0.1, miner: TripletStrategy = "all") -> None:
         super().__init__()
@@ -134,6 +144,8 @@ class NPairLoss(DMLLoss):
     """
 
     normalize_embeddings = False
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {"l2_reg_weight": Range(0, 10)}
 
     def __init__(self, *, l2_reg_weight: float = 0.001) -> None:
         super().__init__()
@@ -188,6 +200,13 @@ class MultiSimilarityLoss(DMLLoss):
         epsilon: ε, the mining margin (default 0.1, paper).
         mining: apply MS mining (default True); False uses every pair.
     """
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "alpha": SCALE,
+        "beta": SCALE,
+        "threshold": Range(-1, 1),
+        "epsilon": Range(0, 2),
+    }
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.interface import PROXY_LR, SCALE, UNIT_MARGIN, Range
 from dmlstudy.losses.proxy_common import (  # re-exported: the direction loss and the tests use them
     ProxyLoss,
     compute_dtype,
@@ -53,6 +54,11 @@ class ProxyNCALoss(ProxyLoss):
     which under Adam slows the proxies' angular motion ~8×).  ``proxy_lr_multiplier`` 1 follows
     Proxy-Anchor's official benchmark code for Proxy-NCA.  Needs ``num_classes ≥ 2``.
     """
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "softmax_scale": SCALE,
+        "proxy_lr_multiplier": PROXY_LR,
+    }
 
     def __init__(
         self,
@@ -96,6 +102,11 @@ class ProxyNCAPlusPlusLoss(ProxyLoss):
     proxy_group_options: ClassVar[dict[str, float]] = {"eps": 1.0, "weight_decay": 0.0}
     optimizer_hints: ClassVar[dict[str, float]] = {"adam_eps": 1.0, "weight_decay": 0.0}
 
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "temperature": Range(1e-3, 1e3),  # logits are divided by it
+        "proxy_lr_multiplier": PROXY_LR,
+    }
+
     def __init__(
         self,
         num_classes: int,
@@ -128,6 +139,12 @@ class ProxyAnchorLoss(ProxyLoss):
     """
 
     optimizer_hints: ClassVar[dict[str, float]] = {"weight_decay": 1e-4}
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "alpha": SCALE,
+        "margin": UNIT_MARGIN,
+        "proxy_lr_multiplier": PROXY_LR,
+    }
 
     def __init__(
         self,

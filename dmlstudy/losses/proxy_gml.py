@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.interface import PROXY_LR, SCALE, Range
 from dmlstudy.losses.proxy_common import MultiProxyLoss, cosine_to_proxies
 
 POSITIVE_BONUS = 1000.0  # official: "1000*" forces the own-class proxies into the top-k
@@ -47,6 +48,14 @@ class ProxyGMLLoss(MultiProxyLoss):
 
     proxy_group_options: ClassVar[dict[str, float]] = {"eps": 0.01}
     optimizer_hints: ClassVar[dict[str, float]] = {"adam_eps": 0.01, "weight_decay": 1e-4}
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "proxies_per_class": Range(1, 1000),
+        "top_ratio": Range(0, 1, low_open=True),
+        "reg_weight": Range(0, 100),
+        "scale": SCALE,
+        "proxy_lr_multiplier": PROXY_LR,
+    }
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.interface import PROXY_LR, SCALE, Range
 from dmlstudy.losses.proxy_common import ProxyLoss
 
 __all__ = ["RealignedSoftmaxWarpingLoss", "euclidean_distances", "warp_true_distance"]
@@ -64,6 +65,14 @@ class RealignedSoftmaxWarpingLoss(ProxyLoss):
     normalize_embeddings = False
     # Official Adam eps=1.0: the proxy lr multiplier only means what it meant there with that eps.
     proxy_group_options: ClassVar[dict[str, float]] = {"eps": 1.0}
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        **{f"{p}temperature": SCALE for p in ("", "phase2_")},  # scales the warped distances
+        **{f"{p}alpha": Range(0, 1e3) for p in ("", "phase2_")},
+        **{f"{p}{k}": Range(0, 10, low_open=True) for p in ("", "phase2_") for k in ("k1", "k2")},
+        "margin": Range(0, 100),
+        "proxy_lr_multiplier": PROXY_LR,
+    }
 
     def __init__(
         self,

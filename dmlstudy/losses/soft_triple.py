@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses.base import register_loss
+from dmlstudy.losses.interface import PROXY_LR, SCALE, UNIT_MARGIN, Range
 from dmlstudy.losses.proxy_common import MultiProxyLoss, cosine_to_proxies
 
 REG_EPS = 1e-5  # official: sqrt(2.0 + 1e-5 - 2·sim)
@@ -45,6 +46,15 @@ class SoftTripleLoss(MultiProxyLoss):
 
     proxy_group_options: ClassVar[dict[str, float]] = {"eps": 0.01}
     optimizer_hints: ClassVar[dict[str, float]] = {"adam_eps": 0.01, "weight_decay": 1e-4}
+
+    hyperparameter_ranges: ClassVar[dict[str, Range]] = {
+        "centers_per_class": Range(1, 1000),
+        "la": SCALE,
+        "gamma": Range(1e-3, 1e3),  # the centres' softmax is scaled by 1/gamma
+        "tau": Range(0, 100),
+        "margin": UNIT_MARGIN,
+        "proxy_lr_multiplier": PROXY_LR,
+    }
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ import pandas as pd
 
 from dmlstudy.config import StudyConfig, load_config
 from dmlstudy.pipeline.ablation import Launcher, train_all
+from dmlstudy.pipeline.results import epochs_for_readers
 from dmlstudy.pipeline.runs import train_overrides, train_settings
 from dmlstudy.training.settings import TrainSettings
 
@@ -278,9 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     results = Path(a.results)
     results.mkdir(parents=True, exist_ok=True)
-    trials.to_csv(results / "trials.csv", index=False)
+    epochs_for_readers(trials).to_csv(results / "trials.csv", index=False)
     best = winners(trials)
-    best.to_csv(results / "winners.csv", index=False)
+    epochs_for_readers(best).to_csv(results / "winners.csv", index=False)
     print(json.dumps(winner_overrides(config, best), indent=1))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from dmlstudy.config import StudyConfig
-from dmlstudy.pipeline.results import LABELS, percent
+from dmlstudy.pipeline.results import LABELS, epochs_for_readers, percent
 from dmlstudy.pipeline.study_table import BOOTSTRAP, percent_comparison
 
 
@@ -108,7 +108,7 @@ def write_experiment(
     """``<stem>.csv`` (runs), ``<stem>-comparison.csv`` (percent) and ``<stem>.json``."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    percent(runs).round(4).to_csv(stem.with_suffix(".csv"), index=False)
+    epochs_for_readers(percent(runs)).round(4).to_csv(stem.with_suffix(".csv"), index=False)
     percent_comparison(comparison).round(4).to_csv(
         stem.parent / f"{stem.name}-comparison.csv", index=False
     )

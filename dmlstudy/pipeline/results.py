@@ -109,6 +109,22 @@ def percent(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.Dat
     return out
 
 
+def epochs_for_readers(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose 0-based ``best_epoch`` (the trainer's count, as in metrics.json) is the 1-based
+    ``selected_epoch`` that every page and file a reader opens uses (val_curves.csv, "epochs
+    18/20").
+
+    >>> epochs_for_readers(pd.DataFrame({"best_epoch": [17], "epochs_run": [20]}))
+       selected_epoch  epochs_run
+    0              18          20
+    """
+    if "best_epoch" not in frame.columns:
+        return frame.copy()
+    return frame.assign(best_epoch=frame["best_epoch"] + 1).rename(
+        columns={"best_epoch": "selected_epoch"}
+    )
+
+
 def load_run(run_dir: str | Path) -> dict[str, Any]:
     """``metrics.json`` of one run; a missing file raises naming the stage that makes it."""
     path = Path(run_dir) / "metrics.json"

@@ -26,6 +26,7 @@ from dmlstudy.pipeline.results import (
     METRICS,
     PUBLISHED_R1,
     collect_runs,
+    epochs_for_readers,
     percent,
     recall_curves,
     summarize,
@@ -184,7 +185,7 @@ def write_results(study: StudyResults, out_dir: str | Path, findings: Sequence[s
     out.mkdir(parents=True, exist_ok=True)
     (out / "findings.json").write_text(json.dumps({"sentences": list(findings)}, indent=1))
     study.table.to_csv(out / "table.csv")
-    percent(study.runs).round(4).to_csv(out / "runs.csv", index=False)
+    epochs_for_readers(percent(study.runs)).round(4).to_csv(out / "runs.csv", index=False)
     metrics_files(study.table, out / "metrics")
     study.table[["recall@1"]].round(2).reset_index().to_csv(out / "recall_at_1.csv", index=False)
     k = percent(study.recall_at_k).groupby(["loss", "k"], as_index=False, sort=False)["recall"]

@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from dmlstudy.pipeline.results import epochs_for_readers
 from dmlstudy.pipeline.run_notebook import parse_parameters
 
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=a.seed,
     )
     out = Path(a.out_dir) / a.dataset / f"{a.loss}.csv"
-    table.to_csv(out, index=False)
+    epochs_for_readers(table).to_csv(out, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.round(4).to_string(index=False))
     print(f"written {out}")
