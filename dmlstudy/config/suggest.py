@@ -25,7 +25,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-
 #: Names people write for a setting that spelling distance cannot find (``learning_rate`` is far
 #: from ``lr``): each is suggested where its target is a valid choice.
 ALIASES = {
