@@ -17,7 +17,7 @@ import pandas as pd
 from dmlstudy.config import StudyConfig
 from dmlstudy.pipeline.compare import compare, conclusion
 from dmlstudy.pipeline.runs import ablation_variants, run_path, train_settings
-from dmlstudy.training.rundir import remove_other_runs
+from dmlstudy.training.rundir import retire_other_runs
 from dmlstudy.training.settings import TrainSettings
 
 #: Trains a list of runs (resuming or reusing finished ones) and returns their metrics, in order.
@@ -69,8 +69,9 @@ def run(
 ) -> pd.DataFrame:
     """Train every arm and seed; one row per run with its test metrics and convergence facts."""
     todo = plan(config, dataset, ablation, prepared_dir=prepared_dir, runs_dir=runs_dir)
-    # runs_dir persists between runs of this stage: drop the runs of arms no longer asked for
-    remove_other_runs(runs_dir, [s.out_dir for s in todo["settings"]])
+    # runs_dir persists between runs of this stage: runs of arms no longer asked for move to
+    # a sibling _retired/ folder (and back when asked again), never deleted
+    retire_other_runs(runs_dir, list(todo["settings"]))
     results = launcher(list(todo["settings"]))
     rows = []
     for (_, r), m in zip(todo.iterrows(), results):

@@ -19,7 +19,7 @@ from dmlstudy.pipeline.ablation import Launcher, train_all
 from dmlstudy.pipeline.compare import compare
 from dmlstudy.pipeline.results import load_embeddings
 from dmlstudy.pipeline.runs import run_path, train_settings
-from dmlstudy.training.rundir import remove_other_runs
+from dmlstudy.training.rundir import retire_other_runs
 
 
 def plan(
@@ -55,8 +55,9 @@ def run(
     """Train every loss and seed on coarse labels; one row per run: coarse test metrics, the fine
     structure kept (fine Recall@1 / MAP@R, within-coarse NMI) and convergence facts."""
     todo = plan(config, dataset, prepared_dir=prepared_dir, runs_dir=runs_dir)
-    # runs_dir persists between runs of this stage: drop the runs of losses no longer asked for
-    remove_other_runs(runs_dir, [s.out_dir for s in todo["settings"]])
+    # runs_dir persists between runs of this stage: runs of losses no longer asked for move to
+    # a sibling _retired/ folder (and back when asked again), never deleted
+    retire_other_runs(runs_dir, list(todo["settings"]))
     rows = []
     for (_, r), m in zip(todo.iterrows(), launcher(list(todo["settings"]))):
         e = load_embeddings(r["settings"].out_dir)

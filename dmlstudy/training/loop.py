@@ -100,7 +100,7 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     check_shardable(s.batch_size, s.sampler, s.m_per_class, ranks.world)
     device = _local_device(resolve_device(s.device), ranks)
     ds = PreparedDataset.load(s.prepared_dir)
-    inputs = run_inputs(s.prepared_dir)
+    inputs = run_inputs(s.prepared_dir, s.loss, s.loss_params)
     start = open_run_ranked(s, inputs, device, ranks)
     if start.finished is not None:
         return start.finished

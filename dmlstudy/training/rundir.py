@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from dmlstudy.training.checkpoint import load_checkpoint
-from dmlstudy.training.fingerprint import INPUT_NAMES
+from dmlstudy.training.fingerprint import INPUT_NAMES, run_inputs
 from dmlstudy.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -116,13 +116,30 @@ def settle_best(out: Path, state: dict[str, Any]) -> None:
             pending.unlink()
 
 
-def remove_other_runs(root: str | Path, runs: list[Path]) -> None:
-    """Remove what ``root`` holds besides the run folders ``runs`` (and the folders above them):
-    runs of variants or losses no longer in params.yaml, in a persistent stage output."""
+#: Where runs no longer asked for go (:func:`retire_other_runs`), next to the stage output.
+RETIRED = "_retired"
+
+
+def retired_dir(root: str | Path) -> Path:
+    """``<root's parent>/_retired/<root's name>``: outside the persistent stage output ``root``,
+    so retired runs neither grow that output nor change what a later stage reads.
+
+    >>> retired_dir("work/ablations/omniglot/m_per_class").as_posix()
+    'work/ablations/omniglot/_retired/m_per_class'
+    """
     root = Path(root)
-    keep = {Path(os.path.normpath(r)) for r in runs}
+    return root.parent / RETIRED / root.name
+
+
+def retire_other_runs(root: str | Path, asked: list[TrainSettings]) -> None:
+    """Move what ``root`` holds besides the run folders of ``asked`` (and the folders above them)
+    to :func:`retired_dir`: runs of variants or losses no longer in params.yaml, in a persistent
+    stage output, are kept, not deleted. A retired run asked for again with the same settings and
+    inputs moves back, and the trainer reuses it."""
+    root = Path(os.path.normpath(root))
+    keep = {Path(os.path.normpath(s.out_dir)) for s in asked}
     parents = {p for r in keep for p in r.parents}
-    removed: list[str] = []
+    retired: list[str] = []
 
     def walk(folder: Path) -> None:
         for entry in sorted(folder.iterdir()):
@@ -132,13 +149,45 @@ def remove_other_runs(root: str | Path, runs: list[Path]) -> None:
             if entry in parents and entry.is_dir():
                 walk(entry)
                 continue
-            removed.append(entry.relative_to(root).as_posix())
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            rel = entry.relative_to(root)
+            dest = retired_dir(root) / rel
+            n = 1
+            while dest.exists():  # retired before: keep both
+                dest = dest.with_name(f"{rel.name}.{n}")
+                n += 1
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(entry, dest)
+            retired.append(f"{rel.as_posix()} -> {dest.as_posix()}")
 
     if root.is_dir():
-        walk(Path(os.path.normpath(root)))
-    if removed:
-        log.warning("%s: removed runs no longer asked for: %s", root, ", ".join(removed))
+        walk(root)
+    if retired:
+        log.warning("%s: runs no longer asked for, kept aside: %s", root, ", ".join(retired))
+    for s in asked:
+        _unretire(root, s)
+
+
+def _unretire(root: Path, s: TrainSettings) -> None:
+    """Move a retired run of ``s`` back if ``s.out_dir`` has no run and it has the same settings
+    and inputs (else it stays retired: the trainer would replace it)."""
+    out = Path(os.path.normpath(s.out_dir))
+    try:
+        source = retired_dir(root) / out.relative_to(root)
+    except ValueError:
+        return
+    metrics = _read_metrics(source / "metrics.json")
+    if metrics is None or (out.exists() and any(out.iterdir())):
+        return
+    try:
+        same = not run_diff(metrics, s, run_inputs(s.prepared_dir, s.loss, s.loss_params))
+    except (OSError, ValueError):  # no prepared data to compare with: leave it retired
+        return
+    if same:
+        if out.exists():
+            out.rmdir()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, out)
+        log.info("%s: the retired run is asked for again; moved back from %s", out, source)
 
 
 def _read_metrics(path: Path) -> dict[str, Any] | None:

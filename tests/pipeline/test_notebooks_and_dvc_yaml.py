@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from dmlstudy.pipeline.runs import RUN_LAYOUT
+from dmlstudy.training.fingerprint import loss_modules
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.py"))
@@ -213,9 +214,36 @@ def test_only_the_active_profile_invalidates_work_stages():
             continue
         assert "profiles" not in keys, f"stage {name} depends on every profile"
         if "study.profile" in keys:
-            assert "profiles.${study.profile}" in keys, (
+            assert any(k.startswith("profiles.${study.profile}") for k in keys), (
                 f"stage {name} misses its active profile's values"
             )
+
+
+#: The sections of a profile each stage reads (dmlstudy.config: prepare_settings reads
+#: ``prepare``; train_settings ``train`` and ``loss_overrides``).
+PROFILE_SECTIONS = {
+    "prepare": {"prepare"},
+    "fingerprint": {"loss_overrides"},
+    "train": {"train", "loss_overrides"},
+    "evaluate": {"train", "loss_overrides"},
+    "ablation": {"train", "loss_overrides"},
+    "multimodal": {"train", "loss_overrides"},
+    "report": {"train", "loss_overrides"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILE_SECTIONS))
+def test_stages_depend_on_the_profile_sections_they_read(name):
+    """A profile's ``train`` edit must not rerun ``prepare`` (nor a ``prepare`` edit a stage that
+    does not read it, but through the prepared data): each stage lists the sections it reads,
+    never the whole profile, and every profile spells them out (DVC fails on a missing key)."""
+    keys = DVC["stages"][name].get("do", DVC["stages"][name])["params"]
+    profile = [k for k in keys if k.startswith("profiles.${study.profile}")]
+    assert {k.removeprefix("profiles.${study.profile}.") for k in profile} == (
+        PROFILE_SECTIONS[name]
+    )
+    for values in PARAMS["profiles"].values():
+        assert {"prepare", "train", "loss_overrides"} <= set(values)
 
 
 def _stage_for(notebook: str) -> dict:
@@ -228,19 +256,28 @@ def _stage_for(notebook: str) -> dict:
 
 @pytest.mark.parametrize("notebook", ["train", "ablation", "multimodal"])
 def test_training_stages_depend_on_all_code_that_shapes_a_run(notebook):
-    """A training's result depends on the sampler/prepared data (dmlstudy/data), the validation
-    metric that selects its epoch (dmlstudy/evaluation) and the params merge (pipeline/runs.py):
-    an edit there must rerun it."""
+    """A training's result depends on the code it executes: the loss's and the trainer's
+    modules, the sampler (dmlstudy/data) and the validation metric that selects its epoch
+    (dmlstudy/evaluation), by meaning (work/code/<loss>.json, the ``fingerprint`` stage), and on
+    the params merge (pipeline/runs.py): an edit there that changes what runs must rerun it."""
     deps = _stage_for(notebook)["deps"]
-    for code in (
-        "dmlstudy/losses",
-        "dmlstudy/models",
-        "dmlstudy/training",
-        "dmlstudy/data",
-        "dmlstudy/evaluation",
-        "dmlstudy/pipeline/runs.py",
-    ):
-        assert code in deps, f"stage running notebooks/{notebook}.py lacks dep {code}"
+    code = "work/code/${item.loss}.json" if notebook == "train" else "work/code"
+    for dep in (code, "dmlstudy/pipeline/runs.py", "dmlstudy/config"):
+        assert dep in deps, f"stage running notebooks/{notebook}.py lacks dep {dep}"
+
+
+def test_training_stages_do_not_depend_on_code_bytes():
+    """A comment in one loss is not a retrain of every loss: the trainings depend on the
+    fingerprints of meaning, not on the source folders, which only the cheap ``fingerprint``
+    stage reads (its outputs come out the same after a comment edit)."""
+    folders = ("dmlstudy/losses", "dmlstudy/models", "dmlstudy/training")
+    for notebook in ("train", "ablation", "multimodal"):
+        deps = _stage_for(notebook)["deps"]
+        assert not set(folders) & set(deps), f"notebooks/{notebook}.py's stage reads bytes"
+    assert not {"dmlstudy/data", "dmlstudy/evaluation"} & set(_stage_for("train")["deps"])
+    fingerprint = DVC["stages"]["fingerprint"]
+    assert {*folders, "dmlstudy/data", "dmlstudy/evaluation"} <= set(fingerprint["deps"])
+    assert fingerprint["outs"] == ["work/code"]
 
 
 def test_index_page_waits_for_every_rendered_page():
@@ -286,12 +323,18 @@ def _imported_package_files(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_imported_package_module_is_a_stage_dependency(path):
     """An edit to code a notebook runs must rerun its stage: each dmlstudy module it imports is
-    listed in the stage's deps, itself or through its folder."""
+    listed in the stage's deps, itself or through its folder, or is one whose meaning the
+    stage's code fingerprint (work/code, the ``fingerprint`` stage) covers."""
     deps = [d for d in _stage_for(path.stem)["deps"] if isinstance(d, str)]
+    covered: set[str] = set()
+    if any(d.startswith("work/code") for d in deps):
+        covered = {m.replace(".", "/") for m in loss_modules()}  # the trainer's and the losses'
     for module in _imported_package_files(path):
-        assert any(module == d or module.startswith(d.rstrip("/") + "/") for d in deps), (
-            f"stage running notebooks/{path.name} imports {module} but does not list it in deps"
-        )
+        name = module.removesuffix(".py")
+        fingerprinted = name in covered or any(c.startswith(name + "/") for c in covered)
+        assert fingerprinted or any(
+            module == d or module.startswith(d.rstrip("/") + "/") for d in deps
+        ), f"stage running notebooks/{path.name} imports {module} but does not list it in deps"
 
 
 def _all_outs() -> dict[str, dict]:

@@ -18,7 +18,7 @@ import dmlstudy.training.loop as loop
 from dmlstudy.training import TrainSettings, train
 from dmlstudy.training.checkpoint import atomic_save
 from dmlstudy.training.fingerprint import code_fingerprint, data_fingerprint
-from dmlstudy.training.rundir import remove_other_runs, settle_best
+from dmlstudy.training.rundir import retire_other_runs, retired_dir, settle_best
 
 OUTPUTS = {
     "checkpoint.pt",
@@ -155,7 +155,7 @@ def test_changed_training_code_replaces_a_finished_run(
     s = make_settings(tmp_path / "run", epochs=1, max_steps_per_epoch=1)
     train(s)
     real = loop.run_inputs
-    monkeypatch.setattr(loop, "run_inputs", lambda d: {**real(d), "code": "edited"})
+    monkeypatch.setattr(loop, "run_inputs", lambda d, *a: {**real(d, *a), "code": "edited"})
     with caplog.at_level(logging.WARNING):
         metrics = train(s)
     assert "training code differ" in _replacements(caplog)[0]
@@ -186,13 +186,50 @@ def test_settle_best_promotes_only_what_the_checkpoint_selected(tmp_path: Path) 
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
 
 
-def test_remove_other_runs_keeps_the_asked_runs_and_their_parents(tmp_path: Path) -> None:
-    keep = [tmp_path / "a" / "seed0", tmp_path / "b" / "seed0"]
-    for run in [*keep, tmp_path / "a" / "seed1", tmp_path / "old" / "seed0"]:
+def test_retire_other_runs_keeps_the_asked_runs_and_sets_the_others_aside(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path
+) -> None:
+    root = tmp_path / "runs"
+    keep = [make_settings(root / "a" / "seed0"), make_settings(root / "b" / "seed0")]
+    for run in [*(s.out_dir for s in keep), root / "a" / "seed1", root / "old" / "seed0"]:
         run.mkdir(parents=True)
         (run / "metrics.json").write_text("{}")
-    (tmp_path / "stray.csv").write_text("x")
-    remove_other_runs(tmp_path, keep)
-    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    (root / "stray.csv").write_text("x")
+    retire_other_runs(root, keep)
+    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
     assert left == ["a", "a/seed0", "a/seed0/metrics.json", "b", "b/seed0", "b/seed0/metrics.json"]
-    remove_other_runs(tmp_path / "missing", keep)  # nothing there yet: nothing to do
+    aside = sorted(p.relative_to(tmp_path).as_posix() for p in retired_dir(root).rglob("*"))
+    assert aside == [
+        "_retired/runs/a",
+        "_retired/runs/a/seed1",
+        "_retired/runs/a/seed1/metrics.json",
+        "_retired/runs/old",
+        "_retired/runs/old/seed0",
+        "_retired/runs/old/seed0/metrics.json",
+        "_retired/runs/stray.csv",
+    ]
+    retire_other_runs(tmp_path / "missing", keep)  # nothing there yet: nothing to do
+
+
+def test_a_finished_run_no_longer_asked_for_survives_and_is_reused_when_asked_again(
+    make_settings: Callable[..., TrainSettings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ablation arm removed from params.yaml, then put back: its finished run was set aside,
+    not deleted, and comes back without training; one asked for with other settings stays
+    aside (the trainer would replace it)."""
+    root = tmp_path / "runs"
+    a = make_settings(root / "a" / "seed0", epochs=1, max_steps_per_epoch=1)
+    b = make_settings(root / "b" / "seed0", epochs=1, max_steps_per_epoch=1)
+    train(a)
+    finished = train(b)
+    retire_other_runs(root, [a])  # b is no longer asked for
+    assert not (root / "b").exists()
+    assert (retired_dir(root) / "b" / "seed0" / "metrics.json").is_file()
+    retire_other_runs(root, [a, b.model_copy(update={"lr": 0.5})])  # b with other settings
+    assert (retired_dir(root) / "b" / "seed0" / "metrics.json").is_file()
+    retire_other_runs(root, [a, b])  # b as it was: moved back, reused
+    assert not (retired_dir(root) / "b" / "seed0").exists()
+    monkeypatch.setattr(loop, "train_epoch", _no_training)
+    assert train(b)["test"] == finished["test"]
