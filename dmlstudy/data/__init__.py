@@ -24,6 +24,7 @@ from .errors import (
     DatasetLayoutError,
     DatasetNotFoundError,
     IndexValidationError,
+    PreparedDataError,
 )
 from .index import INDEX_COLUMNS, validate_index
 from .prepared import PreparedDataset
@@ -42,6 +43,7 @@ __all__ = [
     "DatasetNotFoundError",
     "IndexValidationError",
     "MPerClassSampler",
+    "PreparedDataError",
     "PreparedDataset",
     "RandomBatchSampler",
     "assign_validation_split",

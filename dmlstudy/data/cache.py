@@ -8,7 +8,8 @@ Resize policy (PIL, antialiased):
   DCT-downscaled with ``Image.draft`` to no less than that size), then a centred square crop.
 
 Output (``out_dir``): ``images.npy`` (N×S×S×C uint8), ``index.csv`` (row i ↔ image i, rows
-ordered train, val, test, then by label and path), ``meta.json``. Each file is written to a
+ordered train, val, test, then by label and path), ``meta.json`` (with each data file's size and
+sha256, verified where the cache is read: :mod:`.prepared`). Each file is written to a
 temporary name and renamed; ``meta.json`` is removed first and written last, so a killed run
 never leaves a cache that looks complete.
 """
@@ -27,8 +28,9 @@ from PIL import Image
 from tqdm import tqdm  # not tqdm.auto: in a notebook kernel without ipywidgets it warns
 
 from .catalog import get_spec, open_dataset
-from .errors import DatasetLayoutError
+from .errors import DatasetLayoutError, PreparedDataError
 from .index import SPLITS
+from .prepared import record_files, verify_files
 from .sources import Reader, ZipReader
 from .splits import assign_validation_split, select_classes
 
@@ -167,8 +169,13 @@ def prepare_dataset(
     }
     meta_path = out_dir / "meta.json"
     if meta_path.is_file() and (out_dir / "images.npy").is_file():
-        if json.loads(meta_path.read_text()).get("config") == config:
-            return out_dir
+        meta = json.loads(meta_path.read_text())
+        if meta.get("config") == config:
+            try:  # reused only as prepare wrote it (no damage since, checksums recorded)
+                verify_files(out_dir, meta)
+                return out_dir
+            except (OSError, PreparedDataError):
+                pass
     channels = get_spec(name).channels
     index, reader = open_dataset(name, data_dir, work_dir=work_dir, download=download)
     if max_classes_per_split is not None:
@@ -203,6 +210,7 @@ def prepare_dataset(
         "resize": resize,
         "counts": {},
         "class_names": {},
+        "files": record_files(out_dir),  # checked by PreparedDataset.load
     }
     for split in SPLITS:
         part = index[index["split"] == split]

@@ -19,5 +19,10 @@ class DatasetLayoutError(DataError, ValueError):
     """An archive lacks expected members or holds the wrong number of classes/images."""
 
 
+class PreparedDataError(DataError, ValueError):
+    """A prepared dataset differs from what ``prepare`` wrote (truncated, overwritten, corrupted)
+    or records no checksums to tell (made before they were recorded)."""
+
+
 class IndexValidationError(DataError, ValueError):
     """A retrieval index breaks the contract in :mod:`dmlstudy.data.index`."""

@@ -22,6 +22,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from dmlstudy.data.prepared import record_files
+
 
 def write_synthetic_prepared(
     out_dir: str | Path,
@@ -79,6 +81,7 @@ def write_synthetic_prepared(
         "config": {"synthetic": True, "seed": seed},
         "counts": {},
         "class_names": {},
+        "files": record_files(out_dir),
     }
     for split in ("train", "val", "test"):
         part = index[index["split"] == split]

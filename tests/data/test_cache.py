@@ -139,6 +139,21 @@ def test_same_settings_reuse_the_cache(tiny_dataset, tmp_path, monkeypatch):
     assert meta["config"]["seed"] == 0
 
 
+def test_damaged_cache_is_rebuilt_not_reused(tiny_dataset, tmp_path):
+    data_dir = tiny_dataset("omniglot")
+    kw = dict(image_size=4, val_fraction=0.5, seed=0, work_dir=tmp_path / "w")
+    out = prepare_dataset("omniglot", data_dir, tmp_path / "o", **kw)
+    good = (out / "images.npy").read_bytes()
+    files = json.loads((out / "meta.json").read_text())["files"]
+    assert files["images.npy"]["bytes"] == len(good)  # recorded for PreparedDataset.load
+    (out / "images.npy").write_bytes(good[:-1] + bytes([255 - good[-1]]))  # same size
+    with pytest.raises(ValueError, match=r"images.npy: sha256 differs .*prepare@omniglot"):
+        PreparedDataset.load(out)
+    prepare_dataset("omniglot", data_dir, out, **kw)
+    assert (out / "images.npy").read_bytes() == good
+    PreparedDataset.load(out)
+
+
 def test_workers_pool_matches_single_process(tiny_dataset, tmp_path, monkeypatch):
     data_dir = tiny_dataset("sop")
     monkeypatch.setattr(cache_mod, "CHUNK", 3)
