@@ -77,7 +77,10 @@ history.astype(object).where(history.notna(), "—").set_index("epoch")
 # ## What this shows
 
 # %%
+from dmlstudy.training.outputs import resume_note
+
 drops = [r["epoch"] + 1 for r in metrics["history"] if r.get("decision") == "drop"]
+resumed = resume_note(metrics["history"])
 Markdown(
     f"- Selected epoch {metrics['best_epoch'] + 1} of {metrics['epochs_run']} (best validation "
     f"MAP@R, {100 * metrics['val']['map@r']:.1f}%); test MAP@R "
@@ -91,4 +94,5 @@ Markdown(
     )
     + f"\n- {metrics['train_seconds']:.1f} s of training, "
     f"{metrics['train_images_per_s']:.0f} images/s on {metrics['device']}."
+    + (f"\n- {resumed}" if resumed else "")
 )

@@ -10,8 +10,10 @@ papermill has no jupytext engine, so the source is read with jupytext and handed
 float). The kernel is ``python3`` — jupyter_client starts it with the *running* interpreter
 (``sys.executable``) because the kernelspec's command is plain ``python``; so running this module
 with the project's venv python runs the notebook in the venv (no ``ipykernel install`` needed).
-Output folders are created (papermill does not). Figures are captured by matplotlib's inline
-backend even when ``MPLBACKEND=Agg`` is set for the caller; tqdm bars are off (``TQDM_DISABLE``).
+The kernel dies with the process that runs this, and under ``dvc repro`` that process with DVC
+(:mod:`.lifeline`). Output folders are created (papermill does not). Figures are captured by
+matplotlib's inline backend even when ``MPLBACKEND=Agg`` is set for the caller; tqdm bars are
+off (``TQDM_DISABLE``).
 A failing notebook renders no HTML page, removes the empty folders the run created, keeps the
 partial ``.ipynb`` and ends its output with the notebook's own error (:func:`failure_summary`).
 
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dmlstudy.pipeline.lifeline import die_with_parent, kernel_exec_line
 
 # nbformat validates notebooks with jsonschema, which imports its optional IRI format checker
 # ``rfc3987_syntax`` when installed (jupyterlab's jupyter-events pulls it in); that module compiles
@@ -100,7 +104,11 @@ def execute(
             log_output=False,
             # The kernel talks to this process over localhost TCP; its start-up warning about
             # unencrypted TCP would print once per stage. Kernel *errors* still print.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # The kernel dies with this process, even of SIGKILL (lifeline): no orphan training.
+            extra_arguments=[
+                "--IPKernelApp.log_level=ERROR",
+                f"--IPKernelApp.exec_lines={kernel_exec_line(os.getpid())}",
+            ],
         )
     except BaseException:
         for folder in created:  # deepest first; stop at the first one that holds something
@@ -196,6 +204,8 @@ def argument_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get("DVC_STAGE"):  # a stage of dvc repro: no use (and harm) once dvc is gone
+        die_with_parent(through_shell=True)
     args = argument_parser().parse_args(argv)
     start = time.perf_counter()
     try:

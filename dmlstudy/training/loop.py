@@ -49,6 +49,7 @@ from dmlstudy.training.rundir import (  # noqa: F401  (settings_diff: the public
     settings_diff,
     settle_best,
 )
+from dmlstudy.training.runlock import run_lock
 from dmlstudy.training.settings import TrainSettings
 from dmlstudy.training.stopping import Plateau
 
@@ -90,8 +91,11 @@ def train(settings: TrainSettings, *, _stop_after_epoch: int | None = None) -> d
     """Train, validate every ``eval_every`` epochs, keep the best-validation model, write outputs.
 
     ``_stop_after_epoch`` is a test hook: return right after that epoch's checkpoint, as if killed.
+    The run folder is locked throughout (:mod:`.runlock`; rank 0 of a torchrun launch): a second
+    trainer of it fails at once, naming this one.
     """
-    with deterministic(settings.deterministic), cpu_threads(settings.cpu_threads):
+    lock = run_lock(settings.out_dir) if current_ranks().main else contextlib.nullcontext()
+    with lock, deterministic(settings.deterministic), cpu_threads(settings.cpu_threads):
         return _train(settings, _stop_after_epoch)
 
 

@@ -3,6 +3,7 @@ metrics.json) of :func:`dmlstudy.training.train`."""
 
 from __future__ import annotations
 
+import itertools
 import platform
 import shutil
 import time
@@ -196,3 +197,28 @@ def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
         row.update({f"val_{k}": v for k, v in rec.get("val", {}).items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def resume_note(history: list[dict[str, Any]]) -> str:
+    """The report's line for a run resumed from its checkpoint (each change of ``session`` in
+    ``metrics.json["history"]``), with epochs 1-based as the report numbers them; "" for a run
+    trained in one go.
+
+    >>> resume_note([{"epoch": 0, "session": 0}, {"epoch": 1, "session": 0}])
+    ''
+    >>> resume_note([{"epoch": 0, "session": 0}, {"epoch": 1, "session": 1}])[:48]
+    'Resumed after epoch 1 from its checkpoint (1-bas'
+    """
+    after = [
+        rec["epoch"]  # 0-based first epoch of the new session = 1-based last epoch before it
+        for prev, rec in itertools.pairwise(history)
+        if rec.get("session", 0) != prev.get("session", 0)
+    ]
+    if not after:
+        return ""
+    epochs = " and after epoch ".join(map(str, after))
+    return (
+        f"Resumed after epoch {epochs} from its checkpoint (1-based, as the table): a "
+        "bit-identical continuation — batches, augmentation, model, optimizer and plateau state "
+        "restored, so the result is the one an uninterrupted run gives."
+    )

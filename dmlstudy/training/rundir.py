@@ -26,13 +26,15 @@ import torch
 
 from dmlstudy.training.checkpoint import load_checkpoint
 from dmlstudy.training.fingerprint import INPUT_NAMES, run_inputs
+from dmlstudy.training.runlock import LOCK_NAME
 from dmlstudy.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
 # Settings that may differ between a run and its resumption (they do not change the result).
 RESUME_FREE_KEYS = ("progress", "out_dir", "divergence_check_every")
-#: Files and folders a run writes (a ``.tmp`` suffix: an interrupted atomic write).
+#: Files and folders a run writes (a ``.tmp`` suffix: an interrupted atomic write). The trainer's
+#: lock (:data:`.runlock.LOCK_NAME`) is none: never removed here, never named as a stray.
 RUN_FILES = ("checkpoint.pt", "best.pt", "metrics.json", "embeddings_val.npz",
              "embeddings_test.npz", "dvclive")  # fmt: skip
 PENDING_BEST = "best-epoch{epoch}.pending.pt"
@@ -217,7 +219,7 @@ def _keep_only(out: Path, keep: set[str]) -> list[str]:
 
 def _replace(out: Path, diff: list[str]) -> None:
     removed = _keep_only(out, set())
-    others = sorted(p.name for p in out.iterdir())
+    others = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
     log.warning(
         "%s: replacing a run whose %s differ; removed %s%s",
         out,
