@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 export HF_HUB_OFFLINE := 1
 
-.PHONY: study test env lint
+.PHONY: study test env lint exps
 
 env: $(VENV)/.installed
 
@@ -31,3 +31,8 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The experiments of `dvc exp run -S ...`, one column each: the params.yaml keys and per-loss
+# MAP@R that differ between them (dvc exp show lists ~385 columns). ARGS="--metric recall@1 --all".
+exps: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.pipeline.experiments $(ARGS)

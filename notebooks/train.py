@@ -41,7 +41,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from dmlstudy.config import load_config
-from dmlstudy.pipeline.runs import train_settings
+from dmlstudy.pipeline.runs import RunSpec, settings_provenance, train_settings
 from dmlstudy.training import train
 from dmlstudy.training.outputs import history_frame
 
@@ -50,7 +50,13 @@ logging.getLogger("dmlstudy").addHandler(logging.StreamHandler(sys.stdout))
 pd.set_option("display.max_colwidth", None)  # tables show whole cells
 config = load_config(params_file)
 settings = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=out_dir)
-pd.Series(settings.model_dump(mode="json"), dtype=object).to_frame("value")
+# %% [markdown]
+# ## Settings, and the params.yaml key that decided each
+# `set by` is the key to edit to change a value; `shadows` lists the more general keys whose
+# other value it overrides (editing those changes nothing for this run).
+
+# %%
+settings_provenance(config, RunSpec(f"{dataset}/{loss}", dataset, loss), settings).astype(str)
 
 # %% [markdown]
 # ## Result: validation and test metrics of the selected epoch (percent)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,16 @@ def test_dvc_exp_run_of_a_tuned_loss_trains_the_edited_value(tiny_study, tmp_pat
     assert params["losses"]["contrastive"]["per_dataset"]["omniglot"]["neg_margin"] == 0.3
     page = (repo / "reports/omniglot/train/contrastive-seed0.html").read_text()
     assert "losses.contrastive.per_dataset.omniglot.neg_margin" in page
+    # `make exps`: the experiment readable at 120 columns (dvc exp show: ~385 columns of "…")
+    shown = subprocess.run(
+        [sys.executable, "-m", "dmlstudy.pipeline.experiments", "--repo", str(repo)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = shown.splitlines()
+    assert max(map(len, lines)) <= 120, shown
+    row = next(line for line in lines if line.startswith(key))
+    assert row.split()[1:] == ["0.3", "0.975", "0.3"], shown  # workspace, baseline, experiment
