@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import dmlstudy
+from dmlstudy.data.prepared import file_sha256
 
 #: Subpackages whose source shapes a training's result (what dvc.yaml's ``fingerprint`` stage
 #: depends on; the settings mapping aside, which the stored settings cover).
@@ -210,24 +211,13 @@ def modules_fingerprint(modules: Mapping[str, str]) -> str:
     return h.hexdigest()[:16]
 
 
-@functools.cache
-def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.digest()
-
-
 def data_fingerprint(prepared_dir: str | Path) -> str:
-    """sha256 (16 hex digits) of the prepared files' contents (a file is read once per process
-    while its size and mtime stay the same)."""
+    """sha256 (16 hex digits) of the prepared files' contents: the per-file digests that the
+    loader's check computed already (:func:`dmlstudy.data.prepared.file_sha256`, once per process
+    while a file's size and mtime stay the same), so images.npy is read once, not twice."""
     h = hashlib.sha256()
     for name in PREPARED_FILES:
-        path = Path(prepared_dir) / name
-        st = path.stat()
-        digest = _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
-        h.update(name.encode() + b"\0" + digest)
+        h.update(name.encode() + b"\0" + bytes.fromhex(file_sha256(Path(prepared_dir) / name)))
     return h.hexdigest()[:16]
 
 
