@@ -15,6 +15,7 @@ import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -24,6 +25,13 @@ from dmlstudy.data import DataError, DatasetNotFoundError, get_spec
 from dmlstudy.data.download import unreachable
 from dmlstudy.data.sources import absent_files, missing_files_message
 from dmlstudy.losses import build_loss
+from dmlstudy.pipeline.run_checks import (
+    SplitCounts,
+    check_batches,
+    check_model_builds,
+    key_sources,
+    split_counts,
+)
 from dmlstudy.pipeline.runs import ablation_variants, train_settings
 from dmlstudy.training.settings import TrainSettings
 
@@ -60,11 +68,22 @@ def check_loss_builds(s: TrainSettings, where: str) -> None:
         raise ParamsError(f"{where}: loss {s.loss!r} rejects its settings: {exc}") from None
 
 
-def check_runs(config: StudyConfig) -> int:
-    """Build every run's TrainSettings; return how many runs the study defines."""
+def check_runs(config: StudyConfig, prepared_root: str | Path | None = "work/prepared") -> int:
+    """Build every run's TrainSettings and check it against its dataset's training split and its
+    model (:mod:`.run_checks`; counts from ``prepared_root/<dataset>`` when prepared with the
+    active settings); return how many runs the study defines."""
     n = 0
+    counts: dict[str, SplitCounts] = {}
+    warned: set[str] = set()
 
-    def build(where: str, dataset: str, loss: str, **kw: object) -> None:
+    def build(
+        where: str,
+        dataset: str,
+        loss: str,
+        budget_at: str = "",
+        extra_at: str = "",
+        **kw: Any,
+    ) -> None:
         nonlocal n
         try:
             s = train_settings(config, dataset, loss, 0, prepared_dir=".", out_dir=".", **kw)  # type: ignore[arg-type]
@@ -76,6 +95,16 @@ def check_runs(config: StudyConfig) -> int:
                 f"{where}: the merged training settings are invalid: {msgs}"
             ) from None
         check_loss_builds(s, where)
+        sources = key_sources(
+            config, dataset, loss, (budget_at, kw.get("budget")), (extra_at, kw.get("extra"))
+        )
+        if dataset not in counts:
+            counts[dataset] = split_counts(config, dataset, prepared_root)
+        for warning in check_batches(s, where, counts[dataset], sources):
+            if warning not in warned:
+                warned.add(warning)
+                print(f"WARNING: {warning}", file=sys.stderr)
+        check_model_builds(s, where, get_spec(dataset).channels, sources)
         n += 1
 
     for d in config.study.datasets:
@@ -87,6 +116,8 @@ def check_runs(config: StudyConfig) -> int:
                     f"ablations.{name} ({v.label}) on {d}",
                     d,
                     v.loss,
+                    f"ablations.{name}.train",
+                    f"ablations.{name}.{'sweep' if v.value is not None else 'variants.' + v.label}",
                     loss_params=v.loss_params,
                     budget=v.budget,
                     extra=v.train,
@@ -97,6 +128,7 @@ def check_runs(config: StudyConfig) -> int:
                 f"multimodal on {d} + losses.{loss}",
                 d,
                 loss,
+                "multimodal.train",
                 label_level="coarse",
                 budget=config.multimodal.train,
                 loss_params=config.multimodal.loss_params.get(loss),

@@ -37,7 +37,13 @@ from dmlstudy.training.distributed import (
     open_run_ranked,
     sync_batchnorm,
 )
-from dmlstudy.training.divergence import DivergenceMonitor, TrainingDivergedError, explain
+from dmlstudy.training.divergence import (
+    DivergenceMonitor,
+    TrainingDivergedError,
+    chance_map_at_r,
+    check_above_chance,
+    explain,
+)
 from dmlstudy.training.epoch import LossStep, train_epoch
 from dmlstudy.training.fingerprint import run_inputs
 from dmlstudy.training.inference import embed_run_rows, resolve_device
@@ -105,9 +111,8 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     device = _local_device(resolve_device(s.device), ranks)
     ds = PreparedDataset.load(s.prepared_dir)
     inputs = run_inputs(s.prepared_dir, s.loss, s.loss_params)
-    start = open_run_ranked(s, inputs, device, ranks)
-    if start.finished is not None:
-        return start.finished
+    # Everything that can refuse the settings (labels, loss, model, optimizer, sampler) is built
+    # before open_run, which may replace the folder: a bad setting leaves a finished run intact.
     rows, labels, class_names = train_labels(ds, s.label_level)
     val_rows, val_labels = eval_rows(ds, "val", s)
     channels = int(ds.images.shape[-1])
@@ -148,6 +153,9 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     plateau = Plateau(s.patience, s.min_delta, s.plateau_drops)
     scheduler = build_scheduler(optimizer, s, plateau)
     sampler = build_sampler(s.sampler, labels, s.batch_size, s.m_per_class, s.seed)
+    start = open_run_ranked(s, inputs, device, ranks)
+    if start.finished is not None:
+        return start.finished
     state = _restore(start, model, loss_fn, optimizer, scheduler, plateau)
     monitor = DivergenceMonitor.from_state(s.loss, state["divergence"])
     base = {
@@ -161,6 +169,7 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
         "cache_image_size": int(ds.images.shape[1]),
     }
     ckpt_path = s.out_dir / "checkpoint.pt"
+    chance = chance_map_at_r(val_labels)
     step = DDPStep(LossStep(model, loss_fn, s, device, ranks), device, ranks)
 
     live = open_live(s.out_dir, state["history"]) if ranks.main else None
@@ -208,6 +217,14 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
                 record["val"] = ranks.on_main(
                     lambda: _validate(model, loss_fn, ds, val_rows, val_labels, pre, s, device)
                 )
+                rounds = [h["val"][SELECT_METRIC] for h in state["history"] if "val" in h]
+                try:  # a run still at chance after its first rounds cannot select a model
+                    check_above_chance(
+                        [*rounds, record["val"][SELECT_METRIC]], chance, s.loss, epoch
+                    )
+                except TrainingDivergedError as err:
+                    explain(err, state["epoch"], ckpt_path, s, loss_fn)
+                    raise
                 record["decision"] = plateau.update(epoch, record["val"][SELECT_METRIC])
                 if record["decision"] == "improve":
                     state["best_metric"] = record["val"][SELECT_METRIC]

@@ -14,7 +14,17 @@ from dmlstudy.config import load_config
 from dmlstudy.losses import DMLLoss, list_losses
 from dmlstudy.losses import base as loss_base
 from dmlstudy.training import NonFiniteLossError, TrainingDivergedError, TrainSettings, train
-from dmlstudy.training.divergence import LOSS_BLOWUP, NORM_BLOWUP, DivergenceMonitor
+from dmlstudy.training.divergence import (
+    CHANCE_FACTOR,
+    CHANCE_MARGIN,
+    CONSTANT_RTOL,
+    LOSS_BLOWUP,
+    NORM_BLOWUP,
+    START_LOSS_MAX,
+    DivergenceMonitor,
+    TrainingNotLearningError,
+    chance_map_at_r,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,3 +152,179 @@ def test_results_do_not_depend_on_the_check_window(
     assert runs[0]["divergence"] == runs[1]["divergence"]
     a, b = (np.load(tmp_path / f"n{n}" / "embeddings_test.npz")["embeddings"] for n in (1, 3))
     np.testing.assert_array_equal(a, b)
+
+
+# --- A run wrong from step 0 (issue #18, item 3): no early level to blow up from --------------
+
+
+class _Scaled(DMLLoss):
+    """Mean squared norm times ``scale``: ``scale=1e30`` is a loss of ~1e30 from step 0, as an
+    ArcFace or ProxyNCA scale or a contrastive neg_margin of 1e30 gave (trained to the end)."""
+
+    def __init__(self, scale: float = 1.0, margin: float = 0.1) -> None:
+        super().__init__()
+        self.scale, self.margin = scale, margin
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.scale * (1 + (embeddings**2).sum(1).mean())
+
+
+class _Constant(DMLLoss):
+    """A loss that no embedding moves, as RSW with temperature 0 gave: nothing learns."""
+
+    def __init__(self, temperature: float = 0.0) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return embeddings.sum() * 0.0 + 2.5
+
+
+def test_a_loss_astronomical_from_step_0_stops_naming_its_scale_settings(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(loss_base._REGISTRY, "_test_scaled", _Scaled)
+    s = make_settings(tmp_path / "run", loss="_test_scaled", loss_params={"scale": 1e30})
+    with pytest.raises(TrainingNotLearningError) as err:
+        train(s)
+    msg = str(err.value)
+    assert "training cannot learn: loss 2e+30 at epoch 0 (0-based), step 0 is over 1e+06" in msg
+    assert "check losses._test_scaled: scale (now 1e+30), margin (now 0.1)" in msg, msg
+    assert "no checkpoint yet" in msg and not (s.out_dir / "metrics.json").exists()
+    # a healthy scale of the same loss trains (its first losses are ~2)
+    train(make_settings(tmp_path / "ok", loss="_test_scaled"))
+    assert (tmp_path / "ok" / "metrics.json").is_file()
+
+
+def test_a_constant_loss_stops_after_the_first_steps_naming_the_loss_settings(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(loss_base._REGISTRY, "_test_constant", _Constant)
+    s = make_settings(tmp_path / "run", loss="_test_constant", max_steps_per_epoch=None)
+    with pytest.raises(TrainingNotLearningError) as err:  # 6 steps an epoch: step 10 in epoch 1
+        train(s)
+    msg = str(err.value)
+    assert "training is not learning: |loss| is 2.5 at each of the first 10 steps" in msg, msg
+    assert "epoch 1 (0-based), step 3" in msg and "loss '_test_constant'" in msg
+    assert "check losses._test_constant: temperature (now 0)" in msg
+    assert "epoch 0's checkpoint is kept" in msg and not (s.out_dir / "metrics.json").exists()
+
+
+def test_validation_at_chance_after_two_rounds_stops(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose embeddings rank the validation split no better than at random."""
+    from dmlstudy.training import loop
+
+    chance = chance_map_at_r(np.repeat(np.arange(3), 8))  # tiny_prepared's val split
+    val = {"recall@1": 0.3, "map@r": chance, "r_precision": 0.3, "nmi": 0.0}
+    monkeypatch.setattr(loop, "_validate", lambda *a, **k: dict(val))
+    s = make_settings(tmp_path / "run", epochs=4)
+    with pytest.raises(TrainingNotLearningError) as err:
+        train(s)
+    msg = str(err.value)
+    assert "validation MAP@R is still at chance after 2 rounds" in msg, msg
+    assert f"chance {chance:.4f}" in msg and "at epoch 1 (0-based), loss 'multi_similarity'" in msg
+    assert "check losses.multi_similarity: alpha (now 2)" in msg
+    assert "epoch 0's checkpoint is kept" in msg
+
+
+def test_chance_map_at_r_is_the_map_at_r_of_random_rankings() -> None:
+    from dmlstudy.evaluation import evaluate
+
+    labels = np.repeat(np.arange(4), [8, 8, 5, 3])
+    rng = np.random.default_rng(0)
+    runs = [
+        evaluate(rng.normal(size=(len(labels), 16)), labels, with_nmi=False)["map@r"]
+        for _ in range(300)
+    ]
+    assert abs(np.mean(runs) - chance_map_at_r(labels)) < 0.01, (
+        np.mean(runs),
+        chance_map_at_r(labels),
+    )
+
+
+def _early_spread(early_loss: list[float]) -> float:
+    return (max(early_loss) - min(early_loss)) / max(float(np.median(early_loss)), 1e-30)
+
+
+@pytest.mark.parametrize("loss", list_losses())
+def test_healthy_runs_of_every_loss_start_far_from_the_learning_checks(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path, study_params: object, loss: str
+) -> None:
+    """The study's Omniglot hyper-parameters on the synthetic set, 2 epochs of 6 steps validated
+    each: first losses under 1/1000 of START_LOSS_MAX, spread 1000x CONSTANT_RTOL, and val
+    MAP@R over 2 rounds above the chance limit (measured: >= 3.7x chance, limit 1.5x + 0.01)."""
+    s = make_settings(
+        tmp_path / loss,
+        loss=loss,
+        loss_params=study_params.loss_params("omniglot", loss),
+        epochs=2,
+        schedule="plateau",
+        patience=2,
+        max_steps_per_epoch=None,
+        evaluate_test=False,
+        **study_params.loss_train("omniglot", loss),
+    )
+    m = train(s)
+    early = m["divergence"]["early_loss"]
+    assert len(early) == 10 and max(early) < START_LOSS_MAX / 1000, early
+    assert _early_spread(early) > 1000 * CONSTANT_RTOL, early
+    chance = chance_map_at_r(np.repeat(np.arange(3), 8))
+    best = max(h["val"]["map@r"] for h in m["history"])
+    assert best > 1.5 * (CHANCE_FACTOR * chance + CHANCE_MARGIN), (best, chance)
+
+
+def test_healthy_tiny_profile_runs_of_every_loss_stay_far_above_chance(
+    shared_omniglot_dir: Path, tmp_path: Path
+) -> None:
+    """The study's tiny profile on Omniglot, every loss as the pipeline builds it: 2 validation
+    rounds, the best >= 2x the chance limit (measured 2.6x-3.8x; chance 9.0%, limit 14.5%)."""
+    import yaml
+
+    from dmlstudy.config import config_from_dict
+    from dmlstudy.data import PreparedDataset, prepare_dataset
+    from dmlstudy.pipeline.runs import train_settings
+    from dmlstudy.training.outputs import eval_rows
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["study"]["profile"] = "tiny"
+    config = config_from_dict(raw)
+    p = config.prepare_settings("omniglot")
+    prepared = prepare_dataset(
+        "omniglot", shared_omniglot_dir.parent, tmp_path / "prepared", image_size=p.image_size,
+        val_fraction=p.val_fraction, seed=p.split_seed, val_by=p.val_by,
+        max_classes_per_split=p.max_classes_per_split, work_dir=tmp_path / "work", download=False,
+    )  # fmt: skip
+    ratios = {}
+    for loss in config.study.losses:
+        s = train_settings(
+            config, "omniglot", loss, 0, prepared_dir=prepared, out_dir=tmp_path / loss
+        ).model_copy(update={"progress": False, "cpu_threads": 1, "evaluate_test": False})
+        chance = chance_map_at_r(eval_rows(PreparedDataset.load(prepared), "val", s)[1])
+        vals = [h["val"]["map@r"] for h in train(s)["history"] if "val" in h]
+        assert len(vals) == 2
+        ratios[loss] = max(vals) / (CHANCE_FACTOR * chance + CHANCE_MARGIN)
+    assert min(ratios.values()) > 2, ratios
+
+
+def test_the_study_s_committed_validation_curves_are_far_above_chance(
+    shared_omniglot_dir: Path,
+) -> None:
+    """Omniglot at the full profile (results/omniglot/val_curves.csv, percent): every loss's
+    best of its first 2 rounds is >= 10x the chance limit of the 4 held-out alphabets."""
+    import pandas as pd
+
+    from dmlstudy.data import load_index
+    from dmlstudy.data.splits import assign_validation_split
+
+    config = load_config(REPO / "params.yaml")
+    p = config.prepare_settings("omniglot")
+    index = load_index("omniglot", shared_omniglot_dir.parent, download=False)
+    index = assign_validation_split(index, p.val_fraction, p.split_seed, by=p.val_by)
+    chance = chance_map_at_r(index.loc[index["split"] == "val", "label"].to_numpy())
+    assert 0.001 < chance < 0.003  # 106 characters x 20 drawings
+    curves = pd.read_csv(REPO / "results" / "omniglot" / "val_curves.csv")
+    best = curves[curves["epoch"] <= 2].groupby("loss")["val_map@r"].max() / 100
+    assert len(best) == 15
+    assert best.min() > 10 * (CHANCE_FACTOR * chance + CHANCE_MARGIN), best

@@ -212,3 +212,27 @@ def test_pretrained_run_uses_the_backbones_normalization(
     train(s)
     assert load_checkpoint(s.out_dir / "best.pt")["preprocess"]["mean"] == [0.25]
     assert load_checkpoint(s.out_dir / "best.pt")["preprocess"]["std"] == [0.125]
+
+
+@pytest.mark.parametrize(
+    "bad,error",
+    [
+        ({"batch_size": 64, "m_per_class": 2}, "32 classes per batch but labels hold only 6"),
+        ({"embedding_dim": 1000}, "embedding_dim 1000 exceeds the 32 features"),
+        ({"loss_params": {"no_such_key": 1.0}}, "no_such_key"),
+    ],
+    ids=["classes-per-batch", "embedding-dim", "loss-key"],
+)
+def test_a_bad_setting_leaves_the_finished_run_intact(
+    make_settings: Callable[..., TrainSettings], tmp_path: Path, bad: dict, error: str
+) -> None:
+    """The sampler, model and loss are built before the run folder is opened: settings that
+    fail there no longer empty the previous (finished) run's folder first."""
+    s = make_settings(tmp_path / "run", backbone="convnet4_050", embedding_dim=8)
+    train(s)
+    before = {p.name: p.read_bytes() for p in s.out_dir.iterdir() if p.is_file()}
+    assert {"metrics.json", "best.pt", "checkpoint.pt"} <= set(before)
+    with pytest.raises((ValueError, TypeError), match=error):
+        train(s.model_copy(update=bad))
+    assert {p.name: p.read_bytes() for p in s.out_dir.iterdir() if p.is_file()} == before
+    assert train(s)["test"]  # still the finished run: reused as it is
