@@ -15,7 +15,6 @@ import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -25,6 +24,7 @@ from dmlstudy.data import DataError, DatasetNotFoundError, get_spec
 from dmlstudy.data.download import unreachable
 from dmlstudy.data.sources import absent_files, missing_files_message
 from dmlstudy.losses import build_loss
+from dmlstudy.pipeline.edits import check_edits
 from dmlstudy.pipeline.run_checks import (
     SplitCounts,
     check_batches,
@@ -32,7 +32,7 @@ from dmlstudy.pipeline.run_checks import (
     key_sources,
     split_counts,
 )
-from dmlstudy.pipeline.runs import ablation_variants, train_settings
+from dmlstudy.pipeline.runs import study_runs, train_settings
 from dmlstudy.training.settings import TrainSettings
 
 MARKER = "params.yaml validated by dmlstudy.pipeline.check_params\n"
@@ -72,68 +72,40 @@ def check_runs(config: StudyConfig, prepared_root: str | Path | None = "work/pre
     """Build every run's TrainSettings and check it against its dataset's training split and its
     model (:mod:`.run_checks`; counts from ``prepared_root/<dataset>`` when prepared with the
     active settings); return how many runs the study defines."""
-    n = 0
     counts: dict[str, SplitCounts] = {}
     warned: set[str] = set()
-
-    def build(
-        where: str,
-        dataset: str,
-        loss: str,
-        budget_at: str = "",
-        extra_at: str = "",
-        **kw: Any,
-    ) -> None:
-        nonlocal n
+    runs = study_runs(config)
+    for run in runs:
         try:
-            s = train_settings(config, dataset, loss, 0, prepared_dir=".", out_dir=".", **kw)  # type: ignore[arg-type]
+            s = train_settings(
+                config,
+                run.dataset,
+                run.loss,
+                0,
+                prepared_dir=".",
+                out_dir=".",
+                label_level=run.label_level,
+                loss_params=run.loss_params,
+                budget=run.budget,
+                extra=run.extra,
+            )
         except ValidationError as exc:
             msgs = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
             )
             raise ParamsError(
-                f"{where}: the merged training settings are invalid: {msgs}"
+                f"{run.where}: the merged training settings are invalid: {msgs}"
             ) from None
-        check_loss_builds(s, where)
-        sources = key_sources(
-            config, dataset, loss, (budget_at, kw.get("budget")), (extra_at, kw.get("extra"))
-        )
-        if dataset not in counts:
-            counts[dataset] = split_counts(config, dataset, prepared_root)
-        for warning in check_batches(s, where, counts[dataset], sources):
+        check_loss_builds(s, run.where)
+        sources = key_sources(config, run)
+        if run.dataset not in counts:
+            counts[run.dataset] = split_counts(config, run.dataset, prepared_root)
+        for warning in check_batches(s, run.where, counts[run.dataset], sources):
             if warning not in warned:
                 warned.add(warning)
                 print(f"WARNING: {warning}", file=sys.stderr)
-        check_model_builds(s, where, get_spec(dataset).channels, sources)
-        n += 1
-
-    for d in config.study.datasets:
-        for loss in config.study.losses:
-            build(f"datasets.{d} + losses.{loss}", d, loss)
-        for name in config.study.ablations:
-            for v in ablation_variants(config, name):
-                build(
-                    f"ablations.{name} ({v.label}) on {d}",
-                    d,
-                    v.loss,
-                    f"ablations.{name}.train",
-                    f"ablations.{name}.{'sweep' if v.value is not None else 'variants.' + v.label}",
-                    loss_params=v.loss_params,
-                    budget=v.budget,
-                    extra=v.train,
-                )
-    for d in config.study.multimodal:
-        for loss in config.study.losses:
-            build(
-                f"multimodal on {d} + losses.{loss}",
-                d,
-                loss,
-                "multimodal.train",
-                label_level="coarse",
-                budget=config.multimodal.train,
-                loss_params=config.multimodal.loss_params.get(loss),
-            )
-    return n * len(config.study.seeds)
+        check_model_builds(s, run.where, get_spec(run.dataset).channels, sources)
+    return len(runs) * len(config.study.seeds)
 
 
 def check_campaign(config: StudyConfig) -> int:
@@ -143,9 +115,24 @@ def check_campaign(config: StudyConfig) -> int:
 
     trials = search_settings(config, ".", ".", config.study.losses)
     for loss, trial, point, s in trials:
-        check_loss_builds(s, f"tuning search trial {trial} of {loss}")
+        # the keys behind a trial: trial 0 is the published values, the others a point of the
+        # loss's search space; the short search budget adds tuning.budget and tuning.loss_params
+        point_at = (
+            f"the published losses.{loss} values"
+            if trial == 0
+            else f"the tuning.space.{loss} point {point}"
+        )
+        check_loss_builds(
+            s,
+            f"tuning search trial {trial} of {loss}: {point_at} under tuning.budget and "
+            f"tuning.loss_params.{loss}",
+        )
         full = confirm_settings(config, loss, point, 0, Path("."), ".")
-        check_loss_builds(full, f"tuning confirmation of {loss} trial {trial}")
+        check_loss_builds(
+            full,
+            f"tuning confirmation of {loss} trial {trial}: {point_at} at the full budget "
+            f"(datasets.{config.tuning.dataset}.train)",
+        )
     return len(trials)
 
 
@@ -189,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         config = load_config(args[0])
+        edits = check_edits(config, args[0])
         runs = check_runs(config)
         check_campaign(config)
         check_data(config)
@@ -199,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         marker = Path(args[1])
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(MARKER)
+    for line in edits:
+        print(line, file=sys.stderr)
     print(f"{args[0]}: OK ({runs} training runs)", file=sys.stderr)
     return 0
 

@@ -34,13 +34,13 @@ import pandas as pd
 import torch
 
 from dmlstudy.config import ParamsError, StudyConfig
-from dmlstudy.config.sections import split_loss_section
 from dmlstudy.data import DataError, get_spec
 from dmlstudy.data.catalog import open_dataset
 from dmlstudy.data.sources import absent_files
 from dmlstudy.data.splits import assign_validation_split, select_classes
 from dmlstudy.models import build_embedder
 from dmlstudy.models.convnet import LOCAL_BACKBONES
+from dmlstudy.pipeline.runs import RunSpec, deciding_keys
 from dmlstudy.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -242,33 +242,12 @@ def check_model_builds(
         )
 
 
-def key_sources(
-    config: StudyConfig,
-    dataset: str,
-    loss: str,
-    budget: tuple[str, dict[str, Any] | None] = ("", None),
-    extra: tuple[str, dict[str, Any] | None] = ("", None),
-) -> Callable[[str], str]:
-    """``key -> the params section that sets it`` for one run, in the precedence of
-    :func:`dmlstudy.pipeline.runs.train_overrides` (the last section that sets it wins)."""
-    _, loss_train, per_dataset = split_loss_section(config.losses.get(loss, {}))
-    tuned = (per_dataset.get(dataset) or {}).get("train") or {}
-    layers: list[tuple[str, dict[str, Any]]] = [
-        ("train", config.train),
-        (f"datasets.{dataset}.train", config.datasets[dataset].train),
-        (f"losses.{loss}.train", loss_train or {}),
-        (f"losses.{loss}.per_dataset.{dataset}.train", tuned),
-        (budget[0], budget[1] or {}),
-    ]
-    profile = config.study.profile
-    if profile in config.profiles:
-        layers.append((f"profiles.{profile}.train", config.profiles[profile].train))
-    layers.append((extra[0], extra[1] or {}))
+def key_sources(config: StudyConfig, run: RunSpec) -> Callable[[str], str]:
+    """``key -> the params section that sets it`` for one run (the deciding key's section, in
+    the precedence of :func:`dmlstudy.pipeline.runs.train_layers`)."""
+    deciding = deciding_keys(run.layers(config)[1])
 
     def source(key: str) -> str:
-        for name, values in reversed(layers):
-            if key in values:
-                return name
-        return "the TrainSettings default"
+        return deciding[key].rsplit(".", 1)[0] if key in deciding else "the TrainSettings default"
 
     return source

@@ -255,6 +255,7 @@ class RunSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     label_level: str = "fine"
     sources: Sources = Sources()
+    where: str = ""  # how check_params' errors name the run ("datasets.omniglot + losses.x")
 
     def layers(self, config: StudyConfig) -> tuple[list[Layer], list[Layer]]:
         """(hyper-parameter layers, TrainSettings layers) of this run."""
@@ -273,7 +274,10 @@ def study_runs(config: StudyConfig) -> list[RunSpec]:
     of ``study.ablations`` on every study dataset, and the multi-modal runs."""
     runs = []
     for d in config.study.datasets:
-        runs += [RunSpec(f"{d}/{loss}", d, loss) for loss in config.study.losses]
+        runs += [
+            RunSpec(f"{d}/{loss}", d, loss, where=f"datasets.{d} + losses.{loss}")
+            for loss in config.study.losses
+        ]
         for name in config.study.ablations:
             for v in ablation_variants(config, name):
                 at = f"ablations.{name}." + (f"variants.{v.label}" if v.value is None else "sweep")
@@ -287,6 +291,7 @@ def study_runs(config: StudyConfig) -> list[RunSpec]:
                         v.budget,
                         v.train,
                         sources=sources,
+                        where=f"ablations.{name} ({v.label}) on {d}",
                     )
                 )
     for d in config.study.multimodal:
@@ -301,6 +306,7 @@ def study_runs(config: StudyConfig) -> list[RunSpec]:
                     config.multimodal.train,
                     label_level="coarse",
                     sources=sources,
+                    where=f"multimodal on {d} + losses.{loss}",
                 )
             )
     return runs
