@@ -64,6 +64,7 @@ Markdown(f"**{ablation}.** {question}")
 # %%
 runs = A.run(config, dataset, ablation, prepared_dir=prepared_dir, runs_dir=runs_dir)
 comparison, sentences = A.conclusions(config, ablation, runs_dir)
+sentences += A.tuning_notes(config, ablation, dataset)  # where each arm's tuned values come from
 not_converged = X.not_converged(runs, "variant")
 summary = ablation_summary(ablation, spec.loss, comparison)
 X.write_experiment(

@@ -17,8 +17,10 @@
 # how much of the fine structure (characters) does each loss keep? A loss that collapses each
 # class to a point erases it; one that preserves intra-class density keeps it.
 #
-# **Purpose.** Train every loss on the COARSE labels, select each run on held-out alphabets, and
-# score the fine structure on the test alphabets: fine-label R@1 / MAP@R (compared with the best
+# **Purpose.** Train every loss on the COARSE labels, select each run's epoch on held-out
+# alphabets (`multimodal.train.val_coarse_fraction` of the background alphabets, more than the main
+# split's; the test alphabets are the official ones), and score the fine structure on the test
+# alphabets: fine-label R@1 / MAP@R (compared with the best
 # loss: bootstrap over test classes, Holm-adjusted paired tests) and within-alphabet NMI against
 # characters (`dmlstudy.evaluation.fine_structure_metrics`).
 #
@@ -61,6 +63,7 @@ runs = M.run(config, dataset, prepared_dir=prepared_dir, runs_dir=runs_dir)
 comparison = M.fine_comparison(config, runs_dir)
 summary = multimodal_summary(comparison, f"on {dataset}")
 not_converged = X.not_converged(runs, "loss")
+stopping = X.stopping_time_note(runs, comparison)  # does the ranking depend on when runs stopped?
 X.write_experiment(
     Path(results_dir) / "multimodal",
     runs,
@@ -68,7 +71,10 @@ X.write_experiment(
     {
         "question": X.MULTIMODAL_QUESTION,
         "summary": summary,
-        "conclusions": [conclusion(r) for _, r in comparison.iterrows() if not r["tied"]],
+        "conclusions": [
+            *(conclusion(r) for _, r in comparison.iterrows() if not r["tied"]),
+            stopping,
+        ],
         "not_converged": not_converged,
     },
 )
@@ -117,6 +123,7 @@ Markdown(
     "\n".join(
         [
             f"- {summary}",
+            f"- {stopping}",
             "- Every run trained to its validation plateau."
             if not not_converged
             else f"- Not converged (hit the epoch cap): {', '.join(not_converged)}.",

@@ -147,3 +147,28 @@ def check_loss_params(
             )
         if values.get("base_params") is not None:
             check_loss_params(base, values["base_params"], f"{where}.base_params")
+
+
+def check_both_phases(name: str, values: dict[str, Any] | None, where: str) -> None:
+    """An ablation arm of a loss with a second phase (keywords ``<x>`` and ``phase2_<x>``, e.g.
+    RSW's warp ``k1`` / ``phase2_k1``) changes what it names in both phases: naming one of a pair
+    without the other at the same value would leave the other phase as it was (an RSW "no warp"
+    arm warped from the lr drop on).
+
+    >>> check_both_phases("rsw", {"k1": 1.0, "phase2_k1": 1.0, "margin": 0.0}, "arm")
+    >>> check_both_phases("rsw", {"k2": 1.0}, "arm")
+    Traceback (most recent call last):
+    ...
+    dmlstudy.config.errors.ParamsError: arm.k2 = 1.0 changes phase 1 only: set phase2_k2: 1.0 too (an ablation arm changes what it names in both phases)
+    """  # noqa: E501
+    from dmlstudy.losses import loss_hyperparameters
+
+    keys = loss_hyperparameters(name)
+    for key, value in (values or {}).items():
+        two = key.startswith("phase2_")
+        pair = key.removeprefix("phase2_") if two else f"phase2_{key}"
+        if pair in keys and (pair not in values or values[pair] != value):
+            raise ParamsError(
+                f"{where}.{key} = {value!r} changes phase {2 if two else 1} only: set "
+                f"{pair}: {value!r} too (an ablation arm changes what it names in both phases)"
+            )

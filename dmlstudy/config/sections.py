@@ -189,6 +189,12 @@ class AblationSection(StrictSection):
     reference: str | None = Field(
         None, description="the arm every other arm is compared with (default: the first)"
     )
+    train_from: str | None = Field(
+        None,
+        description="the loss whose training settings (losses.<loss>.train and its tuned "
+        "per_dataset train values) every arm uses instead of its own loss's: the loss the "
+        "reference arm reduces to, so that the reference is its tuned main run",
+    )
 
     def arm_labels(self) -> list[str]:
         """Labels of the arms in order: named variants, then ``<param>=<value>`` per sweep value.

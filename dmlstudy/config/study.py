@@ -127,6 +127,8 @@ class StudyConfig(StrictSection):
             check_choice(abl.loss, list_losses(), f"loss (ablations.{name}.loss)")
             check_train_overrides(abl.train, f"ablations.{name}.train")
             check_loss_params(abl.loss, abl.loss_params, f"ablations.{name}.loss_params")
+            if abl.train_from is not None:
+                check_choice(abl.train_from, list_losses(), f"loss (ablations.{name}.train_from)")
         check_train_overrides(self.multimodal.train, "multimodal.train")
         for loss, values in self.multimodal.loss_params.items():
             check_choice(loss, list_losses(), "loss (multimodal.loss_params.<loss>)")

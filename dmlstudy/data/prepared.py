@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,14 @@ class PreparedDataset:
                 f"{images.dtype} does not match {len(index)} index rows"
             )
         return cls(index=index, images=images, meta=meta)
+
+    def with_coarse_validation(self, val_fraction: float) -> PreparedDataset:
+        """This dataset with ``val_fraction`` of its non-test coarse classes in the validation
+        split (:func:`dmlstudy.data.splits.widen_coarse_validation`); the test split and the
+        files on disk are unchanged."""
+        from .splits import widen_coarse_validation
+
+        return replace(self, index=widen_coarse_validation(self.index, val_fraction))
 
     def _rows(self, split: str) -> np.ndarray:
         if split not in SPLITS:

@@ -6,7 +6,9 @@ on validation) → ``profiles.<profile>.loss_overrides.<loss>`` → ablation var
 Precedence of training settings (later wins): ``train`` (common) → ``datasets.<d>.train``
 (protocol) → ``losses.<loss>.train`` → ``losses.<loss>.per_dataset.<d>.train`` → ablation/multimodal
 budget → ``profiles.<profile>.train`` (tiny: it caps every budget) → what an ablation variant
-changes.
+changes. An ablation with ``train_from: <other>`` takes the two ``losses.`` layers from that loss;
+an arm with its own tuning (``per_dataset``) replaces the loss's ``per_dataset.<d>`` layers (both
+hyper-parameters and training settings) with its own values on ``d``.
 
 >>> from dmlstudy.pipeline.runs import run_path
 >>> run_path("work/runs/omniglot", "triplet", 2).as_posix()
@@ -27,6 +29,8 @@ from dmlstudy.config import (
     check_train_overrides,
     split_loss_section,
 )
+from dmlstudy.config.checks import check_both_phases
+from dmlstudy.config.tuning import check_dimension
 from dmlstudy.training.settings import TrainSettings
 
 #: One run's folder below a runs root; dvc.yaml's train stage writes the same layout
@@ -60,16 +64,18 @@ def loss_param_layers(
     loss_params: dict[str, Any] | None = None,
     tuned: bool = True,
     sources: Sources = Sources(),
+    own: Layer | None = None,
 ) -> list[Layer]:
-    """The layers of ``loss``'s hyper-parameters on ``dataset``, the most general first."""
+    """The layers of ``loss``'s hyper-parameters on ``dataset``, the most general first; ``own``
+    (an ablation arm's own tuned values: key, values) replaces ``losses.<loss>.per_dataset.<d>``."""
     params, _, per_dataset = split_loss_section(config.losses.get(loss, {}))
     tuned_values = per_dataset.get(dataset, {}) if tuned else {}
+    at = f"losses.{loss}.per_dataset.{dataset}"
+    if own is not None:
+        at, tuned_values = own
     layers: list[Layer] = [
         (f"losses.{loss}", params),
-        (
-            f"losses.{loss}.per_dataset.{dataset}",
-            {k: v for k, v in tuned_values.items() if k != "train"},
-        ),
+        (at, {k: v for k, v in tuned_values.items() if k != "train"}),
     ]
     if config.study.profile in config.profiles:
         overrides = config.profiles[config.study.profile].loss_overrides.get(loss, {})
@@ -86,18 +92,26 @@ def train_layers(
     tuned: bool = True,
     extra: dict[str, Any] | None = None,
     sources: Sources = Sources(),
+    own: Layer | None = None,
+    train_from: str | None = None,
 ) -> list[Layer]:
-    """The layers of the TrainSettings values of a run (module docstring's precedence)."""
+    """The layers of the TrainSettings values of a run (module docstring's precedence):
+    ``train_from`` names the loss whose ``losses.`` layers apply (default ``loss``), ``own``
+    replaces its ``per_dataset.<d>`` values (an ablation arm's own tuning)."""
     layers: list[Layer] = [
         ("train", config.train),
         (f"datasets.{dataset}.train", config.datasets[dataset].train),
     ]
+    loss = train_from or loss
     if loss is not None:
         _, train, per_dataset = split_loss_section(config.losses.get(loss, {}))
         tuned_values = per_dataset.get(dataset, {}) if tuned else {}
+        at = f"losses.{loss}.per_dataset.{dataset}"
+        if own is not None:
+            at, tuned_values = own
         layers += [
             (f"losses.{loss}.train", train),
-            (f"losses.{loss}.per_dataset.{dataset}.train", tuned_values.get("train") or {}),
+            (f"{at}.train", tuned_values.get("train") or {}),
         ]
     layers.append((sources.budget, dict(budget or {})))
     if config.study.profile in config.profiles:
@@ -151,18 +165,24 @@ def train_settings(
     budget: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     tuned: bool = True,
+    own: Layer | None = None,
+    train_from: str | None = None,
 ) -> TrainSettings:
     """The ``TrainSettings`` of one run; ``loss_params`` update ``losses.<loss>``; ``budget``
     (ablations / the multi-modal experiment) applies before the profile, ``extra`` (what a
-    variant changes) after it."""
+    variant changes) after it; ``own`` and ``train_from``: :func:`train_layers`."""
     return TrainSettings(
         prepared_dir=Path(prepared_dir),
         out_dir=Path(out_dir),
         loss=loss,
-        loss_params=merge(loss_param_layers(config, dataset, loss, loss_params, tuned)),
+        loss_params=merge(loss_param_layers(config, dataset, loss, loss_params, tuned, own=own)),
         seed=seed,
         label_level=label_level,
-        **merge(train_layers(config, dataset, loss, budget, tuned, extra)),
+        **merge(
+            train_layers(
+                config, dataset, loss, budget, tuned, extra, own=own, train_from=train_from
+            )
+        ),
     )
 
 
@@ -178,23 +198,68 @@ class Variant:
     budget: dict[str, Any] = field(
         default_factory=dict
     )  # ablations.<name>.train, shared by the variants
+    train_from: str | None = None  # ablations.<name>.train_from: whose training settings
+    where: str = ""  # the params.yaml key of this arm (its own tuning lives below it)
+    space: dict[str, Any] = field(default_factory=dict)  # own search space (tuning.space format)
+    per_dataset: dict[str, dict[str, Any]] | None = None  # its own tuned values (None: the loss's)
+
+    def own(self, dataset: str) -> Layer | None:
+        """This arm's own tuned values on ``dataset`` (key, values), or None where it takes the
+        loss's ``per_dataset`` values (no own tuning, or the campaign has not tuned it there)."""
+        if not self.per_dataset or dataset not in self.per_dataset:
+            return None
+        return (f"{self.where}.per_dataset.{dataset}", dict(self.per_dataset[dataset] or {}))
+
+    def settings_kwargs(self, dataset: str) -> dict[str, Any]:
+        """What :func:`train_settings` takes for this arm on ``dataset`` besides paths/seed."""
+        return {
+            "loss_params": self.loss_params,
+            "budget": self.budget,
+            "extra": self.train,
+            "own": self.own(dataset),
+            "train_from": self.train_from,
+        }
+
+
+#: Keys of one named variant: what it changes, and its own tuning (an arm whose loss changes shape).
+VARIANT_KEYS = ("loss_params", "train", "space", "per_dataset")
+
+
+def _check_own_tuning(loss: str, spec: dict[str, Any], where: str) -> None:
+    """A variant's ``space`` (tuning.space format) and ``per_dataset.<d>`` values are valid."""
+    for key, dim in (spec.get("space") or {}).items():
+        for value in check_dimension(key, dim, f"{where}.space"):
+            if key.startswith("train."):
+                check_train_overrides({key.removeprefix("train."): value}, f"{where}.space")
+            else:
+                check_loss_params(loss, {key: value}, f"{where}.space")
+    if spec.get("per_dataset") and not spec.get("space"):
+        raise ValueError(
+            f"{where}.per_dataset: an arm's own tuned values come from the campaign over its "
+            f"own search space; declare {where}.space"
+        )
+    for d, values in (spec.get("per_dataset") or {}).items():
+        values = dict(values or {})
+        check_train_overrides(values.pop("train", None) or {}, f"{where}.per_dataset.{d}.train")
+        check_loss_params(loss, values, f"{where}.per_dataset.{d}")
 
 
 def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
     """The variants of ``ablations.<name>``: its named ``variants`` then its ``sweep`` values."""
     abl = config.ablations[name]
     out: list[Variant] = []
+    check_both_phases(abl.loss, abl.loss_params, f"ablations.{name}.loss_params")
     for label, spec in abl.variants.items():
-        unknown = set(spec) - {"loss_params", "train"}
+        at = f"ablations.{name}.variants.{label}"
+        unknown = set(spec) - set(VARIANT_KEYS)
         if unknown:
             raise ValueError(
-                f"ablations.{name}.variants.{label}: unknown key(s) {sorted(unknown)}; "
-                "valid keys: loss_params, train"
+                f"{at}: unknown key(s) {sorted(unknown)}; valid keys: {', '.join(VARIANT_KEYS)}"
             )
-        check_loss_params(
-            abl.loss, spec.get("loss_params", {}), f"ablations.{name}.variants.{label}.loss_params"
-        )
-        check_train_overrides(spec.get("train", {}), f"ablations.{name}.variants.{label}.train")
+        check_loss_params(abl.loss, spec.get("loss_params", {}), f"{at}.loss_params")
+        check_both_phases(abl.loss, spec.get("loss_params", {}), f"{at}.loss_params")
+        check_train_overrides(spec.get("train", {}), f"{at}.train")
+        _check_own_tuning(abl.loss, spec, at)
         out.append(
             Variant(
                 label,
@@ -202,6 +267,10 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                 {**abl.loss_params, **spec.get("loss_params", {})},
                 dict(spec.get("train", {})),
                 budget=dict(abl.train),
+                train_from=abl.train_from,
+                where=at,
+                space=dict(spec.get("space") or {}),
+                per_dataset=dict(spec.get("per_dataset") or {}) if spec.get("space") else None,
             )
         )
     for key, values in abl.sweep.items():
@@ -214,6 +283,7 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
             where = f"ablations.{name}.sweep.{section}"  # the checks append .<param>
             if section == "loss_params":
                 check_loss_params(abl.loss, {param: value}, where)
+                check_both_phases(abl.loss, {param: value}, where)
                 out.append(
                     Variant(
                         f"{param}={value}",
@@ -222,6 +292,8 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                         {},
                         value,
                         dict(abl.train),
+                        abl.train_from,
+                        f"ablations.{name}.sweep",
                     )
                 )
             else:
@@ -234,6 +306,8 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                         {param: value},
                         value,
                         dict(abl.train),
+                        abl.train_from,
+                        f"ablations.{name}.sweep",
                     )
                 )
     if not out:
@@ -256,15 +330,29 @@ class RunSpec:
     label_level: str = "fine"
     sources: Sources = Sources()
     where: str = ""  # how check_params' errors name the run ("datasets.omniglot + losses.x")
+    own: Layer | None = None  # an ablation arm's own tuned values (Variant.own)
+    train_from: str | None = None  # ablations.<name>.train_from
 
     def layers(self, config: StudyConfig) -> tuple[list[Layer], list[Layer]]:
         """(hyper-parameter layers, TrainSettings layers) of this run."""
         return (
             loss_param_layers(
-                config, self.dataset, self.loss, self.loss_params, sources=self.sources
+                config,
+                self.dataset,
+                self.loss,
+                self.loss_params,
+                sources=self.sources,
+                own=self.own,
             ),
             train_layers(
-                config, self.dataset, self.loss, self.budget, extra=self.extra, sources=self.sources
+                config,
+                self.dataset,
+                self.loss,
+                self.budget,
+                extra=self.extra,
+                sources=self.sources,
+                own=self.own,
+                train_from=self.train_from,
             ),
         )
 
@@ -292,6 +380,8 @@ def study_runs(config: StudyConfig) -> list[RunSpec]:
                         v.train,
                         sources=sources,
                         where=f"ablations.{name} ({v.label}) on {d}",
+                        own=v.own(d),
+                        train_from=v.train_from,
                     )
                 )
     for d in config.study.multimodal:

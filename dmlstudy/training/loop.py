@@ -110,6 +110,8 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     check_shardable(s.batch_size, s.sampler, s.m_per_class, ranks.world)
     device = _local_device(resolve_device(s.device), ranks)
     ds = PreparedDataset.load(s.prepared_dir)
+    if s.val_coarse_fraction is not None:  # more held-out coarse classes select the epoch
+        ds = ds.with_coarse_validation(s.val_coarse_fraction)
     inputs = run_inputs(s.prepared_dir, s.loss, s.loss_params)
     # Everything that can refuse the settings (labels, loss, model, optimizer, sampler) is built
     # before open_run, which may replace the folder: a bad setting leaves a finished run intact.

@@ -37,6 +37,14 @@ class TrainSettings(BaseModel):
     label_level: Literal["fine", "coarse"] = Field(
         "fine", description="train on fine labels or on coarse labels (multi-modal experiment)"
     )
+    val_coarse_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="select the epoch on this fraction of the non-test coarse classes: the "
+        "prepared validation ones plus train ones moved to validation for this run only (the "
+        "multi-modal experiment: more held-out alphabets); None = the prepared split",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = Field(

@@ -40,4 +40,7 @@ def test_per_dataset_values_are_the_campaigns_winners(config, results):
     expected = winner_overrides(config, winners)
     for loss in config.study.losses:
         section = config.losses[loss].get("per_dataset") or {}
-        assert section.get(dataset, {}) == expected[loss], loss
+        # base_params (direction, language): the base loss's winner, copied, not a choice of this
+        # loss's trials (tests/pipeline/test_ablation_confounds.py keeps the copy equal)
+        tuned = {k: v for k, v in section.get(dataset, {}).items() if k != "base_params"}
+        assert tuned == expected[loss], loss
