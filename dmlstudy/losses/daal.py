@@ -2,8 +2,10 @@
 study's own reconstruction (the paper's equations were not available).  Class c is the segment
 ``[a_c, b_c]``: a margin softmax over point-to-segment distances, an elastic length term
 ``(‖b_c − a_c‖ − κ·σ_c)²`` (σ_c the running std along the segment, κ = √12) and a density hinge
-``[1/12 − Var_c(t)]_+``; ``prototype="point"`` is the point-proxy ablation.  Every choice and its
-reason: docs/losses.md (section daal).
+``[1/12 − Var_c(t)]_+``; ``prototype="point"`` is the point-proxy ablation.  Both spreads are
+unbiased (ddof 1) variances over the classes with ≥ 2 samples in the batch, the running σ an EMA
+of them: random batches hold mostly 2 samples per class, whose ddof-0 variance is half the true
+one.  Every choice and its reason: docs/losses.md (section daal).
 """
 
 from __future__ import annotations
@@ -52,10 +54,12 @@ def segment_projection(
 def _per_class_variance(
     x: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class sample counts (C) and mean squared distance to the class mean (C; 0 if absent).
+    """Per-class sample counts (C) and the unbiased (ddof 1) variance, the squared distances to
+    the class mean summed over the rows and divided by ``n − 1`` (C; 0 for a class with < 2
+    samples, which callers leave out).
 
     >>> _per_class_variance(torch.tensor([[0.0], [2.0], [5.0]]), torch.tensor([0, 0, 1]), 2)
-    (tensor([2, 1]), tensor([1., 0.]))
+    (tensor([2, 1]), tensor([2., 0.]))
     """
     counts = torch.bincount(labels, minlength=num_classes)
     denom = counts.clamp(min=1).to(x.dtype)
@@ -64,9 +68,8 @@ def _per_class_variance(
     )
     means = means / denom[:, None]
     sq = ((x - means[labels]) ** 2).sum(1)
-    return counts, torch.zeros(num_classes, dtype=x.dtype, device=x.device).index_add(
-        0, labels, sq
-    ) / denom
+    total = torch.zeros(num_classes, dtype=x.dtype, device=x.device).index_add(0, labels, sq)
+    return counts, total / (counts - 1).clamp(min=1).to(x.dtype)
 
 
 @register_loss("daal")
@@ -160,15 +163,17 @@ class DensityAwareAdaptiveLineLoss(ProxyLoss):
 
     @torch.no_grad()
     def _update_spread(self, x: torch.Tensor, labels: torch.Tensor) -> None:
-        """EMA of each batch class's std along its segment direction ``u_c`` (item 3)."""
+        """Running std along each batch class's segment direction ``u_c`` (item 3): the square
+        root of an EMA of the class's unbiased batch variances (an EMA of batch stds would
+        converge to E[s] < σ: ≈ 0.82σ at 2 samples per class, 0.58σ with ddof 0)."""
         a, b = self.segments()
         u = F.normalize((b - a).to(x.dtype), dim=1)  # a zero-length segment gives u = 0
         along = (x * u[labels]).sum(1, keepdim=True)  # ⟨x_i, u_{y_i}⟩; its class variance
         counts, spread_sq = _per_class_variance(along, labels, self.num_classes)
         ok = counts >= 2
-        spread = spread_sq.clamp(min=0).sqrt().to(self.running_spread.dtype)
-        beta = torch.where(self.spread_seen, self.spread_momentum, 1.0).to(spread.dtype)
-        updated = (1 - beta) * self.running_spread + beta * spread
+        var = spread_sq.clamp(min=0).to(self.running_spread.dtype)
+        beta = torch.where(self.spread_seen, self.spread_momentum, 1.0).to(var.dtype)
+        updated = ((1 - beta) * self.running_spread**2 + beta * var).sqrt()
         self.running_spread.copy_(torch.where(ok, updated, self.running_spread))
         self.spread_seen |= ok
 
@@ -202,7 +207,8 @@ class DensityAwareAdaptiveLineLoss(ProxyLoss):
 
     def density_term(self, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``mean_c [1/12 − Var_c(t)]_+`` over batch classes with ≥ 2 samples (unclamped own-class
-        t)."""
+        t; ``Var`` unbiased, ddof 1: its expectation is 1/12 for a class uniform on its
+        segment at any sample count)."""
         t_own = t.gather(1, labels[:, None])
         counts, var = _per_class_variance(t_own, labels, self.num_classes)
         ok = counts >= 2

@@ -31,7 +31,7 @@ from dmlstudy.training.datapath import DeviceFeed, Prefetcher, default_depth
 from dmlstudy.training.distributed import SINGLE, Ranks
 from dmlstudy.training.divergence import DivergenceMonitor, TrainingDivergedError
 from dmlstudy.training.inference import autocast
-from dmlstudy.training.optim import all_params
+from dmlstudy.training.optim import all_params, clip_gradients
 from dmlstudy.training.settings import TrainSettings
 
 
@@ -191,10 +191,7 @@ def train_epoch(
                     total = _add(total, pending.check(), bar)
                 optimizer.zero_grad(set_to_none=True)
                 value.backward()
-                if s.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in params if p.grad is not None], s.grad_clip
-                    )
+                clip_gradients(model, params, s)
                 optimizer.step()
                 n_images += len(batches[i])
                 bar.update()

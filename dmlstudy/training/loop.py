@@ -215,7 +215,7 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             }
             state["train_seconds"] += stats.seconds
             state["train_images"] += stats.images
-            if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
+            if s.validates(epoch):  # not in warm-up epochs: the plateau rule starts after
                 record["val"] = ranks.on_main(
                     lambda: _validate(model, loss_fn, ds, val_rows, val_labels, pre, s, device)
                 )

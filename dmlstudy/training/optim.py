@@ -107,5 +107,18 @@ def set_backbone_trainable(model: Embedder, opt: torch.optim.Optimizer, trainabl
         model.backbone.eval()
 
 
+def clip_gradients(model: nn.Module, params: list[nn.Parameter], s: TrainSettings) -> None:
+    """The settings' gradient clipping, after ``backward``: ``grad_clip_value`` clamps every
+    gradient element of ``model`` (backbone and head; the official ProxyNCA++, Proxy-Anchor and
+    RSW trainers call ``clip_grad_value_(model.parameters(), 10)``, the proxies unclipped), then
+    ``grad_clip`` caps the global norm of ``params`` (every optimized parameter)."""
+    if s.grad_clip_value is not None:
+        torch.nn.utils.clip_grad_value_(
+            [p for p in model.parameters() if p.grad is not None], s.grad_clip_value
+        )
+    if s.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], s.grad_clip)
+
+
 def all_params(opt: torch.optim.Optimizer) -> list[nn.Parameter]:
     return [p for g in opt.param_groups for p in g["params"]]

@@ -97,7 +97,10 @@ class TrainSettings(BaseModel):
     # --- optimisation -------------------------------------------------------------------------
     epochs: int = Field(10, gt=0)
     warmup_epochs: int = Field(
-        0, ge=0, description="first epochs train only head + loss parameters"
+        0,
+        ge=0,
+        description="first epochs train only head + loss parameters (backbone frozen); not "
+        "validated, so the plateau rule starts counting after them (as the official warm-ups)",
     )
     batch_size: int = Field(128, gt=1)
     sampler: Literal["m_per_class", "random"] = Field(
@@ -129,6 +132,13 @@ class TrainSettings(BaseModel):
     step_epochs: int = Field(10, gt=0, description="step schedule: decay every this many epochs")
     step_gamma: float = Field(0.5, gt=0, description="step schedule: decay factor")
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; None = off")
+    grad_clip_value: float | None = Field(
+        None,
+        gt=0,
+        description="clip every gradient element of the model (backbone and head, not the "
+        "loss's parameters) to [-v, v], torch clip_grad_value_ as the official ProxyNCA++, "
+        "Proxy-Anchor and RSW trainers; None = off",
+    )
     divergence_check_every: int = Field(
         10,
         gt=0,
@@ -165,6 +175,18 @@ class TrainSettings(BaseModel):
         description="embed and score the test split at the end (False while tuning on validation)",
     )
     progress: bool = Field(True, description="tqdm progress bar")
+
+    def validates(self, epoch: int) -> bool:
+        """Whether 0-based ``epoch`` ends with a validation round: every ``eval_every`` epochs
+        once the warm-up is over, and always after the last.
+
+        >>> s = TrainSettings(prepared_dir="p", out_dir="o", loss="x", epochs=6, warmup_epochs=2)
+        >>> [e for e in range(6) if s.validates(e)]
+        [2, 3, 4, 5]
+        """
+        if epoch + 1 == self.epochs:
+            return True
+        return epoch >= self.warmup_epochs and (epoch + 1) % self.eval_every == 0
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:

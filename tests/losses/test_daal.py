@@ -58,13 +58,15 @@ def naive_daal(
             tc = [t for t, yi in zip(t_own, y) if yi == c]
             if len(tc) >= 2:
                 mean = sum(tc) / len(tc)
-                terms.append(max(0.0, 1 / 12 - sum((t - mean) ** 2 for t in tc) / len(tc)))
+                var = sum((t - mean) ** 2 for t in tc) / (len(tc) - 1)  # unbiased, ddof 1
+                terms.append(max(0.0, 1 / 12 - var))
         total += lam_den * (sum(terms) / len(terms) if terms else 0.0)
     return total
 
 
 def spreads(x, y, a, b):
-    """Per class, the std of ⟨x̂ − μ_c, u_c⟩ along u_c = (b_c − a_c)/‖b_c − a_c‖, as loops."""
+    """Per class, the unbiased (ddof 1) std of ⟨x̂ − μ_c, u_c⟩ along u_c = (b_c − a_c)/‖b_c −
+    a_c‖, as loops."""
     xs = F.normalize(x, dim=1).tolist()
     out = []
     for c in range(len(a)):
@@ -72,7 +74,7 @@ def spreads(x, y, a, b):
         length = math.sqrt(sum(e * e for e in v))
         proj = [sum(e * f for e, f in zip(xi, v)) / length for xi, yi in zip(xs, y) if yi == c]
         mean = sum(proj) / len(proj) if proj else 0.0
-        var = sum((t - mean) ** 2 for t in proj) / len(proj) if len(proj) >= 2 else 0.0
+        var = sum((t - mean) ** 2 for t in proj) / (len(proj) - 1) if len(proj) >= 2 else 0.0
         out.append(math.sqrt(var))
     return out
 
@@ -108,11 +110,13 @@ def test_matches_naive_loop_in_training_mode_and_updates_spread():
     )
     expected = naive_daal(x, y, a, b, s=5.0, m=0.3, spread=sp, seen=seen, lam_len=0.7, lam_den=2.0)
     assert value.item() == pytest.approx(expected, rel=1e-9)
-    # second step: EMA with momentum 0.25
+    # second step: EMA of the variances with momentum 0.25, the std its square root
     x2 = x.flip(0) * 2 + 0.1
     loss(x2, y)
     sp2 = spreads(x2, y, a, b)
-    expected_spread = [0.75 * s1 + 0.25 * s2 if k else 0.0 for s1, s2, k in zip(sp, sp2, seen)]
+    expected_spread = [
+        math.sqrt(0.75 * s1**2 + 0.25 * s2**2) if k else 0.0 for s1, s2, k in zip(sp, sp2, seen)
+    ]
     assert loss.running_spread.tolist() == pytest.approx(expected_spread)
     # eval mode leaves the buffer alone
     before = loss.running_spread.clone()
@@ -123,23 +127,24 @@ def test_matches_naive_loop_in_training_mode_and_updates_spread():
 
 
 def test_class_spread_uniformly_along_its_segment_satisfies_both_terms():
-    """σ_c is the std along the segment direction u_c and κ = √12: a class whose projections have
-    the uniform law's variance (L²/12) costs nothing in the elastic term AND the density hinge,
-    however wide it is across the segment (an RMS radius over all dimensions would count the
-    cross-segment width ``w`` and pull the segment longer than the data)."""
+    """σ_c is the (unbiased) std along the segment direction u_c and κ = √12: a class whose
+    projections have the uniform law's variance (L²/12) costs nothing in the elastic term AND the
+    density hinge, however wide it is across the segment (an RMS radius over all dimensions would
+    count the cross-segment width ``w`` and pull the segment longer than the data)."""
     c, s, w = 0.6, 0.5, math.sqrt(1 - 0.36 - 0.25)
     x = torch.tensor([[c, s, w], [c, -s, w], [c, s, -w], [c, -s, -w]], dtype=torch.float64)
     y = torch.zeros(4, dtype=torch.long)
     loss = DensityAwareAdaptiveLineLoss(2, 3, spread_momentum=1.0).double().train()
-    half = math.sqrt(12.0) * s / 2  # length √12·σ with σ = s along u = e_2
+    sigma = s * math.sqrt(4 / 3)  # ddof-1 std of ±s, four samples, along u = e_2
+    half = math.sqrt(12.0) * sigma / 2  # length √12·σ
     with torch.no_grad():
         loss.vertices_a.copy_(torch.tensor([[c, -half, 0.0], [-1.0, 0.0, 0.0]], dtype=x.dtype))
         loss.vertices_b.copy_(torch.tensor([[c, half, 0.0], [-1.0, 0.1, 0.0]], dtype=x.dtype))
     loss(x, y)
-    assert loss.running_spread[0].item() == pytest.approx(s, rel=1e-12)
+    assert loss.running_spread[0].item() == pytest.approx(sigma, rel=1e-12)
     assert loss.elastic_term(y).item() == pytest.approx(0.0, abs=1e-28)
     _, t = segment_projection(x, loss.vertices_a.detach(), loss.vertices_b.detach())
-    assert t[:, 0].var(unbiased=False).item() == pytest.approx(1 / 12, rel=1e-12)
+    assert t[:, 0].var(unbiased=True).item() == pytest.approx(1 / 12, rel=1e-12)
     assert loss.density_term(t, y).item() == pytest.approx(0.0, abs=1e-15)
 
 
@@ -296,3 +301,37 @@ def test_segment_preserves_more_subcluster_structure_than_point():
         assert seg["r1"] >= 0.95 and pt["r1"] >= 0.95
         assert seg["ratio"] > pt["ratio"] + 0.2
         assert seg["nmi"] > pt["nmi"]
+
+
+def test_two_samples_per_class_uniform_on_a_segment_hit_the_shared_target():
+    """Random batches of 128 over ~800 classes hold mostly 2 samples per class. Classes whose 2
+    samples are uniform on their segment (length L): the density hinge's argument 1/12 − Var(t)
+    is 0 in expectation (the ddof-0 variance left it at 1/24, the hinge on at a uniform spread),
+    and κ·σ_running → L, the elastic term's target (an EMA of ddof-0 stds went to L/6·√12 ≈
+    0.58 L). The hinge *value* stays positive on average (≈ 0.038 at 2 samples: a hinge at its
+    kink turns estimation noise into a positive mean); its target, 1/12, is the elastic one."""
+    n_classes, draws, burn_in, length, c = 64, 400, 100, 1.0, 0.6
+    g = torch.Generator().manual_seed(0)
+    loss = DensityAwareAdaptiveLineLoss(n_classes, 3).double().train()  # momentum 0.1
+    half = length / 2
+    with torch.no_grad():  # every class the same segment, u = e_2, on the plane x_1 = c
+        loss.vertices_a.copy_(torch.tensor([c, -half, 0.0]).expand(n_classes, 3))
+        loss.vertices_b.copy_(torch.tensor([c, half, 0.0]).expand(n_classes, 3))
+    y = torch.arange(n_classes).repeat_interleave(2)
+    gaps, gaps_ddof0, sigmas = [], [], []
+    for i in range(draws):
+        tau = (torch.rand(len(y), generator=g, dtype=torch.float64) - 0.5) * length
+        x = torch.stack([torch.full_like(tau, c), tau, (1 - c * c - tau * tau).sqrt()], 1)
+        loss(x, y)  # unit vectors: the loss's normalization keeps them; ⟨x, u⟩ = tau exactly
+        _, t = segment_projection(x, loss.vertices_a.detach(), loss.vertices_b.detach())
+        t_own = t[torch.arange(len(y)), y].view(n_classes, 2)
+        gaps.append(1 / 12 - t_own.var(dim=1, unbiased=True))
+        gaps_ddof0.append(1 / 12 - t_own.var(dim=1, unbiased=False))
+        if i >= burn_in:
+            sigmas.append(loss.running_spread.clone())
+    gap = torch.cat(gaps)
+    se = gap.std().item() / math.sqrt(gap.numel())  # independent draws
+    assert abs(gap.mean().item()) < 3 * se, (gap.mean().item(), se)
+    assert torch.cat(gaps_ddof0).mean().item() == pytest.approx(1 / 24, abs=3 * se)
+    target = loss.kappa * torch.stack(sigmas).mean().item()
+    assert target == pytest.approx(length, rel=0.03)  # sqrt of an EMA: ~1% Jensen bias low
