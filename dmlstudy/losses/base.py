@@ -103,7 +103,7 @@ def check_ranges(name: str, params: Mapping[str, Any]) -> dict[str, str]:
     ``hyperparameter_ranges`` (empty when all are sensible).
 
     >>> check_ranges("arcface", {"scale": 1e30, "margin_degrees": 28.6})
-    {'scale': '1e+30 is outside (0, 1000]: a value that cannot train (published 64)'}
+    {'scale': '1e+30 is outside (0, 10000]: a value that cannot train (published 64)'}
     """
     cls = get_loss_class(name)
     defaults = loss_hyperparameters(name)

@@ -55,9 +55,10 @@ class Range:
         return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
 
 
-#: Shared ranges: a positive scale of logits (s, α, λ, 1/T: published values 1–64), a margin on
+#: Shared ranges: a positive scale of logits (s, α, λ, 1/T: published values 1–64; up to 1e4, which
+#: the numerically stable losses still compute), a margin on
 #: distances or cosines of unit vectors, a learning-rate multiplier of proxies (published ×1–×1e5).
-SCALE = Range(0, 1e3, low_open=True)
+SCALE = Range(0, 1e4, low_open=True)
 UNIT_MARGIN = Range(0, 2)
 PROXY_LR = Range(0, 1e7, low_open=True)
 

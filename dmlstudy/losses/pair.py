@@ -67,9 +67,10 @@ class ContrastiveLoss(DMLLoss):
             unnormalized-distance value; MLRC tuned −0.20/0.38 on CUB for cosine similarity).
     """
 
+    # distances of unit vectors lie in [0, 2]; a negative pos_margin is legitimate (MLRC's −0.2)
     hyperparameter_ranges: ClassVar[dict[str, Range]] = {
-        "pos_margin": UNIT_MARGIN,
-        "neg_margin": UNIT_MARGIN,
+        "pos_margin": Range(-2, 2),
+        "neg_margin": Range(-2, 2),
     }
 
     def __init__(self, *, pos_margin: float = 0.0, neg_margin: float = 0.5) -> None:

@@ -127,7 +127,9 @@ def test_base_params_are_the_base_loss_keywords() -> None:
         build_loss("direction", base="multi_similarity", base_params={"margin": 0.2})
     with pytest.raises(ValueError, match=r"\(did you mean 'multi_similarity'\?\)"):
         build_loss("direction", base="multi_similarity_")
-    with pytest.raises(ValueError, match=r"direction \(base 'triplet'\).*margin must be >= 0"):
+    with pytest.raises(
+        ValueError, match=r"direction \(base 'triplet'\).*margin -1 is outside \[0, 2\]"
+    ):
         build_loss("direction", base_params={"margin": -1.0})
     ms = build_loss("direction", base="multi_similarity", base_params={"beta": 40.0})
     assert (ms.alpha, ms.beta, ms.threshold, ms.epsilon, ms.mining) == (2.0, 40.0, 0.5, 0.1, True)

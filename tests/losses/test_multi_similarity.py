@@ -71,5 +71,5 @@ def test_edge_cases() -> None:
 
 
 def test_bad_scale_is_rejected() -> None:
-    with pytest.raises(ValueError, match="alpha and beta"):
+    with pytest.raises(ValueError, match="beta 0 is outside"):
         build_loss("multi_similarity", beta=0.0)
