@@ -333,6 +333,25 @@ class RunSpec:
     own: Layer | None = None  # an ablation arm's own tuned values (Variant.own)
     train_from: str | None = None  # ablations.<name>.train_from
 
+    def settings(
+        self, config: StudyConfig, seed: int, prepared_dir: str | Path, out_dir: str | Path
+    ) -> TrainSettings:
+        """This run's :class:`TrainSettings` for ``seed`` (what its stage trains)."""
+        return train_settings(
+            config,
+            self.dataset,
+            self.loss,
+            seed,
+            prepared_dir=prepared_dir,
+            out_dir=out_dir,
+            label_level=self.label_level,
+            loss_params=self.loss_params,
+            budget=self.budget,
+            extra=self.extra,
+            own=self.own,
+            train_from=self.train_from,
+        )
+
     def layers(self, config: StudyConfig) -> tuple[list[Layer], list[Layer]]:
         """(hyper-parameter layers, TrainSettings layers) of this run."""
         return (
