@@ -48,6 +48,7 @@ from IPython.display import Markdown
 from dmlstudy.config import load_config
 from dmlstudy.data import PreparedDataset
 from dmlstudy.pipeline import study_table as S
+from dmlstudy.pipeline.budget_check import read_check
 from dmlstudy.pipeline.campaign_report import campaign_report
 from dmlstudy.pipeline.convergence import convergence_table
 from dmlstudy.pipeline.gallery import gallery_figures, projection_figure
@@ -87,9 +88,10 @@ Markdown(published_note(dataset))
 
 # %% [markdown]
 # ## Convergence: validation MAP@R per epoch
-# Every run trains until the plateau rule stops it (`patience` validation rounds without a gain,
-# one lr drop, then stop) and is evaluated at its best validation epoch (★). A run that reached
-# the epoch cap first is flagged "not converged", here and in the table above.
+# Every run trains until the plateau rule stops it (`patience` validation rounds without a gain
+# of the smoothed curve, `plateau_drops` lr drops, then stop) and is evaluated at its best
+# validation epoch (★). A run that reached the epoch cap first, or stopped with its smoothed curve
+# still rising, is flagged "not converged", here and in the table above.
 
 # %%
 convergence_curves(
@@ -98,6 +100,18 @@ convergence_curves(
 
 # %%
 convergence_table(study.marks)
+
+# %% [markdown]
+# ## Budget check: would a longer budget change the result?
+# One seed of every loss retrained to twice its stop epoch (or the cap) without the stop
+# (`python -m dmlstudy.pipeline.budget_check`): it passes when val MAP@R gains at most 0.5 points
+# and test MAP@R stays inside the main run's class-bootstrap interval.
+
+# %%
+budget_sentence, budget_table = read_check(results_dir)
+display(Markdown(budget_sentence))
+if budget_table is not None:
+    display(budget_table)
 
 # %% [markdown]
 # ## What each loss trained with

@@ -76,7 +76,8 @@ def convergence_table(marks: pd.DataFrame) -> pd.DataFrame:
             ],
             "epochs run": marks["epochs_run"],
             "converged": [
-                "yes" if c else "not converged (hit the epoch cap)" for c in marks["converged"]
+                "yes" if c else "not converged (epoch cap, or stopped still rising)"
+                for c in marks["converged"]
             ],
         }
     )
@@ -95,15 +96,15 @@ def convergence_sentence(marks: pd.DataFrame) -> str:
 
     >>> m = pd.DataFrame({"loss": ["a", "b"], "seed": [0, 0], "converged": [True, False]})
     >>> convergence_sentence(m)
-    '1 of 2 runs did not converge (hit the epoch cap before the plateau rule stopped it): b.'
+    '1 of 2 runs did not converge (hit the epoch cap, or stopped with val MAP@R still rising): b.'
     """
     bad = unconverged(marks)
     if not bad:
         return (
             f"All {len(marks)} runs converged: each stopped at its validation plateau, after its "
-            "lr drop, and was evaluated at its best validation epoch."
+            "lr drops, and was evaluated at its best validation epoch."
         )
     return (
-        f"{len(bad)} of {len(marks)} runs did not converge (hit the epoch cap before the plateau "
-        f"rule stopped it): {', '.join(bad)}."
+        f"{len(bad)} of {len(marks)} runs did not converge (hit the epoch cap, or stopped with "
+        f"val MAP@R still rising): {', '.join(bad)}."
     )

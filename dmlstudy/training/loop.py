@@ -152,7 +152,9 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
     if s.torch_compile:
         model.backbone.compile()  # in place: state_dict keys, hooks and the optimizer unchanged
     optimizer = build_optimizer(model, loss_fn, s)
-    plateau = Plateau(s.patience, s.min_delta, s.plateau_drops)
+    plateau = Plateau(
+        s.patience, s.min_delta, s.plateau_drops, s.plateau_smoothing, stop=s.plateau_stop
+    )
     scheduler = build_scheduler(optimizer, s, plateau)
     sampler = build_sampler(s.sampler, labels, s.batch_size, s.m_per_class, s.seed)
     start = open_run_ranked(s, inputs, device, ranks)
@@ -228,7 +230,7 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
                     explain(err, state["epoch"], ckpt_path, s, loss_fn)
                     raise
                 record["decision"] = plateau.update(epoch, record["val"][SELECT_METRIC])
-                if record["decision"] == "improve":
+                if plateau.best_epoch == epoch:  # the best raw round (the smoothed rule aside)
                     state["best_metric"] = record["val"][SELECT_METRIC]
                     state["best_epoch"] = epoch
                     if ranks.main:  # becomes best.pt once the checkpoint below selects it

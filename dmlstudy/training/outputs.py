@@ -163,9 +163,9 @@ def finalize(
         "wall_seconds": state["wall_seconds"] + time.perf_counter() - t0,
         "epochs": s.epochs,
         "epochs_run": int(state["epoch"]) + 1,
-        # the plateau rule stopped the run (best epoch `patience` rounds before the last); False:
-        # it ran out of epochs, or has no stopping rule, so validation may still have been rising
-        "converged": bool(state.get("plateau", {}).get("stopped", False)),
+        # the plateau rule stopped the run on a flat smoothed curve (stopping.Plateau.converged);
+        # False: it ran out of epochs, or has no stopping rule, or ended still rising
+        "converged": bool(state.get("plateau", {}).get("converged", False)),
         "metric": loss_fn.metric,
         "device": str(device),
         "torch": torch.__version__,

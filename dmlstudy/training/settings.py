@@ -126,7 +126,21 @@ class TrainSettings(BaseModel):
         description="early stopping: stop after this many validation rounds without a val MAP@R "
         "improvement (with schedule 'plateau': once no lr drop is left); None = run all epochs",
     )
-    min_delta: float = Field(0.0, ge=0, description="smallest val MAP@R gain that counts")
+    min_delta: float = Field(
+        0.0, ge=0, description="smallest gain of the (smoothed) val MAP@R that counts"
+    )
+    plateau_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="the plateau rule reads an EMA of val MAP@R: level = s * level + (1 - s) * "
+        "val (0 = the raw curve; the selected epoch stays the best raw one)",
+    )
+    plateau_stop: bool = Field(
+        True,
+        description="False: the plateau rule never stops the run; after its last lr drop it "
+        "trains on at that lr to `epochs` (the budget check, dmlstudy.pipeline.budget_check)",
+    )
     plateau_factor: float = Field(0.1, gt=0, lt=1, description="'plateau' lr multiplier per drop")
     plateau_drops: int = Field(1, ge=0, description="'plateau': lr drops before stopping")
     step_epochs: int = Field(10, gt=0, description="step schedule: decay every this many epochs")

@@ -58,7 +58,7 @@ def test_merged_settings_and_loss_schedule_errors_fail(tmp_path, capsys):
     bad = tmp_path / "params.yaml"
     # a fixed budget (cosine) of 20 epochs leaves no phase-1 epoch before RSW's last 30
     fixed = text.replace("  schedule: plateau\n", "  schedule: cosine\n")
-    fixed = fixed.replace("epochs: 40                  # a cap: the plateau", "epochs: 20 #")
+    fixed = fixed.replace("epochs: 60                  # a cap: the plateau", "epochs: 20 #")
     assert fixed.count("epochs: 20 ") == 1 and "schedule: cosine" in fixed
     bad.write_text(fixed)
     assert main([str(bad), str(tmp_path / "ok")]) == 1

@@ -31,9 +31,9 @@ def test_precedence_common_dataset_profile_extra(raw):
         3.0,
         7,
         "convnet4_050",
-        40,
+        60,
     )
-    assert (s.schedule, s.patience, s.sampler) == ("plateau", 2, "random")  # loss family's sampler
+    assert (s.schedule, s.patience, s.sampler) == ("plateau", 5, "random")  # loss family's sampler
     published, _, per_dataset = split_loss_section(raw["losses"]["proxy_anchor"])
     assert s.loss_params == {**published, **per_dataset.get("omniglot", {})}
     raw["study"]["profile"] = "tiny"
