@@ -30,7 +30,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc")
 def test_training_stages_and_their_settings_are_the_stages_own(tmp_path: Path) -> None:
     repo = make_repo(tmp_path, env(tmp_path, tmp_path / "no-data"))
     training, upstream = read_pipeline(repo)
-    assert upstream == ["check_params", "prepare@omniglot"]
+    assert upstream == ["check_params", "fingerprint", "prepare@omniglot"]
     assert set(training) == {
         *(f"train@omniglot-{loss}-0" for loss in LOSSES),
         "ablation@omniglot-m_per_class",
