@@ -77,8 +77,11 @@ def study_params() -> object:
 def test_healthy_runs_of_every_loss_stay_far_below_the_thresholds(
     make_settings: Callable[..., TrainSettings], tmp_path: Path, study_params: object, loss: str
 ) -> None:
-    """The study's Omniglot hyper-parameters (proxy learning rates up to 1e5 x lr), ~36 steps:
-    peaks stay under 1/50 of the loss threshold and 1/1000 of the norm threshold."""
+    """The study's Omniglot hyper-parameters (proxy learning rates up to 1e5 x lr) with each
+    loss's official recipe, ~36 steps: peaks stay under 1/20 of the loss threshold and 1/100 of
+    the norm threshold (measured maxima: loss 20.3x its early level for RSW with its recipe's
+    8 per class and eps 1, norm 32x for Proxy-Anchor's avg+max head, measured on this synthetic
+    set)."""
     s = make_settings(
         tmp_path / loss,
         loss=loss,
@@ -93,8 +96,8 @@ def test_healthy_runs_of_every_loss_stay_far_below_the_thresholds(
     )
     d = train(s)["divergence"]
     assert len(d["early_loss"]) == 10
-    assert d["peak_loss_ratio"] < LOSS_BLOWUP / 50, d
-    assert d["peak_norm_ratio"] < NORM_BLOWUP / 1000, d
+    assert d["peak_loss_ratio"] < LOSS_BLOWUP / 20, d
+    assert d["peak_norm_ratio"] < NORM_BLOWUP / 100, d
 
 
 @pytest.mark.parametrize(
@@ -255,23 +258,26 @@ def test_healthy_runs_of_every_loss_start_far_from_the_learning_checks(
     """The study's Omniglot hyper-parameters on the synthetic set, 2 epochs of 6 steps validated
     each: first losses under 1/1000 of START_LOSS_MAX, spread 1000x CONSTANT_RTOL, and val
     MAP@R over 2 rounds above the chance limit (measured: >= 3.7x chance, limit 1.5x + 0.01)."""
+    recipe = study_params.loss_train("omniglot", loss)
     s = make_settings(
         tmp_path / loss,
         loss=loss,
         loss_params=study_params.loss_params("omniglot", loss),
-        epochs=2,
+        epochs=recipe.get("warmup_epochs", 0) + 2,  # 2 validated epochs after the warm-up
         schedule="plateau",
         patience=2,
         max_steps_per_epoch=None,
         evaluate_test=False,
-        **study_params.loss_train("omniglot", loss),
+        **recipe,
     )
     m = train(s)
     early = m["divergence"]["early_loss"]
     assert len(early) == 10 and max(early) < START_LOSS_MAX / 1000, early
     assert _early_spread(early) > 1000 * CONSTANT_RTOL, early
     chance = chance_map_at_r(np.repeat(np.arange(3), 8))
-    best = max(h["val"]["map@r"] for h in m["history"])
+    rounds = [h["val"]["map@r"] for h in m["history"] if "val" in h]
+    assert len(rounds) == 2, m["history"]  # warm-up epochs are not validated
+    best = max(rounds)
     assert best > 1.5 * (CHANCE_FACTOR * chance + CHANCE_MARGIN), (best, chance)
 
 
