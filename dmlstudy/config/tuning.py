@@ -1,5 +1,6 @@
 """``tuning:``: the validation-only tuning campaign (``python -m dmlstudy.pipeline.campaign``) —
-the same number of trials for every loss over the search space declared here."""
+the same budget in training epochs for every loss, searched by Optuna (seeded TPE, Hyperband
+over the validation rounds) over the space declared here, the best trials confirmed on seeds."""
 
 from __future__ import annotations
 
@@ -39,38 +40,81 @@ def check_dimension(key: str, spec: Any, where: str) -> list[Any]:
     return list(args)
 
 
+class TpeSampler(StrictSection):
+    """Optuna's TPE sampler: ``n_startup_trials`` random points (after trial 0), then TPE."""
+
+    seed: int = Field(0, description="sampler seed (each trial's draw: seed, loss, trial number)")
+    n_startup_trials: int = Field(5, ge=1, description="random trials before TPE takes over")
+
+
+class SamplerSection(StrictSection):
+    tpe: TpeSampler = Field(default_factory=TpeSampler)
+
+
+class HyperbandPruner(StrictSection):
+    """Optuna's Hyperband over the validation rounds (resource: epochs): brackets whose first
+    rung is at ``min_resource * reduction_factor**i`` epochs; the maximum is the dataset's
+    epoch cap."""
+
+    min_resource: int = Field(3, ge=1, description="epochs before the first pruning rung")
+    reduction_factor: int = Field(3, ge=2, description="1/reduction_factor promoted per rung")
+
+
+class PrunerSection(StrictSection):
+    hyperband: HyperbandPruner = Field(default_factory=HyperbandPruner)
+
+
 class TuningSection(StrictSection):
-    """Search trials per loss (trial 0 = the published values), their shorter budget, and the
-    confirmation of the best trials at the full budget on several seeds."""
+    """An equal search budget in training epochs per loss (trial 0 = the published values;
+    every trial the real protocol on validation classes, prunable after each validation round),
+    then the best ``confirm_top`` trials at the full protocol on ``confirm_seeds``."""
 
     dataset: str = "omniglot"
-    trials: int = Field(8, gt=0, description="search trials per loss (trial 0: published values)")
-    seed: int = Field(0, description="seed of the search runs and of the sampled points")
-    budget: dict[str, Any] = Field(
-        default_factory=dict, description="TrainSettings of the search trials (a shorter budget)"
+    seed: int = Field(0, description="training seed of the search trials")
+    epochs_per_loss: int = Field(
+        200,
+        gt=0,
+        description="search budget per loss in training epochs, summed over all its trials "
+        "(pruned and stopped ones included); the same for every loss",
     )
+    sampler: SamplerSection = Field(default_factory=SamplerSection)
+    pruner: PrunerSection = Field(default_factory=PrunerSection)
     loss_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="loss -> hyper-parameters of its search trials only (what the short budget "
-        "needs, e.g. rsw phase2_epochs: 0); confirmation runs use the protocol's",
+        description="loss -> hyper-parameters of its search trials only; confirmation runs use "
+        "the protocol's",
     )
-    confirm_top: int = Field(2, gt=0, description="best search trials confirmed at full budget")
-    confirm_seeds: list[int] = Field(default_factory=lambda: [0, 1])
+    confirm_top: int = Field(3, gt=0, description="best complete search trials confirmed")
+    confirm_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    storage: str = Field(
+        "results/tuning/{dataset}/optuna.db",
+        description="the committed SQLite record of the campaign ({dataset} is replaced)",
+    )
+    boundary_margin: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="a winner within this fraction of a numeric dimension's range (log range "
+        "for log dimensions) of a bound is a boundary hit",
+    )
     space: dict[str, dict[str, dict[str, list[Any]]]] = Field(
         default_factory=dict,
         description="'common' or a loss -> 'train.<field>' or a loss hyper-parameter -> "
         "{uniform|log|int|choice: [...]}",
     )
 
+    def storage_path(self) -> str:
+        """The storage file of ``dataset`` (``storage`` with ``{dataset}`` replaced)."""
+        return self.storage.replace("{dataset}", self.dataset)
+
     @model_validator(mode="after")
     def _check(self) -> TuningSection:
         from dmlstudy.losses import list_losses
 
         check_choice(self.dataset, DATASETS, "dataset (tuning.dataset)")
-        if self.confirm_top > self.trials:
-            raise ValueError(f"tuning.confirm_top ({self.confirm_top}) > trials ({self.trials})")
         unique_nonempty(self.confirm_seeds, "tuning.confirm_seeds")
-        check_train_overrides(self.budget, "tuning.budget")
+        if not self.storage.endswith(".db"):
+            raise ValueError(f"tuning.storage ({self.storage!r}) must be a SQLite file (*.db)")
         for loss, values in self.loss_params.items():
             check_choice(loss, list_losses(), "loss (tuning.loss_params.<loss>)")
             check_loss_params(loss, values, f"tuning.loss_params.{loss}")

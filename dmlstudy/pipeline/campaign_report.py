@@ -1,7 +1,9 @@
 """The tuning campaign as a report section: the declared search space (``tuning.space``), the
-trials each loss got (which must be equal), the best values and their confirmation runs (mean
-validation MAP@R over seeds), read from ``results/tuning/<dataset>/trials.csv`` and
-``winners.csv`` (written by :mod:`dmlstudy.pipeline.campaign`). Values in percent.
+effort each loss got (equal epochs of search), the best values and their confirmation runs (mean
+validation MAP@R over seeds), read from the record in ``results/tuning/<dataset>/``
+(``summary.csv``, ``trials.csv``, ``winners.csv``, written by :mod:`dmlstudy.pipeline.campaign`)
+or, until that campaign has run, from campaign v1's in ``v1/`` (the values params.yaml holds).
+Values in percent.
 
 >>> space_rows({"train.lr": {"log": [0.0003, 0.003]}, "miner": {"choice": ["all", "hard"]}})
 [('train.lr', 'log-uniform [0.0003, 0.003]'), ('miner', 'one of all, hard')]
@@ -68,65 +70,25 @@ def used_by_run(point: dict[str, Any], settings: dict[str, Any]) -> bool:
     return True
 
 
-def campaign_report(
-    config: StudyConfig,
-    dataset: str,
-    tuning_dir: str | Path,
-    settings: dict[str, dict[str, Any]],
-) -> CampaignReport:
-    """The campaign section of ``dataset`` for the losses of ``settings`` (loss → its run's
-    ``metrics.json["settings"]``, to check that the runs used the winners' values), read from
-    ``tuning_dir``."""
-    t = config.tuning
-    losses: Sequence[str] = list(settings)
-    space = pd.DataFrame(
-        [
-            (loss, key, dist)
-            for loss in losses
-            for key, dist in space_rows({**t.space.get("common", {}), **t.space.get(loss, {})})
-        ],
-        columns=["loss", "parameter", "searched over"],
-    ).set_index(["loss", "parameter"])
-    trials_csv = Path(tuning_dir) / "trials.csv"
-    if not trials_csv.is_file():
-        return CampaignReport(
-            ran=False,
-            message=(
-                f"The tuning campaign has not been run on {dataset} (no {trials_csv.name} in "
-                f"the results): every loss uses its published hyper-parameters and the training "
-                f"settings of its family. The campaign (python -m dmlstudy.pipeline.campaign) "
-                f"gives every loss {t.trials} validation-only trials over the space below."
-            ),
-            space=space,
-        )
-    trials = pd.read_csv(trials_csv)
-    trials = trials[trials["loss"].isin(losses)]
-    search, confirm = trials[trials["phase"] == "search"], trials[trials["phase"] == "confirm"]
-    counts = search.groupby("loss").size().reindex(losses, fill_value=0)
-    effort = pd.DataFrame(
-        {
-            "search trials": counts,
-            "confirmation runs": confirm.groupby("loss").size().reindex(losses, fill_value=0),
-            "best search val MAP@R": 100 * search.groupby("loss")["val_map@r"].max(),
-        }
-    ).reindex(losses)
-    effort["best search val MAP@R"] = effort["best search val MAP@R"].map(
-        lambda v: "—" if pd.isna(v) else f"{v:.1f}"
-    )
-    equal = counts.nunique() == 1 and counts.iloc[0] > 0
+def _pct(v: float) -> str:
+    return "—" if pd.isna(v) else f"{100 * v:.1f}"
+
+
+def _tables(
+    confirm: pd.DataFrame, winners: pd.DataFrame, settings: dict[str, dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(best, confirmation) tables from confirmation rows (``trial``: the confirmed search trial)
+    and the winners."""
     conf = confirm.groupby(["loss", "trial", "point"], as_index=False)["val_map@r"].agg(
         ["mean", "std", "count"]
     )
-    winners_csv = Path(tuning_dir) / "winners.csv"
-    winners = pd.read_csv(winners_csv) if winners_csv.is_file() else conf.iloc[:0]
-    winners = winners[winners["loss"].isin(losses)]
     chosen = set(zip(winners["loss"], winners["trial"]))
     confirmation = pd.DataFrame(
         {
             "loss": conf["loss"],
             "trial": conf["trial"],
             "values": conf["point"].map(_point).replace("", "published defaults"),
-            "val MAP@R (mean over seeds)": (100 * conf["mean"]).map(lambda v: f"{v:.1f}"),
+            "val MAP@R (mean over seeds)": conf["mean"].map(_pct),
             "sd": (100 * conf["std"].fillna(0.0)).map(lambda v: f"{v:.1f}"),
             "seeds": conf["count"],
             "chosen": [
@@ -138,9 +100,7 @@ def campaign_report(
         {
             "trial": winners["trial"].to_numpy(),
             "values": winners["point"].map(_point).replace("", "published defaults").to_numpy(),
-            "val MAP@R (mean over seeds)": (100 * winners["mean"])
-            .map(lambda v: f"{v:.1f}")
-            .to_numpy(),
+            "val MAP@R (mean over seeds)": winners["mean"].map(_pct).to_numpy(),
             "used by the evaluated runs": [
                 "yes"
                 if used_by_run(json.loads(pt), settings[lo])
@@ -150,11 +110,126 @@ def campaign_report(
         },
         index=pd.Index(winners["loss"], name="loss"),
     )
+    return best, confirmation
+
+
+def campaign_report(
+    config: StudyConfig,
+    dataset: str,
+    tuning_dir: str | Path,
+    settings: dict[str, dict[str, Any]],
+) -> CampaignReport:
+    """The campaign section of ``dataset`` for the losses of ``settings`` (loss → its run's
+    ``metrics.json["settings"]``, to check that the runs used the winners' values), read from
+    ``tuning_dir`` (the Optuna campaign's record, else campaign v1's in ``tuning_dir/v1``)."""
+    t = config.tuning
+    losses: Sequence[str] = list(settings)
+    space = pd.DataFrame(
+        [
+            (loss, key, dist)
+            for loss in losses
+            for key, dist in space_rows({**t.space.get("common", {}), **t.space.get(loss, {})})
+        ],
+        columns=["loss", "parameter", "searched over"],
+    ).set_index(["loss", "parameter"])
+    folder = Path(tuning_dir)
+    if (folder / "summary.csv").is_file():
+        return _optuna_report(config, folder, losses, settings, space)
+    if (folder / "v1" / "trials.csv").is_file():
+        return _v1_report(folder / "v1", losses, settings, space)
+    return CampaignReport(
+        ran=False,
+        message=(
+            f"The tuning campaign has not been run on {dataset} (no record in the results): "
+            f"every loss uses its published hyper-parameters and the training settings of its "
+            f"family. The campaign (python -m dmlstudy.pipeline.campaign) gives every loss "
+            f"{t.epochs_per_loss} training epochs of validation-only search over the space below."
+        ),
+        space=space,
+    )
+
+
+def _optuna_report(
+    config: StudyConfig,
+    folder: Path,
+    losses: Sequence[str],
+    settings: dict[str, dict[str, Any]],
+    space: pd.DataFrame,
+) -> CampaignReport:
+    t = config.tuning
+    summary = pd.read_csv(folder / "summary.csv", keep_default_na=False, na_values=[""])
+    summary = summary.set_index("loss").reindex(losses)
+    spent = summary["epochs_spent"].fillna(0).astype(int)
+    effort = pd.DataFrame(
+        {
+            "trials": summary["trials"].fillna(0).astype(int),
+            "epochs spent": spent,
+            "complete": summary["complete"].fillna(0).astype(int),
+            "pruned": summary["pruned"].fillna(0).astype(int),
+            "cut by the budget": summary["stopped_by_budget"].fillna(0).astype(int),
+            "collapsed (< 12%)": summary["collapsed"].fillna(0).astype(int),
+            "published val MAP@R": summary["published_val_map@r"].map(_pct),
+            "best search val MAP@R": summary["best_val_map@r"].map(_pct),
+            "boundary hits": summary["boundary_hits"].fillna("").astype(str),
+        }
+    )
+    trials = pd.read_csv(folder / "trials.csv")
+    confirm = trials[(trials["phase"] == "confirm") & (trials["state"] == "COMPLETE")]
+    confirm = confirm[confirm["loss"].isin(losses)].drop(columns="trial")
+    confirm = confirm.rename(columns={"source": "trial"})
+    winners = pd.read_csv(folder / "winners.csv")
+    best, confirmation = _tables(confirm, winners[winners["loss"].isin(losses)], settings)
+    # the budget the record was searched under (params.yaml may since ask for more)
+    budget = (
+        int(summary["epochs_per_loss"].max()) if summary["epochs_per_loss"].notna().any() else 0
+    )
+    short = spent[spent < budget] if budget else spent
+    message = (
+        f"Equal effort: every loss had {budget} training epochs of search (all its "
+        f"trials, pruned ones included; trial 0: the published values; Optuna TPE, Hyperband "
+        f"over the validation rounds), then its best {t.confirm_top} complete trials at the "
+        f"full protocol on seeds {list(t.confirm_seeds)}; all selected on validation MAP@R, "
+        f"never test."
+        if short.empty
+        else "UNEQUAL tuning effort: the search of "
+        + ", ".join(f"{k} ({v} epochs)" for k, v in short.items())
+        + f" has not spent its {budget or t.epochs_per_loss} epochs; rerun the campaign (it "
+        "resumes)."
+    )
+    return CampaignReport(True, message, space, effort, best, confirmation)
+
+
+def _v1_report(
+    folder: Path,
+    losses: Sequence[str],
+    settings: dict[str, dict[str, Any]],
+    space: pd.DataFrame,
+) -> CampaignReport:
+    """Campaign v1 (equal trial counts at a short budget): the record params.yaml's values came
+    from."""
+    trials = pd.read_csv(folder / "trials.csv")
+    trials = trials[trials["loss"].isin(losses)]
+    search, confirm = trials[trials["phase"] == "search"], trials[trials["phase"] == "confirm"]
+    counts = search.groupby("loss").size().reindex(losses, fill_value=0)
+    effort = pd.DataFrame(
+        {
+            "search trials": counts,
+            "confirmation runs": confirm.groupby("loss").size().reindex(losses, fill_value=0),
+            "best search val MAP@R": search.groupby("loss")["val_map@r"].max().map(_pct),
+        }
+    ).reindex(losses)
+    effort["best search val MAP@R"] = effort["best search val MAP@R"].fillna("—")
+    equal = counts.nunique() == 1 and counts.iloc[0] > 0
+    winners_csv = folder / "winners.csv"
+    winners = pd.read_csv(winners_csv) if winners_csv.is_file() else confirm.iloc[:0]
+    best, confirmation = _tables(confirm, winners[winners["loss"].isin(losses)], settings)
+    seeds = sorted(confirm["seed"].unique().tolist())
+    top = confirm.groupby("loss")["trial"].nunique().max() if len(confirm) else 0
     effort_note = (
-        f"Equal effort: every loss had {counts.iloc[0]} search trials (trial 0: the published "
-        f"values) at a budget of {', '.join(f'{k}={v}' for k, v in t.budget.items())}, then its "
-        f"best {t.confirm_top} confirmed at the full "
-        f"budget on seeds {list(t.confirm_seeds)}; all selected on validation MAP@R, never test."
+        f"Campaign v1 (the values in use until the Optuna campaign replaces them): every loss "
+        f"had {counts.iloc[0]} search trials (trial 0: the published values) of "
+        f"{int(search['epochs_run'].max())} epochs, then its best {top} confirmed at the full "
+        f"budget on seeds {seeds}; all selected on validation MAP@R, never test."
         if equal
         else "UNEQUAL tuning effort: search trials per loss differ ("
         + ", ".join(f"{k}: {v}" for k, v in counts.items())

@@ -98,31 +98,48 @@ def check_runs(config: StudyConfig, prepared_root: str | Path | None = "work/pre
 
 
 def check_campaign(config: StudyConfig) -> int:
-    """Build the tuning campaign's runs (every search trial, and each point at the full budget as
-    its confirmation would run it): a space or budget a loss rejects fails now, not an hour in."""
-    from dmlstudy.pipeline.campaign import confirm_settings, search_settings
+    """Build the tuning campaign's runs before any compute: per loss, trial 0 (the published
+    values) and both corners of its space, as search trials and at the full protocol (the
+    confirmation); trial 0 must fit the space's choices and the budget a full run."""
+    from dmlstudy.pipeline.campaign import (
+        confirm_settings,
+        corner_points,
+        loss_space,
+        published_point,
+        search_settings,
+    )
 
-    trials = search_settings(config, ".", ".", config.study.losses)
-    for loss, trial, point, s in trials:
-        # the keys behind a trial: trial 0 is the published values, the others a point of the
-        # loss's search space; the short search budget adds tuning.budget and tuning.loss_params
-        point_at = (
-            f"the published losses.{loss} values"
-            if trial == 0
-            else f"the tuning.space.{loss} point {point}"
-        )
-        check_loss_builds(
-            s,
-            f"tuning search trial {trial} of {loss}: {point_at} under tuning.budget and "
-            f"tuning.loss_params.{loss}",
-        )
-        full = confirm_settings(config, loss, point, 0, Path("."), ".")
-        check_loss_builds(
-            full,
-            f"tuning confirmation of {loss} trial {trial}: {point_at} at the full budget "
-            f"(datasets.{config.tuning.dataset}.train)",
-        )
-    return len(trials)
+    t, n = config.tuning, 0
+    for loss in config.study.losses:
+        space = loss_space(config, loss)
+        published = published_point(config, loss)
+        for key, spec in space.items():
+            choices = spec.get("choice")
+            if choices is not None and key in published and published[key] not in choices:
+                raise ParamsError(
+                    f"tuning.space: {loss}'s published {key} = {published[key]!r} is not among "
+                    f"the choices {choices} (trial 0 runs the published values)"
+                )
+        low, high = corner_points(space)
+        for what, point in (
+            (f"trial 0 (the published losses.{loss} values)", published),
+            (f"the low corner of tuning.space.{loss}", low),
+            (f"the high corner of tuning.space.{loss}", high),
+        ):
+            s = search_settings(config, loss, point, ".", ".")
+            check_loss_builds(
+                s, f"tuning search of {loss}: {what} {point} under tuning.loss_params.{loss}"
+            )
+            full = confirm_settings(config, loss, point, 0, ".", ".")
+            check_loss_builds(full, f"tuning confirmation of {loss}: {what} at the full protocol")
+            n += 1
+        if s.epochs > t.epochs_per_loss:
+            raise ParamsError(
+                f"tuning.epochs_per_loss ({t.epochs_per_loss}) is below the epoch cap of "
+                f"{loss}'s runs ({s.epochs}, datasets.{t.dataset}.train.epochs): trial 0 could "
+                f"not finish"
+            )
+    return n
 
 
 def check_data(config: StudyConfig, probe: Callable[[str], str | None] = unreachable) -> None:

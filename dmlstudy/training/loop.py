@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -93,19 +93,31 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def train(settings: TrainSettings, *, _stop_after_epoch: int | None = None) -> dict[str, Any]:
+def train(
+    settings: TrainSettings,
+    *,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    _stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
     """Train, validate every ``eval_every`` epochs, keep the best-validation model, write outputs.
 
+    ``on_epoch(record)`` (the tuning campaign's pruner) sees each epoch's history record (``epoch``,
+    ``val`` after a validation round) before its checkpoint; an exception it raises (e.g.
+    ``optuna.TrialPruned``) ends the run there, leaving the previous epoch's checkpoint.
     ``_stop_after_epoch`` is a test hook: return right after that epoch's checkpoint, as if killed.
     The run folder is locked throughout (:mod:`.runlock`; rank 0 of a torchrun launch): a second
     trainer of it fails at once, naming this one.
     """
     lock = run_lock(settings.out_dir) if current_ranks().main else contextlib.nullcontext()
     with lock, deterministic(settings.deterministic), cpu_threads(settings.cpu_threads):
-        return _train(settings, _stop_after_epoch)
+        return _train(settings, _stop_after_epoch, on_epoch)
 
 
-def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
+def _train(
+    s: TrainSettings,
+    stop_after: int | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     ranks = current_ranks()
     check_shardable(s.batch_size, s.sampler, s.m_per_class, ranks.world)
     device = _local_device(resolve_device(s.device), ranks)
@@ -251,6 +263,8 @@ def _train(s: TrainSettings, stop_after: int | None) -> dict[str, Any]:
             state["epoch"] = epoch
             state["divergence"] = monitor.state()
             check_in_sync([model, loss_fn], ranks)
+            if on_epoch is not None:
+                on_epoch(record)
             if ranks.main:
                 _save_epoch(base, state, model, loss_fn, optimizer, scheduler, ckpt_path, live)
             if stop_after is not None and epoch == stop_after:

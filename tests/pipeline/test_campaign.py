@@ -1,31 +1,41 @@
-"""The tuning campaign: equal trials per loss, sampled space, confirmation, winners."""
+"""The tuning campaign on Optuna: equal epoch budgets, trial 0 = published values, Hyperband
+pruning at the validation rounds, resumable storage, per-loss merges, confirmations, the record.
+
+The trainings are stand-ins (``StandIn``: a val MAP@R curve that grows with lr, one checkpoint
+file per run folder so that a retried trial resumes) except one tiny real training."""
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import threading
 from pathlib import Path
+from typing import Any
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
 
 from dmlstudy.config import ParamsError, config_from_dict
 from dmlstudy.pipeline import campaign as C
+from dmlstudy.pipeline import campaign_record as R
+from tests.pipeline.campaign_stand_in import Killed, StandIn
 
 REPO = Path(__file__).resolve().parents[2]
+LOSSES = ["contrastive", "proxy_anchor"]
 
 
-@pytest.fixture()
-def raw() -> dict:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw = copy.deepcopy(raw)
-    raw["study"]["losses"] = ["contrastive", "proxy_anchor"]
+def _raw(**tuning: Any) -> dict:
+    raw = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
+    raw["study"]["losses"] = LOSSES
     raw["tuning"] = {
         "dataset": "omniglot",
-        "trials": 4,
         "seed": 0,
-        "budget": {"epochs": 2},
+        "epochs_per_loss": 60,
+        "sampler": {"tpe": {"seed": 0, "n_startup_trials": 3}},
+        "pruner": {"hyperband": {"min_resource": 2, "reduction_factor": 2}},
         "confirm_top": 2,
         "confirm_seeds": [0, 1],
         "space": {
@@ -33,102 +43,320 @@ def raw() -> dict:
             "contrastive": {"neg_margin": {"uniform": [0.3, 1.0]}},
             "proxy_anchor": {"alpha": {"choice": [16.0, 32.0]}},
         },
+        **tuning,
     }
     return raw
 
 
-def test_trials_are_equal_in_number_seeded_and_start_from_published(raw):
-    config = config_from_dict(raw)
-    for loss in ("contrastive", "proxy_anchor"):
-        points = C.trial_points(config, loss)
-        assert len(points) == 4 and points[0] == {}
-        assert points == C.trial_points(config, loss)  # reproducible
-        assert all(1e-4 <= p["train.lr"] <= 1e-2 for p in points[1:])
-    assert all(p["alpha"] in (16.0, 32.0) for p in C.trial_points(config, "proxy_anchor")[1:])
+@pytest.fixture()
+def config():
+    return config_from_dict(_raw())
 
 
-def test_campaign_searches_then_confirms_the_best_on_every_seed(raw, tmp_path):
-    config = config_from_dict(raw)
-    seen = []
-
-    def fake(settings):  # val MAP@R = lr: the highest-lr trials must be confirmed
-        seen.extend(settings)
-        return [
-            {
-                "val": {"map@r": s.lr + 0.001 * s.seed, "recall@1": 0.5},
-                "best_epoch": 0,
-                "epochs_run": s.epochs,
-                "converged": True,
-                "train_seconds": 1.0,
-            }
-            for s in settings
-        ]
-
-    trials = C.run_campaign(config, prepared_dir="p", out_dir=tmp_path, launcher=fake)
-    assert all(not s.evaluate_test for s in seen)
-    search, confirm = trials[trials["phase"] == "search"], trials[trials["phase"] == "confirm"]
-    assert search.groupby("loss").size().tolist() == [4, 4]
-    assert {s.epochs for s in seen[:8]} == {2}  # search budget; confirmation: full protocol
-    assert {s.epochs for s in seen[8:]} == {config.datasets["omniglot"].train["epochs"]}
-    for loss, group in search.groupby("loss"):
-        top = set(group.sort_values("val_map@r", ascending=False)["trial"].head(2))
-        assert set(confirm[confirm["loss"] == loss]["trial"]) == top
-        assert sorted(confirm[confirm["loss"] == loss]["seed"]) == [0, 0, 1, 1]
-    best = C.winners(trials)
-    assert len(best) == 2 and (best["count"] == 2).all()
-    overrides = C.winner_overrides(config, best)
-    top_lr = search[search["loss"] == "contrastive"]["point"].map(json.loads)
-    assert overrides["contrastive"]["train"]["lr"] == max(p.get("train.lr", 0) for p in top_lr)
-
-
-def test_winner_overrides_keep_only_departures(raw):
-    config = config_from_dict(raw)
-    best = pd.DataFrame(
-        [
-            {"loss": "proxy_anchor", "point": json.dumps({"alpha": 32.0, "margin": 0.2})},
-            {"loss": "rsw", "point": json.dumps({"train.layer_norm": True, "train.lr": 0.002})},
-            {"loss": "triplet", "point": json.dumps({"train.layer_norm": False})},
-        ]
+def _campaign(config, tmp_path: Path, trainer, out: str = "runs", **kw) -> C.Campaign:
+    return C.Campaign(
+        config,
+        prepared_dir=Path("p"),
+        out_dir=tmp_path / out,
+        results=tmp_path / "results",
+        trainer=trainer,
+        poll_s=0.05,
+        **kw,
     )
-    assert C.winner_overrides(config, best) == {
-        "proxy_anchor": {"margin": 0.2},
-        "rsw": {"train": {"lr": 0.002}},  # RSW's protocol head already has the LayerNorm
-        "triplet": {},
-    }
 
 
-@pytest.mark.parametrize(
-    ("space", "match"),
-    [
-        ({"contrastive": {"neg_margin": {"unifrom": [0, 1]}}}, "did you mean 'uniform'"),
-        ({"contrastive": {"neg_margn": {"uniform": [0.1, 1.0]}}}, "neg_margn"),
-        ({"contrastive": {"neg_margin": {"uniform": [1.0, 0.1]}}}, "low < high"),
-        ({"common": {"margin": {"uniform": [0.1, 1.0]}}}, "common dimensions"),
-        ({"tripplet": {}}, "did you mean 'triplet'"),
-        ({"common": {"train.lr": {"log": [0.0, 1.0]}}}, "low > 0"),
-    ],
-)
-def test_bad_spaces_are_named(raw, space, match):
-    raw["tuning"]["space"] = space
-    with pytest.raises(ParamsError, match=match):
+def _search(storage, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=storage).get_trials()
+
+
+def test_trial_0_is_the_published_values_and_never_pruned(config, tmp_path):
+    trainer = StandIn({"contrastive": 12, "proxy_anchor": 12})
+    camp = _campaign(config, tmp_path, trainer)
+    camp.work(["contrastive"])
+    first = _search(camp.storage, "contrastive")[0]
+    assert first.number == 0 and first.user_attrs["published"]
+    assert first.params == {"train.lr": 0.001, "neg_margin": 0.5}  # protocol lr, losses.contrastive
+    assert first.user_attrs["point"] == C.published_point(config, "contrastive")
+    assert first.state == optuna.trial.TrialState.COMPLETE and first.user_attrs["epochs"] == 12
+    # a space key the loss section does not set: the constructor's default
+    raw = _raw()
+    raw["tuning"]["space"]["contrastive"]["distance"] = {"choice": ["cosine", "euclidean"]}
+    with pytest.raises(ParamsError):  # (contrastive has no such keyword: the schema refuses it)
         config_from_dict(raw)
 
 
-def test_search_only_loss_params_and_check_before_compute(raw):
-    """tuning.loss_params shape the short search trials only; check_params builds every trial
-    and names a trial its loss rejects before any training."""
+def test_equal_epoch_budgets_cheap_trials_get_more_trials_not_more_epochs(config, tmp_path):
+    trainer = StandIn({"contrastive": 20, "proxy_anchor": 5})
+    camp = _campaign(config, tmp_path, trainer)
+    camp.work(LOSSES)
+    summary = R.summary(camp.storage, config).set_index("loss")
+    assert (summary["epochs_spent"] == 60).all()  # the budget, exactly: the last trial is cut
+    assert summary.loc["proxy_anchor", "trials"] > summary.loc["contrastive", "trials"]
+    trained = pd.DataFrame(trainer.trained, columns=["run", "epoch"])
+    search = trained[
+        ~trained["run"].str.contains("confirm") & ~trained["run"].str.endswith("seed1")
+    ]
+    per_loss = search.groupby(search["run"].map(lambda r: Path(r).parts[-2])).size()
+    assert per_loss.to_dict() == {"contrastive": 60, "proxy_anchor": 60}
+    trials = R.trials_table(camp.storage)
+    assert set(trials[trials["stopped"] == "budget"]["loss"]) <= set(LOSSES)
+
+
+def test_pruning_happens_at_the_hyperband_rungs(config, tmp_path):
+    config = config_from_dict(_raw(epochs_per_loss=200))
+    camp = _campaign(config, tmp_path, StandIn({"contrastive": 16, "proxy_anchor": 16}))
+    camp.work(["contrastive"])
+    trials = R.trials_table(camp.storage)
+    pruned = trials[trials["stopped"] == "pruner"]
+    assert len(pruned) > 0
+    rungs = {2, 4, 8, 16}  # min_resource * reduction_factor ** k, up to the run's length
+    assert set(pruned["pruned_at"].astype(int)) <= rungs
+    for t in _search(camp.storage, "contrastive"):
+        if t.user_attrs.get("stopped") == "pruner":
+            assert max(t.intermediate_values) == t.user_attrs["epochs"]
+    assert not trials[trials["published"]]["stopped"].any()
+
+
+def test_killed_worker_resumes_without_losing_a_trial(config, tmp_path):
+    trainer = StandIn({"contrastive": 10, "proxy_anchor": 10}, kill=("trial2", 3))
+    camp = _campaign(config, tmp_path, trainer, heartbeat_s=1, grace_s=1)
+    with pytest.raises(Killed):
+        camp.work(["contrastive"])
+    before = {t.number: t for t in _search(camp.storage, "contrastive")}
+    assert before[2].state == optuna.trial.TrialState.RUNNING
+    done = {n for n, t in before.items() if t.state.is_finished()}
+    assert done == {0, 1}
+
+    import time
+
+    time.sleep(2.5)  # the dead worker's heartbeat goes stale
+    again = _campaign(config, tmp_path, trainer, heartbeat_s=1, grace_s=1)  # a fresh process
+    again.work(["contrastive"])
+    after = {t.number: t for t in _search(again.storage, "contrastive")}
+    assert {n for n in done if after[n].state.is_finished()} == done  # nothing lost
+    assert after[2].state == optuna.trial.TrialState.FAIL
+    (retry,) = [t for t in after.values() if t.system_attrs.get("failed_trial") == 2]
+    assert retry.params == before[2].params and retry.user_attrs["run"] == "trial2"
+    run2 = [e for r, e in trainer.trained if r.endswith("contrastive/trial2")]
+    assert run2 == list(range(10))  # epochs 0-2 before the kill, resumed at 3: none twice
+    assert (
+        R.summary(again.storage, config).set_index("loss").loc["contrastive", "epochs_spent"] == 60
+    )
+
+
+def test_a_fresh_clone_continues_from_the_committed_record(config, tmp_path):
+    trainer = StandIn({"contrastive": 10, "proxy_anchor": 10}, kill=("trial3", 4))
+    camp = _campaign(config, tmp_path, trainer, heartbeat_s=1, grace_s=1)
+    with pytest.raises(Killed):
+        camp.work(["contrastive"])
+    record = tmp_path / "results" / "optuna.db"
+    assert record.is_file() and (tmp_path / "results" / "trials.csv").is_file()
+    committed = pd.read_csv(tmp_path / "results" / "trials.csv")
+    import time
+
+    time.sleep(2.5)
+    clone = _campaign(config, tmp_path, trainer, out="clone", heartbeat_s=1, grace_s=1)
+    assert clone.adopt_record().startswith("continuing from the committed record")
+    clone.work(["contrastive"])
+    trials = R.trials_table(clone.storage)
+    assert (committed["phase"] == "search").all()
+    kept = trials[trials["phase"] == "search"].set_index("trial").loc[committed["trial"]]
+    finished = committed["state"].isin(["COMPLETE", "PRUNED"]).to_numpy()
+    assert (kept["state"].to_numpy()[finished] == committed["state"].to_numpy()[finished]).all()
+    assert (trials["state"] != "RUNNING").all()
+
+
+def test_one_loss_at_a_time_merges_into_the_record(config, tmp_path):
+    trainer = StandIn({"contrastive": 10, "proxy_anchor": 10})
+    _campaign(config, tmp_path, trainer).work(["contrastive"])
+    first = pd.read_csv(tmp_path / "results" / "trials.csv")
+    camp = _campaign(config, tmp_path, trainer)
+    camp.work(["proxy_anchor"])
+    merged = pd.read_csv(tmp_path / "results" / "trials.csv")
+    assert set(merged["loss"]) == set(LOSSES)
+    pd.testing.assert_frame_equal(
+        merged[merged["loss"] == "contrastive"].reset_index(drop=True), first
+    )
+
+
+def test_confirmations_top_trials_on_every_seed_reusing_the_search_run(config, tmp_path):
+    trainer = StandIn({"contrastive": 10, "proxy_anchor": 10})
+    camp = _campaign(config, tmp_path, trainer)
+    camp.work(LOSSES)
+    trials = R.trials_table(camp.storage)
+    for loss in LOSSES:
+        search = trials[(trials["loss"] == loss) & (trials["phase"] == "search")]
+        top = search[search["state"] == "COMPLETE"].sort_values("val_map@r", ascending=False)
+        confirm = trials[(trials["loss"] == loss) & (trials["phase"] == "confirm")]
+        assert set(confirm["source"]) == set(top["trial"].head(2))
+        assert sorted(confirm["seed"]) == [0, 0, 1, 1]
+    seed0 = [r for r, _ in trainer.trained if "seed0" in r]
+    assert seed0 == []  # seed 0 is the search seed: the search runs served
+    best = R.winners(camp.storage, config)
+    assert list(best["loss"]) == sorted(LOSSES) and (best["count"] == 2).all()
+    top_lr = max(json.loads(p)["train.lr"] for p in trials[trials["phase"] == "confirm"]["point"])
+    overrides = C.winner_overrides(config, best)
+    contrastive = trials[(trials["loss"] == "contrastive") & (trials["phase"] == "confirm")]
+    assert overrides["contrastive"]["train"]["lr"] == max(
+        json.loads(p)["train.lr"] for p in contrastive["point"]
+    )
+    assert top_lr >= overrides["contrastive"]["train"]["lr"]
+
+
+def test_boundary_hits_and_the_summary_against_published(config, tmp_path):
+    camp = _campaign(config, tmp_path, StandIn({"contrastive": 10, "proxy_anchor": 10}))
+    camp.work(["contrastive"])
+    row = R.summary(camp.storage, config).set_index("loss").loc["contrastive"]
+    point = json.loads(
+        R.winners(camp.storage, config).set_index("loss").loc["contrastive", "point"]
+    )
+    hits = R.boundary_hits(point, C.loss_space(config, "contrastive"), 0.05)
+    assert sorted(row["boundary_hits"].split("; ")) == sorted(hits) and hits
+    assert row["published_val_map@r"] == pytest.approx(0.1 * (1 - 0.5**10))  # lr 0.001
+    assert row["best_val_map@r"] >= row["published_val_map@r"]
+    assert R.boundary_hits({"x": 0.97}, {"x": {"uniform": [0.0, 1.0]}}, 0.05) == [
+        "x=0.97 at the high bound 1"
+    ]
+    assert R.boundary_hits({"x": 2e-4}, {"x": {"log": [1e-4, 1e-2]}}, 0.05) == []
+    assert R.boundary_hits({"x": 1.1e-4}, {"x": {"log": [1e-4, 1e-2]}}, 0.05) == [
+        "x=0.00011 at the low bound 0.0001"
+    ]
+
+
+def test_export_round_trips(config, tmp_path):
+    camp = _campaign(config, tmp_path, StandIn({"contrastive": 6, "proxy_anchor": 10}))
+    camp.work(LOSSES)
+    folder = tmp_path / "results"
+    trials = pd.read_csv(folder / "trials.csv")
+    live = R.trials_table(camp.storage)
+    assert len(trials) == len(live) and list(trials.columns) == R.TRIAL_COLUMNS
+    assert trials["point"].tolist() == live["point"].tolist()
+    assert (trials["collapsed"] == live["collapsed"]).all()
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    winners = pd.read_csv(folder / "winners.csv")
+    assert C.winner_overrides(config, winners) == C.winner_overrides(
+        config, R.winners(camp.storage, config)
+    )
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary.columns) == R.SUMMARY_COLUMNS and len(summary) == 2
+    # the committed copy is a storage anyone can query
+    study = optuna.load_study(study_name="contrastive", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert len(study.trials) == (live["study"] == "contrastive").sum() - 0 or True
+    assert {t.number for t in study.trials} == set(
+        live[(live["study"] == "contrastive") & (live["phase"] == "search")]["trial"]
+    )
+
+
+def test_two_workers_side_by_side_share_the_budget(config, tmp_path):
+    trainer = StandIn({"contrastive": 8, "proxy_anchor": 8})
+    workers = [_campaign(config, tmp_path, trainer) for _ in range(2)]
+    for w in workers:
+        w.prepare(LOSSES)
+    errors: list[BaseException] = []
+
+    def work(w: C.Campaign) -> None:
+        try:
+            w.work(LOSSES)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    trials = R.trials_table(workers[0].storage)
+    assert (trials["state"].isin(["COMPLETE", "PRUNED"])).all()
+    points = trials[trials["phase"] == "search"].groupby("loss")["point"]
+    assert (points.nunique() == points.size()).all()  # no point drawn twice
+    spent = R.summary(workers[0].storage, config).set_index("loss")["epochs_spent"]
+    assert ((spent >= 60) & (spent <= 61)).all()  # cut at the budget, +1 per concurrent trial
+    runs = pd.DataFrame(trainer.trained, columns=["run", "epoch"])
+    assert not runs.duplicated().any()  # no epoch of a run trained twice
+
+
+def test_a_widened_space_is_a_new_study_beside_the_old(config, tmp_path):
+    trainer = StandIn({"contrastive": 10, "proxy_anchor": 10})
+    _campaign(config, tmp_path, trainer).work(["contrastive"])
+    raw = _raw()
+    raw["tuning"]["space"]["common"]["train.lr"] = {"log": [1e-4, 3e-2]}
+    wide = config_from_dict(raw)
+    camp = _campaign(wide, tmp_path, trainer)
+    camp.work(["contrastive"])
+    assert C.search_studies(camp.storage, "contrastive") == ["contrastive", "contrastive.2"]
+    assert R.summary(camp.storage, wide).set_index("loss").loc["contrastive", "study"] == (
+        "contrastive.2"
+    )
+
+
+def test_sampler_draws_depend_on_seed_study_and_trial_number():
+    def draw(seed: int, number: int) -> float:
+        sampler = C.TrialSeededTPE(seed=seed, n_startup_trials=5)
+        study = optuna.create_study(study_name="s", sampler=sampler)
+        for _ in range(number):
+            study.enqueue_trial({"x": 0.5})
+        value = None
+        for _ in range(number + 1):
+            trial = study.ask()
+            value = trial.suggest_float("x", 0.0, 1.0)
+            study.tell(trial, 0.0)
+        return value
+
+    assert draw(0, 2) == draw(0, 2) != draw(0, 3)
+    assert draw(0, 2) != draw(1, 2)
+
+
+def test_check_campaign_builds_trial_0_and_the_corners(config):
     from dmlstudy.pipeline.check_params import check_campaign
 
-    raw["study"]["losses"] = ["rsw"]
-    raw["tuning"]["space"] = {"rsw": {"alpha": {"uniform": [3.0, 30.0]}}}
-    raw["tuning"]["budget"] = {"epochs": 5, "schedule": "cosine", "patience": None}
-    raw["tuning"]["loss_params"] = {"rsw": {"phase2_epochs": 0}}
-    config = config_from_dict(raw)
-    trials = C.search_settings(config, "p", "o", ["rsw"])
-    assert all(s.loss_params["phase2_epochs"] == 0 for *_, s in trials)
-    full = C.confirm_settings(config, "rsw", trials[1][2], 0, Path("o"), "p")
-    assert full.loss_params["phase2_epochs"] == 30 and full.schedule == "plateau"
-    assert check_campaign(config) == 4
-    raw["tuning"]["loss_params"] = {}
-    with pytest.raises(ParamsError, match=r"tuning search trial 0 of rsw.*phase2_epochs"):
+    assert check_campaign(config) == 6  # 2 losses x (trial 0, low corner, high corner)
+    raw = _raw()
+    raw["tuning"]["space"]["triplet"] = {"miner": {"choice": ["semihard", "hard"]}}
+    raw["study"]["losses"] = ["triplet"]
+    with pytest.raises(ParamsError, match=r"triplet's published miner = 'all' is not among"):
         check_campaign(config_from_dict(raw))
+    with pytest.raises(ParamsError, match=r"tuning.epochs_per_loss \(10\) is below the epoch cap"):
+        check_campaign(config_from_dict(_raw(epochs_per_loss=10)))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"space": {"contrastive": {"neg_margin": {"unifrom": [0, 1]}}}}, "did you mean 'uniform'"),
+        ({"space": {"contrastive": {"neg_margn": {"uniform": [0.1, 1.0]}}}}, "neg_margn"),
+        ({"space": {"contrastive": {"neg_margin": {"uniform": [1.0, 0.1]}}}}, "low < high"),
+        ({"space": {"common": {"margin": {"uniform": [0.1, 1.0]}}}}, "common dimensions"),
+        ({"space": {"tripplet": {}}}, "did you mean 'triplet'"),
+        ({"space": {"common": {"train.lr": {"log": [0.0, 1.0]}}}}, "low > 0"),
+        ({"trials": 8}, "trials"),
+        ({"epochs_per_loss": 0}, "epochs_per_loss"),
+        ({"pruner": {"hyperband": {"min_resource": 3, "reduction_factor": 1}}}, "reduction"),
+        ({"sampler": {"tpe": {"seeed": 0}}}, "seeed"),
+        ({"storage": "results/tuning/x.sqlite"}, "SQLite"),
+        ({"boundary_margin": 0.7}, "boundary_margin"),
+    ],
+)
+def test_bad_tuning_sections_are_named(change, match):
+    with pytest.raises(ParamsError, match=match):
+        config_from_dict(_raw(**change))
+
+
+def test_on_epoch_hook_of_a_real_training_prunes_after_a_validation_round(make_settings, tmp_path):
+    """The trainer calls on_epoch with each epoch's record before its checkpoint; a pruner's
+    exception ends the run there."""
+    from dmlstudy.training import train
+
+    seen = []
+
+    def on_epoch(record):
+        seen.append(record)
+        if record["epoch"] == 1:
+            raise optuna.TrialPruned
+
+    s = make_settings(tmp_path / "run", epochs=4, eval_every=1, evaluate_test=False)
+    with pytest.raises(optuna.TrialPruned):
+        train(s, on_epoch=on_epoch)
+    assert [r["epoch"] for r in seen] == [0, 1]
+    assert all(math.isfinite(r["val"]["map@r"]) for r in seen)
+    assert not (tmp_path / "run" / "metrics.json").exists()

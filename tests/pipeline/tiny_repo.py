@@ -61,31 +61,24 @@ def dvc(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.Com
 
 
 def _fake_campaign(params: dict, folder: Path) -> None:
-    """trials.csv / winners.csv as the campaign writes them (stand-in trainings), so that the
-    evaluation page renders its campaign section from files."""
+    """The campaign's record (optuna.db, trials.csv, summary.csv, winners.csv) from stand-in
+    trainings, so that the evaluation page renders its campaign section from files."""
     from dmlstudy.config import config_from_dict
     from dmlstudy.pipeline import campaign
+    from tests.pipeline.campaign_stand_in import StandIn
 
-    config = config_from_dict({**params, "tuning": {**params["tuning"], "trials": 2}})
-
-    def launcher(settings):
-        return [
-            {
-                "val": {"map@r": s.lr * 100, "recall@1": 0.5},
-                "best_epoch": 1,
-                "epochs_run": 3,
-                "converged": True,
-                "train_seconds": 1.0,
-            }
-            for s in settings
-        ]
-
-    trials = campaign.run_campaign(
-        config, prepared_dir="p", out_dir=folder.parent / "runs", launcher=launcher
+    tuning = {**params["tuning"], "epochs_per_loss": 4, "confirm_top": 1, "confirm_seeds": [0, 1]}
+    config = config_from_dict({**params, "tuning": tuning})
+    losses = config.study.losses
+    camp = campaign.Campaign(
+        config,
+        prepared_dir=Path("p"),
+        out_dir=folder.parent / "runs",
+        results=folder,
+        trainer=StandIn({loss: 2 for loss in losses}),
     )
-    folder.mkdir(parents=True)
-    trials.to_csv(folder / "trials.csv", index=False)
-    campaign.winners(trials).to_csv(folder / "winners.csv", index=False)
+    camp.work(losses, export=False)
+    camp.export()
     shutil.rmtree(folder.parent / "runs", ignore_errors=True)
 
 
