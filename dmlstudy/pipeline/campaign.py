@@ -436,18 +436,27 @@ class Campaign:
                     trial.set_user_attr("stopped", "budget")
                     raise optuna.TrialPruned(f"budget of {budget} epochs reached at epoch {step}")
 
-            start = time.perf_counter()
-            try:
-                metrics = self.trainer(settings, on_epoch)
-            except TrainingDivergedError as err:
-                trial.set_user_attr("stopped", "diverged")
-                trial.set_user_attr("error", str(err).splitlines()[0][:300])
-                raise optuna.TrialPruned("diverged") from None
-            finally:
-                trial.set_user_attr("seconds", time.perf_counter() - start)
-            return self._finish(trial, metrics)
+            return self._run_trial(trial, settings, on_epoch)
 
         return objective
+
+    def _run_trial(
+        self,
+        trial: optuna.Trial,
+        settings: TrainSettings,
+        on_epoch: Callable[[dict[str, Any]], None] | None,
+    ) -> float:
+        """Train one trial's run and record it; a diverged run is a pruned trial, named."""
+        start = time.perf_counter()
+        try:
+            metrics = self.trainer(settings, on_epoch)
+        except TrainingDivergedError as err:
+            trial.set_user_attr("stopped", "diverged")
+            trial.set_user_attr("error", str(err).splitlines()[0][:300])
+            raise optuna.TrialPruned("diverged") from None
+        finally:
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+        return self._finish(trial, metrics)
 
     def _finish(self, trial: optuna.Trial, m: dict[str, Any]) -> float:
         trial.set_user_attr("epochs", int(m.get("epochs_run") or 0))
@@ -503,16 +512,7 @@ class Campaign:
             settings = confirm_settings(
                 self.config, loss, a["point"], a["seed"], folder, self.prepared_dir, self._fixed()
             )
-            start = time.perf_counter()
-            try:
-                metrics = self.trainer(settings, None)
-            except TrainingDivergedError as err:
-                trial.set_user_attr("stopped", "diverged")
-                trial.set_user_attr("error", str(err).splitlines()[0][:300])
-                raise optuna.TrialPruned("diverged") from None
-            finally:
-                trial.set_user_attr("seconds", time.perf_counter() - start)
-            return self._finish(trial, metrics)
+            return self._run_trial(trial, settings, None)
 
         return objective
 

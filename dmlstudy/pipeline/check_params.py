@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import urllib.parse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,18 @@ def check_loss_builds(s: TrainSettings, where: str) -> None:
         raise ParamsError(f"{where}: loss {s.loss!r} rejects its settings: {exc}") from None
 
 
+def built(where: str, make: Callable[[], TrainSettings]) -> TrainSettings:
+    """``make()``: merged settings that ``TrainSettings`` rejects raise a ``ParamsError`` naming
+    the run (``where``) and each field, not pydantic's bare "1 validation error"."""
+    try:
+        return make()
+    except ValidationError as exc:
+        msgs = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ParamsError(f"{where}: the merged training settings are invalid: {msgs}") from None
+
+
 def check_runs(config: StudyConfig, prepared_root: str | Path | None = "work/prepared") -> int:
     """Build every run's TrainSettings and check it against its dataset's training split and its
     model (:mod:`.run_checks`; counts from ``prepared_root/<dataset>`` when prepared with the
@@ -76,15 +89,7 @@ def check_runs(config: StudyConfig, prepared_root: str | Path | None = "work/pre
     warned: set[str] = set()
     runs = study_runs(config)
     for run in runs:
-        try:
-            s = run.settings(config, 0, ".", ".")
-        except ValidationError as exc:
-            msgs = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ParamsError(
-                f"{run.where}: the merged training settings are invalid: {msgs}"
-            ) from None
+        s = built(run.where, partial(run.settings, config, 0, ".", "."))
         check_loss_builds(s, run.where)
         sources = key_sources(config, run)
         if run.dataset not in counts:
@@ -126,12 +131,12 @@ def check_campaign(config: StudyConfig) -> int:
             (f"the low corner of tuning.space.{loss}", low),
             (f"the high corner of tuning.space.{loss}", high),
         ):
-            s = search_settings(config, loss, point, ".", ".")
-            check_loss_builds(
-                s, f"tuning search of {loss}: {what} {point} under tuning.loss_params.{loss}"
-            )
-            full = confirm_settings(config, loss, point, 0, ".", ".")
-            check_loss_builds(full, f"tuning confirmation of {loss}: {what} at the full protocol")
+            where = f"tuning search of {loss}: {what} {point} under tuning.loss_params.{loss}"
+            s = built(where, partial(search_settings, config, loss, point, ".", "."))
+            check_loss_builds(s, where)
+            where = f"tuning confirmation of {loss}: {what} at the full protocol"
+            full = built(where, partial(confirm_settings, config, loss, point, 0, ".", "."))
+            check_loss_builds(full, where)
             n += 1
         if s.epochs > t.epochs_per_loss:
             raise ParamsError(

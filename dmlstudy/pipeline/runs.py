@@ -445,6 +445,11 @@ def settings_provenance(config: StudyConfig, run: RunSpec, settings: TrainSettin
         if key is None:
             key = "dvc.yaml (stage)" if name in STAGE_FIELDS else "default"
         rows.append(
-            {"setting": name, "value": value, "set by": key, "shadows": "; ".join(shadowed)}
+            {
+                "setting": name,
+                "value": "—" if value is None else value,  # None: not set (pandas would show NaN)
+                "set by": key,
+                "shadows": "; ".join(shadowed),
+            }
         )
     return pd.DataFrame(rows).set_index("setting")

@@ -146,3 +146,18 @@ def test_missing_archives_that_can_be_downloaded_pass(tmp_path, monkeypatch):
     probed = []
     check_data(config, probe=lambda url: probed.append(url))  # the server answers
     assert len(probed) == 1  # one probe per host
+
+
+def test_a_campaign_trial_the_settings_reject_names_the_trial(tmp_path, capsys):
+    """A run or tuning trial whose merged TrainSettings are invalid is named with the keys behind
+    it, not with pydantic's bare "1 validation error for TrainSettings" (which main() printed for
+    a campaign trial)."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["losses"]["proxy_nca_pp"]["train"]["warmup_epochs"] = 70  # the cap is 60
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "1 validation error" not in err
+    assert "warmup_epochs (70) must be < epochs (60)" in err
+    assert "proxy_nca_pp" in err and "the merged training settings are invalid" in err

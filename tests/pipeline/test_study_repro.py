@@ -160,7 +160,7 @@ def test_index_leads_with_findings_and_links_every_page(tiny_study):
         if page != "index.html":
             assert f'href="{page}"' in html, f"index does not link {page}"
     evaluate = _pages(repo)["omniglot/evaluate.html"]
-    assert "Equal effort: every loss had 2 search trials" in evaluate
+    assert "Equal effort: every loss had 4 training epochs of search" in evaluate
     assert "bootstrap over test classes" in evaluate and "What this shows" in evaluate
 
 
@@ -176,12 +176,15 @@ def test_editing_one_loss_parameter_invalidates_only_its_consumers(tiny_study):
     original = params.read_text()
     try:
         p = yaml.safe_load(original)
-        p["losses"]["contrastive"]["neg_margin"] = 0.6
+        # the key that decides contrastive's margin on Omniglot (its tuned value)
+        p["losses"]["contrastive"]["per_dataset"]["omniglot"]["neg_margin"] = 0.6
         params.write_text(yaml.safe_dump(p, sort_keys=False))
         status = json.loads(dvc(repo, env, "status", "--json").stdout or "{}")
-        # train@ of that loss only; plus the stages that read every loss section
+        # train@ of that loss only; plus the stages that read every loss section (the code
+        # fingerprints read them for the regularizers' base losses: a cheap stage)
         assert set(status) == {
             "check_params",
+            "fingerprint",
             "train@omniglot-contrastive-0",
             "geometry",
             "ablation@omniglot-m_per_class",
