@@ -307,11 +307,13 @@ def test_sampler_draws_depend_on_seed_study_and_trial_number():
     assert draw(0, 2) != draw(1, 2)
 
 
-def test_check_campaign_builds_trial_0_and_the_corners(config):
+def test_check_campaign_builds_trial_0_and_the_corners():
     from dmlstudy.pipeline.check_params import check_campaign
 
+    cap = yaml.safe_load((REPO / "params.yaml").read_text())["datasets"]["omniglot"]["train"]
+    config = config_from_dict(_raw(epochs_per_loss=cap["epochs"]))  # trial 0 fits the budget
     assert check_campaign(config) == 6  # 2 losses x (trial 0, low corner, high corner)
-    raw = _raw()
+    raw = _raw(epochs_per_loss=cap["epochs"])
     raw["tuning"]["space"]["triplet"] = {"miner": {"choice": ["semihard", "hard"]}}
     raw["study"]["losses"] = ["triplet"]
     with pytest.raises(ParamsError, match=r"triplet's published miner = 'all' is not among"):

@@ -58,7 +58,7 @@ def test_merged_settings_and_loss_schedule_errors_fail(tmp_path, capsys):
     bad = tmp_path / "params.yaml"
     # a fixed budget (cosine) of 20 epochs leaves no phase-1 epoch before RSW's last 30
     fixed = text.replace("  schedule: plateau\n", "  schedule: cosine\n")
-    fixed = fixed.replace("epochs: 60                  # a cap: the plateau", "epochs: 20 #")
+    fixed = fixed.replace("epochs: 100                 # a cap the plateau", "epochs: 20 #")
     assert fixed.count("epochs: 20 ") == 1 and "schedule: cosine" in fixed
     bad.write_text(fixed)
     assert main([str(bad), str(tmp_path / "ok")]) == 1
@@ -153,11 +153,11 @@ def test_a_campaign_trial_the_settings_reject_names_the_trial(tmp_path, capsys):
     it, not with pydantic's bare "1 validation error for TrainSettings" (which main() printed for
     a campaign trial)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["losses"]["proxy_nca_pp"]["train"]["warmup_epochs"] = 70  # the cap is 60
+    raw["losses"]["proxy_nca_pp"]["train"]["warmup_epochs"] = 110  # the cap is 100
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert main([str(path)]) == 1
     err = capsys.readouterr().err
     assert "1 validation error" not in err
-    assert "warmup_epochs (70) must be < epochs (60)" in err
+    assert "warmup_epochs (110) must be < epochs (100)" in err
     assert "proxy_nca_pp" in err and "the merged training settings are invalid" in err

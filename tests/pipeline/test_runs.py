@@ -31,7 +31,7 @@ def test_precedence_common_dataset_profile_extra(raw):
         3.0,
         7,
         "convnet4_050",
-        60,
+        100,
     )
     assert (s.schedule, s.patience, s.sampler) == ("plateau", 5, "random")  # loss family's sampler
     published, _, per_dataset = split_loss_section(raw["losses"]["proxy_anchor"])
