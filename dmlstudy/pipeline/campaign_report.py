@@ -133,9 +133,16 @@ def campaign_report(
         columns=["loss", "parameter", "searched over"],
     ).set_index(["loss", "parameter"])
     folder = Path(tuning_dir)
+    v1 = (folder / "v1" / "trials.csv").is_file()
     if (folder / "summary.csv").is_file():
-        return _optuna_report(config, folder, losses, settings, space)
-    if (folder / "v1" / "trials.csv").is_file():
+        winners = pd.read_csv(folder / "winners.csv")
+        if set(losses) <= set(winners["loss"]) or not v1:
+            return _optuna_report(config, folder, losses, settings, space)
+        # the new campaign is under way: its record is partial, the runs use v1's values
+        report = _v1_report(folder / "v1", losses, settings, space)
+        report.message += " " + _progress(folder, losses, set(winners["loss"]))
+        return report
+    if v1:
         return _v1_report(folder / "v1", losses, settings, space)
     return CampaignReport(
         ran=False,
@@ -146,6 +153,18 @@ def campaign_report(
             f"{t.epochs_per_loss} training epochs of validation-only search over the space below."
         ),
         space=space,
+    )
+
+
+def _progress(folder: Path, losses: Sequence[str], confirmed: set[str]) -> str:
+    """A sentence on a campaign under way (its record in ``folder``)."""
+    summary = pd.read_csv(folder / "summary.csv").set_index("loss").reindex(losses)
+    searched = summary.index[summary["epochs_spent"].fillna(0) >= summary["epochs_per_loss"]]
+    return (
+        f"The Optuna campaign that replaces it is under way ({folder}): {len(searched)} of "
+        f"{len(losses)} losses searched ({', '.join(searched) or 'none yet'}), "
+        f"{len(confirmed & set(losses))} confirmed; its values reach params.yaml when every "
+        "loss is confirmed."
     )
 
 

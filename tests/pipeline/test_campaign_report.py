@@ -111,3 +111,22 @@ def test_campaign_v1_is_shown_until_the_new_record_exists(config, tmp_path):
 def test_used_by_run_reads_train_and_loss_values():
     assert used_by_run({}, {"loss_params": {}})
     assert not used_by_run({"train.layer_norm": True}, {"layer_norm": False, "loss_params": {}})
+
+
+def test_a_campaign_under_way_leaves_v1_in_charge_and_says_how_far_it_is(config, tmp_path):
+    """A partial Optuna record (some losses not confirmed yet) does not replace campaign v1's
+    section: params.yaml still holds v1's winners, so the page shows v1 plus the progress."""
+    v1 = REPO / "results" / "tuning" / "omniglot" / "v1"
+    (tmp_path / "t" / "v1").mkdir(parents=True)
+    for name in ("trials.csv", "winners.csv"):
+        (tmp_path / "t" / "v1" / name).write_text((v1 / name).read_text())
+    cols = "loss,study,trials,complete,pruned,stopped_by_budget,diverged,collapsed,epochs_spent,"
+    (tmp_path / "t" / "summary.csv").write_text(
+        cols + "epochs_per_loss\n"
+        f"{LOSSES[0]},{LOSSES[0]},9,2,7,0,0,1,200,200\n{LOSSES[1]},{LOSSES[1]},2,0,1,0,0,0,40,200\n"
+    )
+    (tmp_path / "t" / "trials.csv").write_text("loss,phase,state,trial\n")
+    (tmp_path / "t" / "winners.csv").write_text("loss,trial\n")
+    rep = campaign_report(config, "omniglot", tmp_path / "t", {k: {} for k in LOSSES})
+    assert rep.message.startswith("Campaign v1")
+    assert f"1 of 2 losses searched ({LOSSES[0]}), 0 confirmed" in rep.message
