@@ -4,9 +4,13 @@ each, and a paired test of each against a reference (the best method, or an abla
 Per-query Recall@1 hits and AP@R values come from each run's ``embeddings_test.npz``, averaged
 over the seeds of a method. The interval is a bootstrap over test classes (the zero-shot sampling
 unit; it does not cover training randomness); with >= 2 seeds a Student-t interval over seeds is
-added. The paired test is over test classes (sign-flip) for 1-2 seeds and a paired t-test over
-seeds for >= 3; p-values are Holm-adjusted over the comparisons with the reference, and a method
-whose adjusted p is >= ``alpha`` is *tied* with it.
+added. With >= 3 seeds the paired test is over seeds and test classes together
+(:func:`dmlstudy.evaluation.hierarchical.two_way_test`: the difference's interval and t-test
+include training randomness, and ``mdd`` is the smallest difference the design detects with 80%
+power); with 1-2 seeds it is a sign-flip test over test classes of one training run, which says
+nothing about "loss A beats loss B" (``verdict`` is False: reports show no tied/below verdict).
+p-values are Holm-adjusted over the comparisons with the reference, and a method whose adjusted
+p is >= ``alpha`` is *tied* with it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from dmlstudy.evaluation import mean_ci, per_query_metrics
+from dmlstudy.evaluation.hierarchical import format_p, two_way_test
 from dmlstudy.evaluation.significance import (
     class_bootstrap,
     holm,
     paired_class_test,
-    paired_seed_test,
 )
 from dmlstudy.pipeline.results import load_embeddings, load_run
 
@@ -70,7 +74,9 @@ def compare(
     the same seeds for every method); ``reference=None`` compares with the best method of each
     metric. Columns: ``mean``, ``seed_ci`` (Student-t half-width; only with >= 2 seeds),
     ``ci_low``/``ci_high`` (class bootstrap), ``reference``, ``diff``/``diff_low``/``diff_high``,
-    ``p``, ``p_holm``, ``tied`` (with the reference, or is it), ``test`` ("classes"/"seeds")."""
+    ``p``, ``p_holm``, ``tied`` (with the reference, or is it), ``test`` ("classes"/"seeds":
+    seeds and classes together), ``verdict`` (>= 3 seeds: a tied/below verdict may be shown) and,
+    with >= 3 seeds, ``mdd`` (minimal detectable difference at ``alpha``, fractions)."""
     if not groups:
         raise ValueError("compare needs at least one method")
     n_seeds = {len(v) for v in groups.values()}
@@ -86,12 +92,19 @@ def compare(
         classes = next(iter(values.values()))[0]["labels"]
         ref = reference or max(seed_means, key=lambda k: np.mean(seed_means[k]))
         by_seeds = next(iter(n_seeds)) >= 3
-        tests = {}
+        tests, mdd = {}, {}
         for name in groups:
             if name == ref:
                 continue
             if by_seeds:
-                tests[name] = paired_seed_test(seed_means[name], seed_means[ref], confidence)
+                r = two_way_test(
+                    np.stack([v[m] for v in values[name]]),
+                    np.stack([v[m] for v in values[ref]]),
+                    classes,
+                    confidence=confidence,
+                    alpha=alpha,
+                )
+                tests[name], mdd[name] = (r.estimate, r.low, r.high, r.p), r.mdd
             else:
                 tests[name] = paired_class_test(
                     avg[name], avg[ref], classes, confidence=confidence, seed=seed
@@ -119,7 +132,10 @@ def compare(
                 p_holm=p_holm,
                 tied=bool(p_holm >= alpha),
                 test="seeds" if by_seeds else "classes",
+                verdict=by_seeds,
             )
+            if by_seeds:
+                row["mdd"] = mdd.get(name, float(np.mean(list(mdd.values()) or [0.0])))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -141,8 +157,8 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     ci = (
         f"{round(100 * confidence)}% CI [{100 * row['diff_low']:.1f}, {100 * row['diff_high']:.1f}]"
     )
-    unit = "seeds" if row["test"] == "seeds" else "test classes"
-    p = f"p = {row['p_holm']:.2g}, paired over {unit}"
+    unit = "seeds and test classes" if row["test"] == "seeds" else "test classes"
+    p = f"{format_p(row['p_holm'])}, paired over {unit}"
     head = f"{row['method']} vs {row['reference']}: "
     if row["tied"]:
         return f"{head}no significant difference in {name} ({pct}, {ci}; {p})"

@@ -27,7 +27,7 @@ ALPHA = 0.05
 
 
 def _unit(test: str) -> str:
-    return "seeds" if test == "seeds" else "test classes"
+    return "seeds and test classes" if test == "seeds" else "test classes"
 
 
 def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str:
@@ -44,6 +44,11 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
     )
     if len(c) == 1:
         return head
+    if "verdict" in c.columns and not c["verdict"].astype(bool).all():
+        return (
+            f"{head} No tied/below verdict from fewer than 3 seeds: a test over test classes "
+            "of one training run ignores training randomness."
+        )
     test = f"Holm-adjusted paired test over {_unit(str(best['test']))}, α = {ALPHA:g}"
     tail = f" Tied with it ({test}): {', '.join(tied) or 'none'}."
     if below:
@@ -87,9 +92,14 @@ def study_findings(
         f"{seeds} seed{'s' if seeds > 1 else ''} per loss: the intervals cover another draw of "
         "test classes"
         + (
-            ", not training randomness (add seeds for that)."
+            ", not training randomness (add seeds for that): no tied/below verdict before 3 seeds."
             if seeds < 2
-            else "; the Student-t intervals over seeds cover training randomness."
+            else "; the Student-t intervals over seeds cover training randomness"
+            + (
+                ", and the paired tests include it (over seeds and test classes together)."
+                if seeds >= 3
+                else ": no tied/below verdict before 3 seeds."
+            )
         )
     )
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dmlstudy.pipeline.study_table import read_table
+from dmlstudy.pipeline.study_table import VERDICT_SEEDS, read_table, runs_label, vs_best
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
@@ -36,12 +36,13 @@ def result_datasets(results_dir: str | Path) -> list[str]:
 def markdown_table(table: pd.DataFrame) -> str:
     """One dataset's table (percent, best MAP@R first) as GitHub markdown."""
     seeds = "map@r_seed_ci" in table.columns
+    verdict = int(table["seeds"].max()) >= VERDICT_SEEDS and "map@r_mdd" in table.columns
     head = ["loss", "R@1", "R@1 95% CI", "MAP@R", "MAP@R 95% CI"]
     head += ["MAP@R ± (seeds)"] if seeds else []
-    head += ["vs best MAP@R", "converged"]
+    head += ["vs best MAP@R"] if verdict else []
+    head += ["converged"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for loss, t in table.iterrows():
-        vs = "best" if t["map@r_best"] else ("tied" if t["map@r_tied"] else "below")
         cells = [
             str(loss),
             f"{t['recall@1']:.1f}",
@@ -50,10 +51,8 @@ def markdown_table(table: pd.DataFrame) -> str:
             f"[{t['map@r_low']:.1f}, {t['map@r_high']:.1f}]",
         ]
         cells += [f"± {t['map@r_seed_ci']:.1f}"] if seeds else []
-        cells += [
-            vs if t["map@r_best"] else f"{vs} (p = {t['map@r_p_holm']:.2g})",
-            "yes" if t["converged"] else "**not converged**",
-        ]
+        cells += [vs_best(t, "map@r")] if verdict else []
+        cells += ["yes" if t["converged"] else "**not converged**"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -70,12 +69,22 @@ def section(results_dir: str | Path) -> str:
     for d in datasets:
         table = read_table(Path(results_dir) / d / "table.csv")
         seeds = int(table["seeds"].max())
-        test = "seeds" if str(table["test"].iloc[0]) == "seeds" else "test classes"
+        if seeds >= VERDICT_SEEDS and "map@r_mdd" in table.columns:
+            how = (
+                "*vs best*: difference in points [95% CI] and Holm-adjusted paired test over "
+                "seeds and test classes (tied: p ≥ 0.05, read as closer than the smallest "
+                "difference the design detects with 80% power)"
+            )
+        else:
+            how = (
+                f"{runs_label(seeds)}: estimates and intervals only, no tied/below verdict "
+                f"(a test over test classes ignores training randomness; it needs "
+                f"≥ {VERDICT_SEEDS} seeds)"
+            )
         parts.append(
             f"**{d}**: test classes, percent, best MAP@R first; {seeds} "
             f"seed{'s' if seeds > 1 else ''}; 95% CI: "
-            f"bootstrap over test classes; *vs best*: Holm-adjusted paired test over {test} "
-            f"(tied: p ≥ 0.05).\n\n{markdown_table(table)}"
+            f"bootstrap over test classes; {how}.\n\n{markdown_table(table)}"
         )
     return "\n\n".join(parts)
 

@@ -1,6 +1,8 @@
 """The study's main table: every loss's test metrics in percent; for R@1 and MAP@R the 95% CI by
-a bootstrap over test classes, the Student-t 95% CI over seeds (with >= 2 seeds), and whether the
-loss is tied with the best (Holm-adjusted paired test, :mod:`dmlstudy.pipeline.compare`); and
+a bootstrap over test classes, the Student-t 95% CI over seeds (with >= 2 seeds), and with >= 3
+seeds whether the loss is tied with the best (Holm-adjusted paired test over seeds and classes,
+:mod:`dmlstudy.pipeline.compare`, with the difference, its interval and the minimal detectable
+difference; fewer seeds show "one training run" and no verdict); and
 whether its runs converged (stopped at their validation plateau).
 
 :func:`load_study` gathers everything the evaluation report shows, :func:`write_results` the
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dmlstudy.evaluation.hierarchical import format_p, mdd_wording
 from dmlstudy.pipeline import findings
 from dmlstudy.pipeline.compare import compare
 from dmlstudy.pipeline.convergence import load_convergence, unconverged
@@ -37,6 +40,13 @@ from dmlstudy.pipeline.runs import run_path
 HEADLINE = ("recall@1", "map@r")
 BOOTSTRAP = "95% CI, bootstrap over test classes"
 SEED_T = "± 95% CI, Student t over seeds"
+#: fewer seeds than this: estimates and intervals of the training runs, no tied/below verdict
+VERDICT_SEEDS = 3
+
+
+def runs_label(seeds: int) -> str:
+    """ "one training run" / "2 training runs": what a table with < 3 seeds shows."""
+    return "one training run" if seeds == 1 else f"{seeds} training runs"
 
 
 def study_findings(study: StudyResults, dataset: str) -> list[str]:
@@ -81,7 +91,9 @@ def main_table(
 ) -> pd.DataFrame:
     """Per loss, best MAP@R first (percent): ``<m>`` (mean), ``<m>_seed_ci`` (only with >= 2
     seeds), and for :data:`HEADLINE` metrics ``<m>_low``/``<m>_high`` (class bootstrap),
-    ``<m>_p_holm``, ``<m>_tied`` (tied with the best, or is it), ``<m>_best``; then ``seeds``,
+    ``<m>_p_holm``, ``<m>_tied`` (tied with the best, or is it), ``<m>_best``, and with >= 3
+    seeds ``<m>_diff``/``<m>_diff_low``/``<m>_diff_high`` (vs the best, seeds × classes interval)
+    and ``<m>_mdd`` (the smallest difference the design detects, points); then ``seeds``,
     ``test`` (what the paired test resamples), ``epochs`` ("best/run" per seed, 1-based),
     ``converged`` (every seed) and ``unconverged`` (seeds that hit the epoch cap)."""
     summary = summarize(runs, metrics, sort_by="map@r" if "map@r" in metrics else None)
@@ -105,6 +117,11 @@ def main_table(
                         f"{m}_best": c["reference"] == loss,
                     }
                 )
+                if seeds >= VERDICT_SEEDS and "mdd" in c.index:
+                    row[f"{m}_diff"] = 100 * c["diff"]
+                    row[f"{m}_diff_low"] = 100 * c["diff_low"]
+                    row[f"{m}_diff_high"] = 100 * c["diff_high"]
+                    row[f"{m}_mdd"] = 100 * c["mdd"]
         mine = runs[runs["loss"] == loss].sort_values("seed")
         row.update(
             seeds=int(s["seeds"]),
@@ -122,29 +139,37 @@ def main_table(
     return table.round(4)
 
 
-def _vs_best(t: pd.Series, m: str) -> str:
+def vs_best(t: pd.Series, m: str) -> str:
+    """The verdict with its effect size (points, 95% CI) and, for a tie, what the design could
+    have detected: "tied (closer than 1.9 points at 5 seeds): -0.4 [-1.6, 0.8], p = 0.4"."""
     if t[f"{m}_best"]:
         return "best"
-    word = "tied" if t[f"{m}_tied"] else "below"
-    return f"{word} (p = {t[f'{m}_p_holm']:.2g})"
+    p = format_p(float(t[f"{m}_p_holm"]))
+    effect = f"{t[f'{m}_diff']:+.1f} [{t[f'{m}_diff_low']:.1f}, {t[f'{m}_diff_high']:.1f}], {p}"
+    if t[f"{m}_tied"]:
+        return f"{mdd_wording(t[f'{m}_mdd'] / 100, int(t['seeds']))}: {effect}"
+    return f"below: {effect}"
 
 
 def display_table(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """The main table as a report shows it: strings in percent, intervals labelled, no empty
     cell (a column exists only where it has a value for every loss)."""
     seeds = "seed_ci" in " ".join(table.columns)
+    n_seeds = int(table["seeds"].max())
+    verdict = n_seeds >= VERDICT_SEEDS and all(f"{m}_mdd" in table.columns for m in HEADLINE)
+    boot = BOOTSTRAP if verdict else f"{BOOTSTRAP}; {runs_label(n_seeds)}"
     out = pd.DataFrame(index=table.index)
     for m in [c for c in METRICS if c in table.columns]:
         name = LABELS[m]
         out[name] = table[m].map(lambda v: f"{v:.1f}")
         if m in HEADLINE:
-            out[f"{name} ({BOOTSTRAP})"] = [
+            out[f"{name} ({boot})"] = [
                 f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(table[f"{m}_low"], table[f"{m}_high"])
             ]
         if seeds:
             out[f"{name} ({SEED_T})"] = table[f"{m}_seed_ci"].map(lambda v: f"± {v:.1f}")
-        if m in HEADLINE:
-            out[f"{name} vs best"] = [_vs_best(t, m) for _, t in table.iterrows()]
+        if m in HEADLINE and verdict:  # fewer than 3 seeds: no tied/below verdict
+            out[f"{name} vs best"] = [vs_best(t, m) for _, t in table.iterrows()]
     out["epochs (best/run)"] = table["epochs"]
     out["converged"] = [
         "yes" if c else f"not converged ({u} of {n} seeds)" if n > 1 else "not converged"

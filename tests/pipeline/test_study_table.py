@@ -40,15 +40,33 @@ def test_table_is_percent_best_map_first_with_ties_from_the_paired_tests(one_see
 
 def test_display_table_labels_intervals_and_flags_unconverged_runs(one_seed):
     shown = S.display_table(one_seed.table, "omniglot")
-    assert "R@1 (95% CI, bootstrap over test classes)" in shown.columns
+    assert "R@1 (95% CI, bootstrap over test classes; one training run)" in shown.columns
     assert not any("Student t" in c for c in shown.columns)
     assert shown.loc["bad", "converged"] == "not converged"
-    assert shown.loc["bad", "MAP@R vs best"].startswith("below (p = ")
+    assert not any("vs best" in c for c in shown.columns)  # < 3 seeds: no tied/below verdict
     assert "published R@1 (protocol)" not in shown.columns
     text = shown.to_html()
     assert "nan" not in text.lower()
     cub = S.display_table(one_seed.table, "cub200")  # no published number for these: a dash
     assert set(cub["published R@1 (protocol)"]) == {"—"}
+
+
+def test_five_seeds_give_verdicts_with_effect_sizes_and_detectable_differences(tmp_path, make_run):
+    noises = {"good": 1.0, "twin": 1.0, "bad": 2.6}
+    for name, noise in noises.items():
+        for seed in range(5):  # twin: as good on average, with its own seed-to-seed spread
+            make_run(tmp_path, name, seed, noise + (0.03 * (seed - 2) if name == "twin" else 0))
+    study = S.load_study(tmp_path, list(noises), list(range(5)))
+    t = study.table
+    assert (t.loc[t["map@r_best"] == False, "map@r_mdd"] > 0).all()  # noqa: E712
+    shown = S.display_table(t, "omniglot")
+    assert "MAP@R (95% CI, bootstrap over test classes)" in shown.columns
+    vs = shown["MAP@R vs best"]
+    assert vs.loc["bad"].startswith("below: -") and "[" in vs.loc["bad"]
+    twin = [v for v in vs if v != "best" and not v.startswith("below")]
+    assert len(twin) == 1 and twin[0].startswith("tied (closer than ")
+    assert " points at 5 seeds): " in twin[0]
+    assert not t.isna().any().any()
 
 
 def test_seed_intervals_appear_with_two_seeds(tmp_path, make_run):
