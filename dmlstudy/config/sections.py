@@ -83,6 +83,12 @@ class StudySection(StrictSection):
     multimodal: list[str] = Field(
         default_factory=list, description="datasets for the coarse-label experiment"
     )
+    untuned: list[str] = Field(
+        default_factory=list,
+        description="losses of study.losses that train at their published values until the "
+        "tuning campaign has run for them (check_params refuses a loss without tuned values "
+        "while the others have them, unless it is listed here)",
+    )
 
     @field_validator("datasets", "multimodal")
     @classmethod

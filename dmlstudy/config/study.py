@@ -86,6 +86,12 @@ class StudyConfig(StrictSection):
                 raise ValueError(
                     f"study.losses lists {name!r} but params has no section losses.{name}"
                 )
+        for name in self.study.untuned:
+            if name not in self.study.losses:
+                raise ValueError(
+                    f"study.untuned lists {name!r}, which is not in study.losses: add it to "
+                    f"study.losses or remove it from study.untuned"
+                )
 
     def _check_losses(self) -> None:
         from dmlstudy.losses import list_losses  # not at module level: see config/checks.py
@@ -142,6 +148,11 @@ class StudyConfig(StrictSection):
         """Downloads and extractions: ``data.work_dir``, else ``$DMLSTUDY_WORK_DIR`` or
         ~/.cache/dmlstudy (as :func:`dmlstudy.data.load_index` resolves it)."""
         return Path(self.data.work_dir) if self.data.work_dir else default_work_dir()
+
+    def tuned_datasets(self, loss: str) -> list[str]:
+        """The datasets with tuned values of ``loss`` (``losses.<loss>.per_dataset.<dataset>``;
+        an empty entry counts: the campaign's published values won)."""
+        return list(split_loss_section(self.losses.get(loss, {}))[2])
 
     def published_loss_params(self, loss: str) -> dict[str, Any]:
         """``losses.<loss>`` without its ``train`` / ``per_dataset`` keys: the published

@@ -1,12 +1,15 @@
 """First pipeline stage: validate the whole ``params.yaml`` before any work is done.
 
 ``python -m dmlstudy.pipeline.check_params params.yaml [work/params.ok]`` checks every section
-(:func:`dmlstudy.config.load_config`), builds the ``TrainSettings`` of every run the study will
-start (study datasets × losses, ablation variants, multi-modal runs) so that cross-field errors
-(``batch_size`` not a multiple of ``m_per_class``…) surface here, and checks that every study
-dataset's archives are local or downloadable (:func:`check_data`). ``make study`` runs it before
-DVC parses dvc.yaml. With a marker path it writes a constant marker on success: downstream stages
-depend on it for ordering only, so a valid params edit never invalidates them through it.
+(:func:`dmlstudy.config.load_config`), refuses an unfair comparison made by accident (a study
+loss without a search space, or without tuned values where the others have them unless
+``study.untuned`` lists it: :func:`check_tuning_coverage`), builds the ``TrainSettings`` of
+every run the study will start (study datasets × losses, ablation variants, multi-modal runs)
+so that cross-field errors (``batch_size`` not a multiple of ``m_per_class``…) surface here, and
+checks that every study dataset's archives are local or downloadable (:func:`check_data`).
+``make study`` runs it before DVC parses dvc.yaml. With a marker path it writes a constant
+marker on success: downstream stages depend on it for ordering only, so a valid params edit
+never invalidates them through it.
 """
 
 from __future__ import annotations
@@ -147,6 +150,65 @@ def check_campaign(config: StudyConfig) -> int:
     return n
 
 
+def campaign_command(config: StudyConfig, loss: str) -> str:
+    """The command that runs the tuning campaign for ``loss`` alone (merged into the record)."""
+    d = config.tuning.dataset
+    return (
+        f"python -m dmlstudy.pipeline.campaign params.yaml --prepared-dir work/prepared/{d} "
+        f"--out-dir work/tuning/{d} --loss {loss}"
+    )
+
+
+def check_tuning_coverage(config: StudyConfig) -> list[str]:
+    """No unfair comparison by accident: every loss of ``study.losses`` has a search space
+    (``tuning.space.<loss>``; ``{}`` searches ``tuning.space.common`` only), and on each study
+    dataset where any of them has tuned values (``losses.<loss>.per_dataset.<dataset>``; an
+    empty entry counts: the published values won) every one has them, unless ``study.untuned``
+    lists it (it trains at its published values until the campaign has run for it). Return a
+    warning per untuned run; a listed loss tuned on every study dataset is an error (stale)."""
+    study = config.study
+    for loss in study.losses:
+        if loss not in config.tuning.space:
+            raise ParamsError(
+                f"study.losses lists {loss!r} but tuning.space has no {loss} entry: every loss "
+                f"of the study is tuned over its own space with the same budget. Add "
+                f"tuning.space.{loss} with its hyper-parameters' ranges (margins, scales, e.g. "
+                f"'scale: {{log: [8.0, 64.0]}}'; '{loss}: {{}}' searches tuning.space.common "
+                f"only), then run the campaign for it: {campaign_command(config, loss)} "
+                f"(docs/adding-a-loss.md)"
+            )
+    warnings = []
+    for dataset in study.datasets:
+        tuned = [loss for loss in study.losses if dataset in config.tuned_datasets(loss)]
+        if not tuned:
+            continue  # every loss at its published values: a fair comparison too
+        for loss in study.losses:
+            if loss in tuned:
+                continue
+            if loss not in study.untuned:
+                raise ParamsError(
+                    f"losses.{loss} has no tuned values for {dataset} (losses.{loss}.per_dataset."
+                    f"{dataset}) while {', '.join(tuned)} have them: it would train at its "
+                    f"published values (and the protocol's lr) against tuned rivals. Run the "
+                    f"campaign for it ({campaign_command(config, loss)}) and copy its winner "
+                    f"into losses.{loss}.per_dataset.{dataset}, or add {loss} to study.untuned "
+                    f"to train it untuned until then (docs/adding-a-loss.md)"
+                )
+            warnings.append(
+                f"{loss} trains untuned on {dataset} (study.untuned) while {len(tuned)} other "
+                f"loss(es) have tuned values: not a fair comparison until "
+                f"{campaign_command(config, loss)} has run"
+            )
+    for loss in study.untuned:
+        if all(d in config.tuned_datasets(loss) for d in study.datasets):
+            raise ParamsError(
+                f"study.untuned lists {loss!r} but losses.{loss}.per_dataset has tuned values "
+                f"for every study dataset ({', '.join(study.datasets)}): remove it from "
+                f"study.untuned"
+            )
+    return warnings
+
+
 def check_data(config: StudyConfig, probe: Callable[[str], str | None] = unreachable) -> None:
     """Every dataset of ``study.datasets`` has its files in the data directory or among earlier
     downloads (work directory), or can download them. ``probe(url)`` says why a server cannot be
@@ -187,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         config = load_config(args[0])
+        untuned = check_tuning_coverage(config)
         edits = check_edits(config, args[0])
         runs = check_runs(config)
         check_campaign(config)
@@ -198,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         marker = Path(args[1])
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(MARKER)
+    for line in untuned:
+        print(f"WARNING: {line}", file=sys.stderr)
     for line in edits:
         print(line, file=sys.stderr)
     print(f"{args[0]}: OK ({runs} training runs)", file=sys.stderr)

@@ -161,3 +161,91 @@ def test_a_campaign_trial_the_settings_reject_names_the_trial(tmp_path, capsys):
     assert "1 validation error" not in err
     assert "warmup_epochs (110) must be < epochs (100)" in err
     assert "proxy_nca_pp" in err and "the merged training settings are invalid" in err
+
+
+# --- no unfair comparison by accident (issue #17): a study loss needs a search space, and tuned
+# values where its rivals have them unless study.untuned says it is to be tuned first.
+
+NEW = "norm_softmax"
+
+
+@pytest.fixture
+def new_loss(monkeypatch):
+    """A loss registered under a new name (ArcFace's class), not yet in params.yaml."""
+    from dmlstudy.losses import base, get_loss_class
+
+    monkeypatch.setitem(base._REGISTRY, NEW, get_loss_class("arcface"))
+
+
+def _with_new_loss(tmp_path: Path, *, space=True, tuned=False, untuned=()) -> Path:
+    """params.yaml with NEW beside ArcFace in a small study (no ablations, no multi-modal)."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["study"].update(losses=["arcface", NEW], ablations=[], multimodal=[])
+    if untuned:
+        raw["study"]["untuned"] = list(untuned)
+    raw["losses"][NEW] = {"scale": 16.0, "train": {"layer_norm": True}}
+    if tuned:
+        raw["losses"][NEW]["per_dataset"] = {"omniglot": {"scale": 20.0}}
+    if space:
+        raw["tuning"]["space"][NEW] = {"scale": {"log": [8.0, 64.0]}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_a_study_loss_without_a_tuning_space_is_refused_naming_the_fix(
+    tmp_path, new_loss, data_env, offline, capsys
+):
+    assert main([str(_with_new_loss(tmp_path, space=False, untuned=[NEW]))]) == 1
+    err = capsys.readouterr().err
+    assert f"tuning.space has no {NEW} entry" in err and f"Add tuning.space.{NEW}" in err
+    assert "python -m dmlstudy.pipeline.campaign params.yaml" in err
+    assert f"--loss {NEW}" in err
+
+
+def test_a_study_loss_without_tuned_values_beside_tuned_rivals_is_refused(
+    tmp_path, new_loss, data_env, offline, capsys
+):
+    assert main([str(_with_new_loss(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    assert f"losses.{NEW} has no tuned values for omniglot" in err
+    assert f"losses.{NEW}.per_dataset.omniglot" in err and "arcface have them" in err
+    assert f"--loss {NEW}" in err and f"add {NEW} to study.untuned" in err
+
+
+def test_study_untuned_lets_it_train_untuned_with_a_warning(
+    tmp_path, new_loss, data_env, offline, capsys
+):
+    assert main([str(_with_new_loss(tmp_path, untuned=[NEW]))]) == 0
+    err = capsys.readouterr().err
+    assert f"WARNING: {NEW} trains untuned on omniglot (study.untuned)" in err
+    assert "OK (" in err
+
+
+def test_tuned_values_pass_and_a_stale_untuned_entry_is_refused(tmp_path, new_loss, capsys):
+    from dmlstudy.pipeline.check_params import check_tuning_coverage
+
+    path = _with_new_loss(tmp_path, tuned=True)
+    assert check_tuning_coverage(config_from_dict(yaml.safe_load(path.read_text()))) == []
+    assert main([str(_with_new_loss(tmp_path, tuned=True, untuned=[NEW]))]) == 1
+    assert f"study.untuned lists {NEW!r}" in capsys.readouterr().err
+
+
+def test_an_empty_tuned_entry_counts_as_tuned_a_missing_one_does_not():
+    """proxy_anchor's campaign kept the published values: ``per_dataset: {omniglot: {}}``."""
+    from dmlstudy.config import ParamsError
+    from dmlstudy.pipeline.check_params import check_tuning_coverage
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert raw["losses"]["proxy_anchor"]["per_dataset"] == {"omniglot": {}}
+    assert check_tuning_coverage(config_from_dict(raw)) == []
+    del raw["losses"]["proxy_anchor"]["per_dataset"]
+    with pytest.raises(ParamsError, match=r"losses\.proxy_anchor has no tuned values"):
+        check_tuning_coverage(config_from_dict(raw))
+
+
+def test_study_untuned_must_be_study_losses():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["study"].update(losses=["arcface"], untuned=["cosface"])
+    with pytest.raises(ValueError, match=r"study\.untuned lists 'cosface'"):
+        config_from_dict(raw)

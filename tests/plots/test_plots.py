@@ -88,18 +88,22 @@ def test_seed_bands_are_student_t_intervals():
     assert ys.min() == pytest.approx(m - h) and ys.max() == pytest.approx(m + h)
 
 
-def test_fifteen_losses_get_fifteen_colours_the_same_in_every_figure():
-    from dmlstudy.losses import list_losses
+@pytest.mark.parametrize("new_loss", [False, True])
+def test_every_loss_gets_its_own_colour_the_same_in_every_figure(new_loss, monkeypatch):
+    """Every registered loss, a newly added one too (issue #17), gets its own colour."""
+    from dmlstudy.losses import base, get_loss_class, list_losses
     from dmlstudy.plots import loss_palette, recall_at_k
 
+    if new_loss:
+        monkeypatch.setitem(base._REGISTRY, "norm_softmax", get_loss_class("arcface"))
     names = list(list_losses())
     palette = loss_palette(names)
-    assert len(set(palette.values())) == len(names) == 15
+    assert len(set(palette.values())) == len(names) == len(list_losses())
     assert (
         loss_palette(names[::-1]) == palette
     )  # order of appearance does not change a loss's colour
     curves = pd.DataFrame(
-        {"loss": np.repeat(names, 2), "seed": 0, "k": np.tile([1, 2], 15), "recall": 0.5}
+        {"loss": np.repeat(names, 2), "seed": 0, "k": np.tile([1, 2], len(names)), "recall": 0.5}
     )
     fig = recall_at_k(curves)
     lines = {
@@ -108,7 +112,7 @@ def test_fifteen_losses_get_fifteen_colours_the_same_in_every_figure():
             fig.axes[0].get_legend().get_texts(), fig.axes[0].get_legend().legend_handles
         )
     }
-    assert len(set(lines.values())) == 15
+    assert len(set(lines.values())) == len(names)
 
 
 def _frame():
