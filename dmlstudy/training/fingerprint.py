@@ -129,9 +129,10 @@ def _reexport(
     for node in info[2]:
         if not isinstance(node, ast.ImportFrom):
             continue
-        for (target, target_name), alias in zip(
-            _targets(root, package, node), node.names, strict=True
-        ):
+        targets = _targets(root, package, node)
+        if not targets:  # an import from outside dmlstudy (collections.abc, torch…)
+            continue
+        for (target, target_name), alias in zip(targets, node.names, strict=True):
             if (alias.asname or alias.name) == name:
                 if target_name is None:
                     return target, None

@@ -99,3 +99,13 @@ def test_a_run_fingerprints_its_loss_and_the_trainer_not_its_siblings() -> None:
     wrapped = loss_modules("language", {"base": "proxy_anchor"})
     assert {"dmlstudy.losses.proxy", "dmlstudy.losses.language"} <= set(wrapped)
     assert code_fingerprint("language", {"base": "proxy_anchor"}) != code_fingerprint("language")
+
+
+def test_a_package_init_importing_from_outside_dmlstudy_is_followed(package: Path) -> None:
+    """A ``from collections.abc import …`` in a package ``__init__`` that a loss's module takes a
+    name from used to crash the re-export walk (``zip(strict=True)`` over no dmlstudy targets);
+    it is skipped, and the fingerprints are those of the same code without it."""
+    before = _fingerprints(package)
+    init = package / "losses" / "__init__.py"
+    init.write_text("from collections.abc import Sequence  # noqa: F401\n" + init.read_text())
+    assert _fingerprints(package) == before
