@@ -1,4 +1,5 @@
-"""Intervals and paired tests for retrieval metrics, over test classes or over seeds.
+"""Intervals and paired tests for retrieval metrics over test classes (over seeds and classes
+together: :mod:`dmlstudy.evaluation.hierarchical`).
 
 Per-query values (a Recall@1 hit, an AP@R) are grouped by the query's class: the classes are the
 sampling unit of a zero-shot test set, so resampling them (not single images) gives an interval
@@ -7,7 +8,6 @@ for "another draw of unseen classes" (it does not cover training randomness: tha
 * :func:`class_bootstrap` — percentile bootstrap CI of the mean over queries, classes resampled.
 * :func:`paired_class_test` — two methods on the same queries: mean difference, its bootstrap CI
   (same resampled classes for both) and a sign-flip permutation p-value over classes.
-* :func:`paired_seed_test` — paired t-test over seeds (>= 3 seeds).
 * :func:`holm` — Holm-Bonferroni adjustment when one method is compared with several others.
 
 Every function takes an explicit ``seed``: same inputs, same interval.
@@ -27,8 +27,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from dmlstudy.evaluation.stats import student_t
 
 N_BOOT = 4000
 
@@ -99,26 +97,6 @@ def paired_class_test(
     null = np.abs(signs @ sums) / counts.sum()
     p = (1.0 + np.count_nonzero(null >= abs(diff) - 1e-12)) / (n_boot + 1.0)
     return diff, float(lo), float(hi), float(min(1.0, p))
-
-
-def paired_seed_test(
-    a: Sequence[float], b: Sequence[float], confidence: float = 0.95
-) -> tuple[float, float, float, float]:
-    """(mean difference, Student-t CI low, high, two-sided p) of a paired t-test over seeds.
-
-    >>> d, lo, hi, p = paired_seed_test([0.60, 0.62, 0.61], [0.50, 0.53, 0.51])
-    >>> round(d, 3), p < 0.01
-    (0.097, True)
-    """
-    x = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if x.ndim != 1 or len(x) < 2:
-        raise ValueError("a paired test over seeds needs the same >= 2 seeds for both methods")
-    mean, sem = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
-    if sem == 0.0:
-        return mean, mean, mean, 1.0 if mean == 0.0 else 0.0
-    half = float(student_t().ppf((1.0 + confidence) / 2.0, len(x) - 1)) * sem
-    p = float(2.0 * student_t().sf(abs(mean) / sem, len(x) - 1))
-    return mean, mean - half, mean + half, p
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

@@ -10,7 +10,6 @@ from dmlstudy.evaluation.significance import (
     class_bootstrap,
     holm,
     paired_class_test,
-    paired_seed_test,
 )
 
 
@@ -68,17 +67,6 @@ def test_paired_class_test_p_value_is_calibrated_under_the_null():
         a, b = rng.random(160), rng.random(160)
         rejections += paired_class_test(a, b, classes, n_boot=500, seed=rep)[3] < 0.05
     assert 2 <= rejections <= 20
-
-
-def test_paired_seed_test_against_scipy():
-    from scipy import stats
-
-    a, b = [0.61, 0.64, 0.60, 0.63], [0.60, 0.61, 0.61, 0.60]
-    d, lo, hi, p = paired_seed_test(a, b)
-    assert p == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    assert lo < d < hi
-    with pytest.raises(ValueError, match=">= 2 seeds"):
-        paired_seed_test([0.5], [0.4])
 
 
 def test_holm_against_a_naive_loop():
