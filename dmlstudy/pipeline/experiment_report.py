@@ -9,7 +9,7 @@ question and the computed sentences), all in percent.
 >>> runs = pd.DataFrame({"variant": ["a", "b"], "seed": 0, "best_epoch": [3, 4],
 ...                      "epochs_run": [6, 7], "converged": [True, False]})
 >>> arm_table(cmp, runs, "variant").loc["b"].tolist()
-['20.0', '[18.0, 22.0]', '-10.0 points (p = 0.002)', '5/7', 'not converged']
+['20.0', '[18.0, 22.0]', 'lower (-10.0 points, p = 0.002)', '5/7', 'not converged']
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from dmlstudy.config import StudyConfig
+from dmlstudy.pipeline.findings import difference_text
 from dmlstudy.pipeline.results import LABELS, epochs_for_readers, percent
 from dmlstudy.pipeline.study_table import BOOTSTRAP, percent_comparison
 
@@ -82,8 +83,7 @@ def arm_table(
             if r["method"] == r["reference"]:
                 row[vs] = "reference"
             else:
-                word = "" if not r["tied"] else ", no significant difference"
-                row[vs] = f"{100 * r['diff']:+.1f} points (p = {r['p_holm']:.2g}{word})"
+                row[vs] = difference_text(r)
     for method, row in out.items():
         mine = runs[runs[label] == method].sort_values("seed")
         for col in extra:

@@ -56,19 +56,35 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
     return head + tail
 
 
+def has_verdict(row: pd.Series) -> bool:
+    """Whether a comparison row may carry a tied/higher/lower verdict: from 3 seeds on (its test
+    covers training randomness); rows without a ``verdict`` column are from before that rule."""
+    return bool(row["verdict"]) if "verdict" in row.index else True
+
+
+def difference_text(r: pd.Series) -> str:
+    """A method's difference from the reference, in points: with its verdict and Holm-adjusted p
+    from 3 seeds on, else with its interval over test classes and "one training run".
+
+    >>> difference_text(pd.Series({"diff": -.068, "diff_low": -.08, "diff_high": -.055,
+    ...                            "p_holm": .02, "tied": False, "verdict": False}))
+    '-6.8 points, 95% CI over test classes [-8.0, -5.5]: one training run, no verdict'
+    """
+    if not has_verdict(r):
+        return (
+            f"{100 * r['diff']:+.1f} points, 95% CI over test classes "
+            f"[{100 * r['diff_low']:.1f}, {100 * r['diff_high']:.1f}]: one training run, "
+            "no verdict"
+        )
+    word = "no significant difference" if r["tied"] else "higher" if r["diff"] > 0 else "lower"
+    return f"{word} ({100 * r['diff']:+.1f} points, p = {r['p_holm']:.2g})"
+
+
 def arms_sentence(comparison: pd.DataFrame, metric: str) -> str:
-    """Every method against the reference on ``metric``: higher, lower or no significant
-    difference, with the difference in points and the Holm-adjusted p."""
+    """Every method against the reference on ``metric`` (:func:`difference_text`)."""
     c = comparison[comparison["metric"] == metric]
     ref = c["reference"].iloc[0]
-    parts = []
-    for _, r in c[c["method"] != ref].iterrows():
-        verdict = (
-            "no significant difference" if r["tied"] else "higher" if r["diff"] > 0 else "lower"
-        )
-        parts.append(
-            f"{r['method']} {verdict} ({100 * r['diff']:+.1f} points, p = {r['p_holm']:.2g})"
-        )
+    parts = [f"{r['method']} {difference_text(r)}" for _, r in c[c["method"] != ref].iterrows()]
     name = LABELS.get(metric, metric)
     return f"vs {ref} on {name}: " + ("; ".join(parts) or "no other arm") + "."
 

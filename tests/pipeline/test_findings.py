@@ -45,11 +45,27 @@ def test_best_sentence_gives_verdicts_over_seeds_and_classes_from_three_seeds(tm
 
 
 def test_arms_sentence_and_ablation_summary_use_the_reference(tmp_path, make_run):
+    """One seed per arm: differences with their class interval, "one training run", no verdict
+    (issue #16); five seeds: higher / lower / no significant difference with the p."""
     groups = _groups(tmp_path, make_run, {"ref": 1.0, "same": 1.0, "worse": 2.6})
     cmp = compare(groups, reference="ref")
     text = F.ablation_summary("parts", "daal", cmp)
     assert text.startswith("Ablation parts (daal), every arm vs ref on MAP@R: ")
-    assert "same no significant difference (+0.0 points" in text
+    worse = cmp[(cmp["metric"] == "map@r") & (cmp["method"] == "worse")].iloc[0]
+    assert (
+        f"worse {100 * worse['diff']:+.1f} points, 95% CI over test classes "
+        f"[{100 * worse['diff_low']:.1f}, {100 * worse['diff_high']:.1f}]: one training run, "
+        "no verdict" in text
+    )
+    assert "significant" not in text and "lower" not in text
+    seeds = {}
+    for name, noise in {"ref": 1.0, "same": 1.0, "worse": 2.6}.items():
+        seeds[name] = [make_run(tmp_path / "s", name, seed, noise) for seed in range(5)]
+    cmp = compare(seeds, reference="ref")
+    text = F.ablation_summary("parts", "daal", cmp)
+    assert (
+        "same no significant difference (+" in text or "same no significant difference (-" in text
+    )
     worse = cmp[(cmp["metric"] == "map@r") & (cmp["method"] == "worse")].iloc[0]
     assert f"worse lower ({100 * worse['diff']:+.1f} points, p = {worse['p_holm']:.2g})" in text
 
