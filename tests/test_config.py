@@ -374,3 +374,26 @@ def test_every_loss_published_and_tuned_values_are_inside_its_ranges(raw):
             for bound in next(iter(spec.values())):
                 if not isinstance(bound, str | bool):
                     assert check_ranges(name, {key: bound}) == {}, (name, key, bound)
+
+
+def test_every_profile_readme_documents_loads_and_builds_its_runs(raw):
+    """README documents `profile: paper` as a one-edit switch; it was refused ("Input should be
+    'full' or 'tiny'"). Every profile README names loads, and check_params builds its runs."""
+    import re
+
+    from dmlstudy.pipeline.check_params import check_runs
+
+    readme = (REPO / "README.md").read_text()
+    documented = set(re.findall(r"profile: (\w+)", readme))
+    assert "paper" in documented
+    assert documented <= {"full", *raw["profiles"]}, documented
+    for profile in sorted(documented):
+        bad = copy.deepcopy(raw)
+        bad["study"]["profile"] = profile
+        config = config_from_dict(bad)
+        assert config.study.profile == profile
+        assert check_runs(config, prepared_root=None) > 0
+    bad = copy.deepcopy(raw)
+    bad["study"]["profile"] = "papr"
+    with pytest.raises(ParamsError, match=r"profiles.papr \(did you mean 'paper'\?\)"):
+        config_from_dict(bad)

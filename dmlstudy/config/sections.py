@@ -76,8 +76,10 @@ class StudySection(StrictSection):
     seeds: list[int] = Field(
         description="one training per seed; >= 2 seeds give confidence intervals"
     )
-    profile: Literal["full", "tiny"] = Field(
-        "full", description="'tiny': few classes/steps (tests, CI)"
+    profile: str = Field(
+        "full",
+        description="a profile of params.yaml's `profiles:` (full, paper, tiny: tests and CI); "
+        "checked against them by StudyConfig",
     )
     ablations: list[str] = Field(default_factory=list, description=f"subset of {ABLATIONS}")
     multimodal: list[str] = Field(

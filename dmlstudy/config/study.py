@@ -28,7 +28,7 @@ from dmlstudy.config.sections import (
     check_mapping,
     split_loss_section,
 )
-from dmlstudy.config.suggest import check_choice
+from dmlstudy.config.suggest import check_choice, did_you_mean
 from dmlstudy.config.tuning import TuningSection
 from dmlstudy.data.sources import default_work_dir, resolve_data_dir
 
@@ -80,6 +80,8 @@ class StudyConfig(StrictSection):
             raise ValueError(
                 f"study.profile is {self.study.profile!r} but params has no "
                 f"profiles.{self.study.profile}"
+                f"{did_you_mean(self.study.profile, ['full', *self.profiles])}. "
+                f"Valid choices: {', '.join(dict.fromkeys(['full', *self.profiles]))}"
             )
         for name in self.study.losses:
             if name not in self.losses:
