@@ -518,16 +518,19 @@ class Campaign:
 
     # the workers
 
-    def next_job(self, losses: Sequence[str]) -> tuple[optuna.Study, Callable] | None:
-        """The next trial to run: search trials loss by loss until their budgets are spent, then
-        the confirmations of finished searches; None when nothing can start now."""
+    def next_job(self, losses: Sequence[str]) -> tuple[optuna.Study, optuna.Trial, Callable] | None:
+        """The next trial to run, taken (``study.ask``) under the same lock that chose it: search
+        trials loss by loss until their budgets are spent, then the queued confirmations of
+        finished searches; None when nothing can start now. Choosing and taking in one critical
+        section matters: a worker that saw a queued confirmation and asked for it after another
+        worker had taken it would get a fresh trial with none of the confirmation's attributes."""
         budget = self.config.tuning.epochs_per_loss
         with self.locked():
             for loss in losses:
                 study = self.study(self._names[loss])
                 self.retry_failed(study)
                 if self.spent(study) < budget:
-                    return study, self.search_objective(study, loss)
+                    return study, self._take(study), self.search_objective(study, loss)
             for loss in losses:
                 name = self._names[loss]
                 if not self.search_done(self.study(name)):
@@ -535,8 +538,16 @@ class Campaign:
                 confirm = self.enqueue_confirmations(name, loss)
                 self.retry_failed(confirm)
                 if confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                    return confirm, self.confirm_objective(loss)
+                    return confirm, self._take(confirm), self.confirm_objective(loss)
         return None
+
+    def _take(self, study: optuna.Study) -> optuna.Trial:
+        """``study.ask()`` (pops a queued trial first) with its first heartbeat; the caller holds
+        the campaign's lock (SQLite has no SELECT FOR UPDATE)."""
+        with _quiet():
+            trial = study.ask()
+        self.storage.record_heartbeat(trial._trial_id)
+        return trial
 
     def running(self, losses: Sequence[str]) -> bool:
         states = (TrialState.RUNNING,)
@@ -561,8 +572,8 @@ class Campaign:
                     return
                 time.sleep(self.poll_s)
                 continue
-            study, objective = job
-            trial = self.run_trial(study, objective)
+            study, taken, objective = job
+            trial = self.run_trial(study, taken, objective)
             if export:
                 self.export()
             print(
@@ -574,21 +585,20 @@ class Campaign:
             )
 
     def run_trial(
-        self, study: optuna.Study, objective: Callable[[optuna.Trial], float]
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        objective: Callable[[optuna.Trial], float],
     ) -> FrozenTrial:
-        """``study.optimize(n_trials=1)``, with the trial taken under the campaign's lock (two
-        processes never pop the same queued trial: SQLite has no SELECT FOR UPDATE) and a
-        heartbeat while it runs. A worker killed mid-trial leaves it RUNNING, its heartbeat
-        stops, and :meth:`retry_failed` later fails and retries it."""
-        with self.locked(), _quiet():
-            trial = study.ask()
+        """Run a trial taken by :meth:`next_job` and tell its result, with a heartbeat while it
+        runs. A worker killed mid-trial leaves it RUNNING, its heartbeat stops, and
+        :meth:`retry_failed` later fails and retries it."""
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(self.heartbeat_s):
                 self.storage.record_heartbeat(trial._trial_id)
 
-        self.storage.record_heartbeat(trial._trial_id)
         beating = threading.Thread(target=beat, daemon=True)
         beating.start()
         try:

@@ -276,6 +276,27 @@ def test_two_workers_side_by_side_share_the_budget(config, tmp_path):
     assert not runs.duplicated().any()  # no epoch of a run trained twice
 
 
+def test_a_queued_confirmation_is_taken_by_one_worker_only(tmp_path):
+    """The worker that sees a queued confirmation is the one that takes it: choosing and
+    taking happen under one lock (a second worker asking later got a fresh trial with no
+    ``run``, and both workers died on KeyError('run'))."""
+    config = config_from_dict(_raw(confirm_top=1, confirm_seeds=[0]))
+    trainer = StandIn({"contrastive": 8, "proxy_anchor": 8})
+    a, b = (_campaign(config, tmp_path, trainer) for _ in range(2))
+    a.prepare(["contrastive"])
+    b.prepare(["contrastive"])
+    while True:
+        study, trial, objective = a.next_job(["contrastive"])
+        if study.study_name.endswith(C.CONFIRM):
+            break
+        a.run_trial(study, trial, objective)
+    assert trial.user_attrs["run"] and trial.user_attrs["seed"] == 0
+    assert b.next_job(["contrastive"]) is None  # the only queued confirmation is a's
+    done = a.run_trial(study, trial, objective)
+    assert done.state == optuna.trial.TrialState.COMPLETE
+    assert len(study.get_trials()) == 1
+
+
 def test_a_widened_space_is_a_new_study_beside_the_old(config, tmp_path):
     trainer = StandIn({"contrastive": 10, "proxy_anchor": 10})
     _campaign(config, tmp_path, trainer).work(["contrastive"])
