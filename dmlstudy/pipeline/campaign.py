@@ -10,10 +10,11 @@ loss; a later, widened space of the loss is a new study ``<loss>.2``, ``<loss>.3
    its first epochs alone). The search of a loss ends at ``tuning.epochs_per_loss`` training
    epochs over all its trials, pruned ones included (counted from the storage, so it survives
    restarts): a trial still running then is stopped (``stopped=budget``);
-2. *confirm* (study ``<study>:confirm``): the ``confirm_top`` best complete trials at the full
-   protocol on every seed of ``confirm_seeds`` (the search run itself serves for the search seed
-   when its settings are the protocol's); the best mean val MAP@R wins and goes to
-   ``losses.<loss>.per_dataset.<dataset>`` (:func:`winner_overrides`).
+2. *confirm* (study ``<study>:confirm``): the ``confirm_top`` best trials (complete ones and
+   ones the budget cut, by their best val MAP@R) at the full protocol on every seed of
+   ``confirm_seeds`` (the search run itself serves for the search seed when its settings are the
+   protocol's; a cut trial resumes there from its last checkpoint and finishes); the best mean
+   val MAP@R wins and goes to ``losses.<loss>.per_dataset.<dataset>`` (:func:`winner_overrides`).
 
 Storage: the live SQLite file is ``<out-dir>/optuna.db``; after every finished trial a
 consistent copy goes to ``tuning.storage`` (committed, ``results/tuning/<dataset>/optuna.db``)
@@ -217,6 +218,27 @@ def confirm_settings(
         extra={**train, **(fixed or {}), "evaluate_test": False},
         tuned=False,
     )
+
+
+def confirm_candidates(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    """The ``top`` best trials of a finished search by their best val MAP@R (trial number
+    breaks ties): complete trials, and trials the search budget cut while they ran
+    (``stopped=budget``, at least one validation round). A cut trial was stopped by the
+    budget's arithmetic, not by its score; leaving it out would let the last trial of a search
+    be the best one seen and never be confirmed (campaign v2: CosFace's trial 2, 53.7 at
+    epoch 43, against 51.1 for the best complete trial). Pruned and diverged trials are out."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    eligible = [
+        tr
+        for tr in trials
+        if tr.state == TrialState.COMPLETE
+        or (tr.user_attrs.get("stopped") == "budget" and "best_val" in tr.user_attrs)
+    ]
+
+    def best(tr: FrozenTrial) -> float:
+        return float(tr.user_attrs.get("best_val", tr.value))
+
+    return sorted(eligible, key=lambda tr: (-best(tr), tr.number))[:top]
 
 
 # --- the storage ----------------------------------------------------------------------------
@@ -475,14 +497,14 @@ class Campaign:
         )
 
     def enqueue_confirmations(self, name: str, loss: str) -> optuna.Study:
-        """The confirmation runs of a finished search (once): the ``confirm_top`` best complete
-        trials on every seed of ``confirm_seeds``."""
+        """The confirmation runs of a finished search (once): the ``confirm_top`` best
+        candidates (:func:`confirm_candidates`) on every seed of ``confirm_seeds``. A trial the
+        budget cut resumes its own run folder for the search seed, so it finishes there."""
         t = self.config.tuning
         confirm = self.study(name + CONFIRM)
         if confirm.user_attrs.get("candidates") is not None:
             return confirm
-        done = self.study(name).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        top = sorted(done, key=lambda tr: (-tr.value, tr.number))[: t.confirm_top]
+        top = confirm_candidates(self.study(name), t.confirm_top)
         for tr in top:
             point = tr.user_attrs["point"]
             own = self.out_dir / loss / tr.user_attrs["run"]

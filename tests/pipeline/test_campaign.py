@@ -186,7 +186,8 @@ def test_confirmations_top_trials_on_every_seed_reusing_the_search_run(config, t
     trials = R.trials_table(camp.storage)
     for loss in LOSSES:
         search = trials[(trials["loss"] == loss) & (trials["phase"] == "search")]
-        top = search[search["state"] == "COMPLETE"].sort_values("val_map@r", ascending=False)
+        eligible = search[(search["state"] == "COMPLETE") | (search["stopped"] == "budget")]
+        top = eligible.sort_values("best_val_map@r", ascending=False)  # cut ones too
         confirm = trials[(trials["loss"] == loss) & (trials["phase"] == "confirm")]
         assert set(confirm["source"]) == set(top["trial"].head(2))
         assert sorted(confirm["seed"]) == [0, 0, 1, 1]
@@ -295,6 +296,29 @@ def test_a_queued_confirmation_is_taken_by_one_worker_only(tmp_path):
     done = a.run_trial(study, trial, objective)
     assert done.state == optuna.trial.TrialState.COMPLETE
     assert len(study.get_trials()) == 1
+
+
+def test_a_trial_the_budget_cut_is_confirmed_and_finishes_its_own_run(tmp_path):
+    """The best trial seen may be the one running when the budget ran out: it is a candidate
+    (by its best val MAP@R), and its search-seed confirmation resumes its run folder."""
+    config = config_from_dict(_raw(epochs_per_loss=30, confirm_top=2, confirm_seeds=[0, 1]))
+    trainer = StandIn({"contrastive": 20, "proxy_anchor": 20})
+    camp = _campaign(config, tmp_path, trainer)
+    camp.prepare(["contrastive"])
+    study = optuna.load_study(study_name="contrastive", storage=camp.storage)
+    study.enqueue_trial({"train.lr": 0.005, "neg_margin": 0.5})  # trial 1: better at every epoch
+    camp.work(["contrastive"])
+    search = {t.number: t for t in _search(camp.storage, "contrastive")}
+    assert search[0].state == optuna.trial.TrialState.COMPLETE
+    assert search[1].user_attrs["stopped"] == "budget" and search[1].user_attrs["epochs"] == 10
+    assert [t.number for t in C.confirm_candidates(study, 2)] == [1, 0]
+    winner = R.winners(camp.storage, config).set_index("loss").loc["contrastive"]
+    assert int(winner["trial"]) == 1
+    trained = pd.DataFrame(trainer.trained, columns=["run", "epoch"])
+    own = trained[trained["run"] == str(tmp_path / "runs" / "contrastive" / "trial1")]
+    # cut during epoch 10 (on_epoch runs before that epoch's checkpoint), finished by its
+    # confirmation from the last checkpoint: the cut epoch is trained again, no other
+    assert own["epoch"].tolist() == [*range(10), *range(9, 20)]
 
 
 def test_a_widened_space_is_a_new_study_beside_the_old(config, tmp_path):
