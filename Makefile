@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 export HF_HUB_OFFLINE := 1
 
-.PHONY: study test env lint exps
+.PHONY: study test env lint exps paper
 
 env: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ STUDY := $(if $(WORKERS),$(PY) -m dmlstudy.pipeline.fanout --workers $(WORKERS)$
 study: $(VENV)/.installed
 	$(PY) -m dmlstudy.pipeline.check_params params.yaml
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(STUDY)
+
+# The paper-grade study (studies/paper/dvc.yaml; README): dvc repro stage by stage, main runs
+# seed by seed; COMMIT=1 commits each stage's compact results and lock as it ends (resumable in a
+# fresh clone: a stage whose committed compact results hold its runs trains nothing).
+paper: $(VENV)/.installed
+	$(PY) -m dmlstudy.pipeline.check_params params.yaml
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.pipeline.paper_study run params.yaml$(if $(COMMIT), --commit)
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest

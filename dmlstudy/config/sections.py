@@ -78,7 +78,8 @@ class StudySection(StrictSection):
     )
     profile: str = Field(
         "full",
-        description="a profile of params.yaml's `profiles:` (full, paper, tiny: tests and CI); "
+        description="a profile of params.yaml's `profiles:` (full, paper, wide64, tiny: tests "
+        "and CI); "
         "checked against them by StudyConfig",
     )
     ablations: list[str] = Field(default_factory=list, description=f"subset of {ABLATIONS}")
@@ -171,9 +172,18 @@ def split_loss_section(
 
 
 class ProfileSection(StrictSection):
+    """What ``study.profile: <name>`` changes (``prepare``, ``train``, ``loss_overrides``), and
+    the seeds the studies of ``studies/paper/dvc.yaml`` train under this profile (``seeds``:
+    every study loss; ``ablation_seeds``: every arm of ``study.ablations``; the default pipeline
+    trains ``study.seeds``)."""
+
     prepare: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     loss_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=list, description="studies/paper: main runs' seeds")
+    ablation_seeds: list[int] = Field(
+        default_factory=list, description="studies/paper: seeds of every ablation arm"
+    )
 
 
 class AblationSection(StrictSection):

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dmlstudy.evaluation import mean_ci, per_query_metrics
+from dmlstudy.evaluation import mean_ci
 from dmlstudy.evaluation.hierarchical import format_p, two_way_test
 from dmlstudy.evaluation.significance import (
     class_bootstrap,
     holm,
     paired_class_test,
 )
+from dmlstudy.pipeline.compact import PER_QUERY_FILE, load_per_query, per_query_from_embeddings
 from dmlstudy.pipeline.results import load_embeddings, load_run
 
 COMPARED = ("recall@1", "map@r")
@@ -35,21 +36,12 @@ LABELS = {"recall@1": "R@1", "map@r": "MAP@R"}
 
 
 def per_query(run_dir: str | Path, level: str = "fine") -> dict[str, np.ndarray]:
-    """Per-query test metrics of one run at label ``level`` ("fine" or "coarse")."""
-    e = load_embeddings(run_dir)
-    labels = e["labels"] if level == "fine" else e["coarse_labels"]
-    metric = load_run(run_dir)["metric"]
-    q = e.get("is_query", np.ones(len(labels), bool))
-    g = e.get("is_gallery", np.ones(len(labels), bool))
-    if q.all() and g.all():
-        return per_query_metrics(e["embeddings"], labels, metric=metric)
-    return per_query_metrics(
-        e["embeddings"][q],
-        labels[q],
-        gallery_embeddings=e["embeddings"][g],
-        gallery_labels=labels[g],
-        metric=metric,
-    )
+    """Per-query test metrics of one run at label ``level`` ("fine" or "coarse"): from its test
+    embeddings, or from a compact run folder's per-query file (pipeline/compact.py)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "embeddings_test.npz").is_file() and (run_dir / PER_QUERY_FILE).is_file():
+        return load_per_query(run_dir, level)
+    return per_query_from_embeddings(load_embeddings(run_dir), load_run(run_dir)["metric"], level)
 
 
 def _seed_values(runs: Sequence[Path], level: str) -> list[dict[str, np.ndarray]]:

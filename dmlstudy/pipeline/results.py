@@ -198,17 +198,30 @@ def query_gallery(e: dict[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
+#: K of the recall curves, and the file a compact run folder keeps them in (pipeline/compact.py)
+RECALL_KS = (1, 2, 4, 8, 16, 32)
+RECALL_FILE = "recall_at_k.csv"
+
+
 def recall_curves(
     runs_dir: str | Path,
     losses: Sequence[str],
     seeds: Sequence[int],
-    ks: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    ks: Sequence[int] = RECALL_KS,
 ) -> pd.DataFrame:
-    """Long table ``loss, seed, k, recall`` on the test embeddings, each loss with its metric."""
+    """Long table ``loss, seed, k, recall`` on the test embeddings, each loss with its metric (a
+    compact run folder, which has no embeddings: its ``recall_at_k.csv``)."""
     rows = []
     for loss in losses:
         for seed in seeds:
             run = run_path(runs_dir, loss, seed)
+            if not (run / "embeddings_test.npz").is_file() and (run / RECALL_FILE).is_file():
+                kept = pd.read_csv(run / RECALL_FILE).set_index("k")["recall"]
+                missing = sorted(set(ks) - set(kept.index))
+                if missing:
+                    raise ValueError(f"{run / RECALL_FILE} has no recall@K for K = {missing}")
+                rows += [{"loss": loss, "seed": seed, "k": k, "recall": kept[k]} for k in ks]
+                continue
             metric = load_run(run)["metric"]
             res = evaluate(
                 **query_gallery(load_embeddings(run)), metric=metric, recall_at=ks, with_nmi=False

@@ -16,6 +16,8 @@ from dmlstudy.training.fingerprint import loss_modules
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.py"))
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
+#: the paper-grade study's pipeline (its own lock; `make paper`)
+PAPER = yaml.safe_load((REPO / "studies/paper/dvc.yaml").read_text())
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
@@ -41,6 +43,7 @@ def test_notebooks_exist_for_every_stage():
         "ablation",
         "multimodal",
         "report",
+        "paper",
     }
 
 
@@ -134,7 +137,7 @@ def test_notebooks_have_no_training_loops(path):
 
 
 def _commands():
-    for name, stage in DVC["stages"].items():
+    for name, stage in [*DVC["stages"].items(), *PAPER["stages"].items()]:
         body = stage.get("do", stage)
         yield name, body["cmd"]
 
@@ -247,7 +250,7 @@ def test_stages_depend_on_the_profile_sections_they_read(name):
 
 
 def _stage_for(notebook: str) -> dict:
-    for stage in DVC["stages"].values():
+    for stage in [*DVC["stages"].values(), *PAPER["stages"].values()]:
         body = stage.get("do", stage)
         if f"notebooks/{notebook}.py" in body["cmd"]:
             return body
