@@ -6,7 +6,7 @@ export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 export HF_HUB_OFFLINE := 1
 
-.PHONY: study test env lint exps paper
+.PHONY: study test env lint exps paper compare
 
 env: $(VENV)/.installed
 
@@ -31,6 +31,12 @@ study: $(VENV)/.installed
 paper: $(VENV)/.installed
 	$(PY) -m dmlstudy.pipeline.check_params params.yaml
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.pipeline.paper_study run params.yaml$(if $(COMMIT), --commit)
+
+# Bring your own loss (docs/adding-a-loss.md): tune LOSS with the campaign's budget, train it on
+# the paper-grade seeds, report it against the committed results of the others (none retrained).
+compare: $(VENV)/.installed
+	@test -n "$(LOSS)" || (echo "usage: make compare LOSS=<registered loss name>"; exit 2)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.pipeline.compare_loss params.yaml --loss $(LOSS)
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest

@@ -151,16 +151,17 @@ def test_stage_order_covers_every_stage_of_the_dvc_file():
     assert order[-1].endswith("report@omniglot")
 
 
-def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(tiny_study, tmp_path):
-    """``paper_study run --commit`` (make paper) in a copy of the tiny study: each stage's compact
-    folders and the lock are committed as the stage ends; a fresh clone of that history runs the
-    same command and trains nothing (its compact folders hold the runs asked for)."""
+RUN = [sys.executable, "-m", "dmlstudy.pipeline.paper_study", "run", "params.yaml", "--commit"]
+
+
+@pytest.fixture(scope="module")
+def paper_repo(tiny_study, tmp_path_factory):
+    """A copy of the tiny study with the paper profiles at tiny budgets, after ``make paper
+    COMMIT=1`` (``paper_study run --commit``): (repo, env, the run's CompletedProcess)."""
     import shutil
 
-    from tests.pipeline.tiny_repo import dvc
-
     base, run_env, _ = tiny_study
-    repo = tmp_path / "repo"
+    repo = tmp_path_factory.mktemp("paper") / "repo"
     shutil.copytree(base, repo, symlinks=True)
     shutil.copytree(REPO / "studies", repo / "studies")
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -168,14 +169,25 @@ def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(tiny_stu
     params["study"]["ablations"] = []
     params["profiles"]["paper"].update(train=dict(tiny), seeds=[0], ablation_seeds=[0])
     params["profiles"]["wide64"]["train"].update(tiny)
+    params["tuning"].update(epochs_per_loss=4, confirm_top=1, confirm_seeds=[0, 1])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-C", str(repo)]
     subprocess.run([*git, "add", "-A"], check=True, env=run_env)
     subprocess.run([*git, "commit", "-qm", "paper profile"], check=True, env=run_env)
-    cmd = [sys.executable, "-m", "dmlstudy.pipeline.paper_study", "run", "params.yaml", "--commit"]
-    first = subprocess.run(cmd, cwd=repo, env=run_env, capture_output=True, text=True)
+    first = subprocess.run(RUN, cwd=repo, env=run_env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    losses = params["study"]["losses"]
+    return repo, run_env, first
+
+
+def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(paper_repo, tmp_path):
+    """Each stage's compact folders and the lock are committed as the stage ends; a fresh clone
+    of that history runs the same command and trains nothing (its compact folders hold the runs
+    asked for)."""
+    from tests.pipeline.tiny_repo import dvc
+
+    repo, run_env, _ = paper_repo
+    git = ["git", "-C", str(repo)]
+    losses = yaml.safe_load((repo / "params.yaml").read_text())["study"]["losses"]
     for profile in ("paper", "wide64"):
         for loss in losses:
             assert (
@@ -193,11 +205,47 @@ def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(tiny_stu
 
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, env=run_env)
-    again = subprocess.run(cmd, cwd=clone, env=run_env, capture_output=True, text=True)
+    again = subprocess.run(RUN, cwd=clone, env=run_env, capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "trained, compact results" not in again.stdout
     assert not (clone / "work" / "paper").exists()  # no run folder: nothing was trained
     assert dvc(clone, run_env, "status", PS.DVCFILE).stdout.strip().endswith("up to date.")
+
+
+def test_make_compare_tunes_trains_and_reports_a_new_loss_without_retraining_the_others(
+    paper_repo,
+):
+    """docs/adding-a-loss.md's loss, dropped into the study: `make compare LOSS=norm_softmax`
+    tunes it with the campaign's budget, writes its winner into params.yaml, trains it on the
+    paper seeds and reports it beside the committed losses, none of which is retrained."""
+    import re
+
+    repo, run_env, _ = paper_repo
+    doc = (REPO / "docs" / "adding-a-loss.md").read_text()
+    module = re.findall(r"```python\n(.*?)```", doc, flags=re.S)[0]
+    (repo / "dmlstudy" / "losses" / "norm_softmax.py").write_text(module)
+    snippet = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)[0])
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    others = list(params["study"]["losses"])
+    params["study"]["losses"].append("norm_softmax")
+    params["study"]["untuned"] = ["norm_softmax"]
+    params["losses"]["norm_softmax"] = snippet["losses"]["norm_softmax"]
+    params["tuning"]["space"]["norm_softmax"] = snippet["tuning"]["space"]["norm_softmax"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cmd = [sys.executable, "-m", "dmlstudy.pipeline.compare_loss", "params.yaml"]
+    proc = subprocess.run(
+        [*cmd, "--loss", "norm_softmax"], cwd=repo, env=run_env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    after = yaml.safe_load((repo / "params.yaml").read_text())
+    assert "omniglot" in after["losses"]["norm_softmax"]["per_dataset"]
+    assert "norm_softmax" not in after["study"]["untuned"]
+    trials = pd.read_csv(repo / "results/tuning/omniglot/trials.csv")
+    assert set(others) < set(trials["loss"]) and "norm_softmax" in set(trials["loss"])  # merged
+    table = pd.read_csv(repo / "results/paper/omniglot/table.csv", index_col="loss")
+    assert set(table.index) == {*others, "norm_softmax"}
+    trained = re.findall(r"omniglot/(\w+)/seed\d+: trained", proc.stdout)
+    assert trained == ["norm_softmax"]  # the study's losses: their committed compact results
 
 
 def test_an_arm_that_trains_as_its_main_run_is_copied_not_trained(make_settings, tmp_path):
