@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,11 @@ from dmlstudy.config import ParamsError, StudyConfig
 from dmlstudy.data import DataError, get_spec
 from dmlstudy.data.catalog import open_dataset
 from dmlstudy.data.sources import absent_files
-from dmlstudy.data.splits import assign_validation_split, select_classes
+from dmlstudy.data.splits import (
+    assign_validation_split,
+    select_classes,
+    widen_coarse_validation,
+)
 from dmlstudy.models import build_embedder
 from dmlstudy.models.convnet import LOCAL_BACKBONES
 from dmlstudy.pipeline.runs import RunSpec, deciding_keys
@@ -66,15 +70,28 @@ class LevelCounts:
 
 @dataclass(frozen=True)
 class SplitCounts:
-    """The training split of one dataset under the active profile."""
+    """The training split of one dataset under the active profile (``index``: the split index
+    it was counted from, where there is one)."""
 
     dataset: str
     source: str  # where the counts come from, for the messages
     fine: LevelCounts
     coarse: LevelCounts | None
+    index: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
-    def level(self, label_level: str) -> LevelCounts | None:
-        return self.fine if label_level == "fine" else self.coarse
+    def level(
+        self, label_level: str, val_coarse_fraction: float | None = None
+    ) -> LevelCounts | None:
+        """Counts at ``label_level``; coarse runs that widen the validation split
+        (``val_coarse_fraction``: the multi-modal experiment) train on the coarse classes left
+        after :func:`~dmlstudy.data.splits.widen_coarse_validation` (a ValueError where it
+        cannot widen)."""
+        if label_level == "fine":
+            return self.fine
+        if val_coarse_fraction is None or self.index is None or self.coarse is None:
+            return self.coarse
+        index = widen_coarse_validation(self.index, val_coarse_fraction)
+        return _level(index[index["split"] == "train"], "coarse_label")
 
 
 def _level(train: pd.DataFrame, column: str) -> LevelCounts:
@@ -98,6 +115,7 @@ def _from_index(dataset: str, index: pd.DataFrame, source: str) -> SplitCounts:
         source,
         _level(train, "label"),
         _level(train, "coarse_label") if has_coarse else None,
+        index[["label", "coarse_label", "split"]] if has_coarse else None,
     )
 
 
@@ -163,7 +181,12 @@ def check_batches(
 ) -> list[str]:
     """Raise a :class:`ParamsError` for batches the training split cannot fill; return warnings.
     ``sources(key)`` names the params section a training setting came from."""
-    level = counts.level(s.label_level)
+    try:
+        level = counts.level(s.label_level, s.val_coarse_fraction)
+    except ValueError as exc:  # too few coarse classes to widen the validation split
+        raise ParamsError(
+            f"{where}: {exc} ({_fix_sources(sources, 'val_coarse_fraction')})"
+        ) from None
     if level is None:
         return []
     what = f"the {s.label_level}-label training split of {counts.dataset} (counted from " \
