@@ -44,6 +44,13 @@ from dmlstudy.data.splits import (
 )
 from dmlstudy.models import build_embedder
 from dmlstudy.models.convnet import LOCAL_BACKBONES
+from dmlstudy.models.embedder import create_backbone
+from dmlstudy.models.pretrained import (
+    check_state_dict,
+    hub_weights_problem,
+    read_state_file,
+    weights_help,
+)
 from dmlstudy.pipeline.runs import RunSpec, deciding_keys
 from dmlstudy.training.settings import TrainSettings
 
@@ -263,6 +270,42 @@ def check_model_builds(
             f"{where}: the model rejects its settings ({_fix_sources(sources, *keys)}): "
             f"{_MODELS[key]}"
         )
+
+
+def check_pretrained_weights(
+    s: TrainSettings,
+    where: str,
+    channels: int,
+    sources: Callable[[str], str],
+    probe: Callable[[str], str | None] | None = None,
+    seen: dict[tuple[Any, ...], str | None] | None = None,
+) -> None:
+    """A run with ``pretrained: true`` can get its backbone's weights before any compute: its
+    ``pretrained_file`` exists and fits the backbone (keys and shapes, read without loading the
+    tensors), or timm's hub weights are in the local cache, or the hub may be used and answers
+    ``probe`` (:func:`dmlstudy.models.pretrained.hub_weights_problem`). Otherwise the error names
+    the model and both ways to provide the weights (a local file, a pre-filled hub cache).
+    ``seen`` keeps the answers of one check (one probe per backbone and file)."""
+    if not s.pretrained or s.backbone in LOCAL_BACKBONES:
+        return
+    seen = {} if seen is None else seen
+    key = (s.backbone, channels, str(s.pretrained_file) if s.pretrained_file else None)
+    if key not in seen:
+        if s.pretrained_file is None:
+            reason = hub_weights_problem(s.backbone, probe)
+            seen[key] = None if reason is None else weights_help(s.backbone, reason)
+        else:
+            try:
+                with torch.device("meta"):
+                    backbone = create_backbone(s.backbone, pretrained=False, in_chans=channels)
+                source = f"train.pretrained_file {s.pretrained_file}"
+                check_state_dict(backbone, read_state_file(s.pretrained_file), source)
+                seen[key] = None
+            except (OSError, ValueError, RuntimeError) as exc:
+                seen[key] = str(exc)
+    if seen[key] is not None:
+        keys = ("backbone", "pretrained_file") if s.pretrained_file else ("backbone", "pretrained")
+        raise ParamsError(f"{where} ({_fix_sources(sources, *keys)}): {seen[key]}")
 
 
 def key_sources(config: StudyConfig, run: RunSpec) -> Callable[[str], str]:
