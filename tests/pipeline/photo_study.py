@@ -13,6 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from dmlstudy.models.embedder import create_backbone
 from tests.data.archives import make_cars, make_cub, make_inshop, make_sop, varied_jpeg_bytes
 
 PHOTO = ("cub200", "cars196", "sop", "inshop")
@@ -90,14 +93,34 @@ def expect_counts(repo: Path, name: str, counts: dict[str, tuple[int, int]]) -> 
     module.write_text(text)
 
 
+#: The backbone's "pretrained" weights, a state_dict in the copy (a path relative to its root):
+#: the runs train from it under HF_HUB_OFFLINE=1, as on a machine without the model hub.
+WEIGHTS = "weights/test_resnet.pth"
+
+
+def save_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A randomly initialised RGB ``BACKBONE``'s state_dict at ``path``."""
+    torch.manual_seed(7)
+    state = create_backbone(BACKBONE, pretrained=False, in_chans=3).state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
 def edit_study(repo: Path, params: dict[str, Any]) -> None:
-    """The photo datasets at a small cache size with a small timm backbone, counts of the
-    miniature archives."""
+    """The photo datasets at a small cache size with a small timm backbone trained from
+    :data:`WEIGHTS`, counts of the miniature archives."""
+    save_weights(repo / WEIGHTS)
     for name in PHOTO:
         expect_counts(repo, name, COUNTS[name])
         params["datasets"][name]["prepare"]["image_size"] = CACHE_SIZE
         params["datasets"][name]["train"].update(
-            backbone=BACKBONE, pretrained=False, embedding_dim=32, image_size=32, eval_resize=36
+            backbone=BACKBONE,
+            pretrained=True,
+            pretrained_file=WEIGHTS,
+            embedding_dim=32,
+            image_size=32,
+            eval_resize=36,
         )
 
 

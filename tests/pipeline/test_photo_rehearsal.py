@@ -5,8 +5,9 @@ backbone. It checks what only the whole path can get wrong: In-Shop scored query
 SOP and In-Shop coarse labels reaching the multi-modal stage, the index naming each dataset's
 protocol, grayscale / CMYK JPEGs of odd sizes through the uint8 cache.
 
-One module-scoped run is shared by the tests here (16 notebooks: about 3 minutes on 2 busy
-cores)."""
+The runs train from a ``pretrained_file`` under ``HF_HUB_OFFLINE=1``, as on a machine without
+the model hub. One module-scoped run is shared by the tests here (16 notebooks: 3-4 minutes on
+2 busy cores)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 from PIL import Image
 
 from dmlstudy.evaluation import evaluate
+from dmlstudy.training.checkpoint import load_checkpoint
 from tests.data.archives import VARIED
 from tests.pipeline.photo_study import (
     CACHE_SIZE,
@@ -29,6 +31,7 @@ from tests.pipeline.photo_study import (
     MULTIMODAL,
     PHOTO,
     STUDY,
+    WEIGHTS,
     edit_study,
     write_archives,
 )
@@ -62,6 +65,23 @@ def test_every_stage_ran_and_rendered(photo_study):
     assert not missing, missing
     index = (repo / "reports" / "index.html").read_text()
     assert all(f'href="{d}/evaluate.html"' in index for d in PHOTO)
+
+
+def test_runs_trained_from_the_pretrained_file_without_the_hub(photo_study):
+    """HF_HUB_OFFLINE=1 and pretrained: true: check_params let the runs through on their
+    pretrained_file (a path relative to the repository), and each started from it."""
+    import torch
+
+    repo, _ = photo_study
+    state = torch.load(repo / WEIGHTS, weights_only=True)
+    for d in PHOTO:
+        run = repo / "work" / "runs" / d / RUN
+        settings = pd.read_json(run / "metrics.json", typ="series")["settings"]
+        assert settings["pretrained"] and settings["pretrained_file"] == WEIGHTS
+        trained = load_checkpoint(run / "best.pt")["model_state"]
+        # BatchNorm statistics move at every step; the first conv's weights 2 steps from the file
+        moved = (trained["backbone.conv1.0.weight"] - state["conv1.0.weight"]).abs().max()
+        assert 0 < moved < 0.05, (d, float(moved))
 
 
 def test_inshop_is_scored_query_to_gallery(photo_study):
