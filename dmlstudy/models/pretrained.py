@@ -69,12 +69,14 @@ def weights_source(backbone: str) -> tuple[str, str | None]:
 
 def cached_weights(backbone: str) -> Path | None:
     """The local copy of ``backbone``'s pretrained weights in the hub (or torch-hub) cache."""
+    import timm
     from huggingface_hub import try_to_load_from_cache
 
     kind, where = weights_source(backbone)
     if kind == "hf" and where is not None:
         repo, _, revision = where.partition("@")
-        for name in HUB_FILES:
+        own = getattr(timm.models.get_pretrained_cfg(backbone), "hf_hub_filename", None)
+        for name in (own, *HUB_FILES) if own else HUB_FILES:
             found = try_to_load_from_cache(
                 repo, name, cache_dir=hub_cache_dir(), revision=revision or None
             )

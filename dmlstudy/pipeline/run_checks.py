@@ -11,7 +11,9 @@ training would meet, so that no such error surfaces at training, after a run fol
   common practice and the sampler's documented behaviour); random batches need ``batch_size``
   training images;
 * the model: the embedder is built (on the meta device, no weights) with the run's backbone,
-  ``embedding_dim``, pooling and head, e.g. ``embedding_dim`` above the backbone's feature width.
+  ``embedding_dim``, pooling and head, e.g. ``embedding_dim`` above the backbone's feature width;
+* the pretrained weights (``pretrained: true``): a ``pretrained_file`` that fits the backbone, or
+  the hub's weights in the local cache or downloadable (:mod:`dmlstudy.models.pretrained`).
 
 The training split's counts (:func:`split_counts`) come, most exact first, from the prepared
 data (``work/prepared/<dataset>``, when written with the active prepare settings), from the
