@@ -53,17 +53,25 @@ def assign_validation_split(
 
 
 def widen_coarse_validation(index: pd.DataFrame, val_fraction: float) -> pd.DataFrame:
-    """Copy of a split ``index`` whose "val" rows hold ``round(val_fraction × n)`` of its ``n``
-    non-test coarse classes: the coarse classes already in validation, plus whole train coarse
-    classes (all their rows) evenly spaced in label order — deterministic and seed-independent, so
-    every run selects on the same ones. "test" rows are untouched; used per run (the multi-modal
-    experiment's ``val_coarse_fraction``), never written back to the prepared data.
+    """Copy of a split ``index`` whose "val" rows are ``round(val_fraction × n)`` WHOLE coarse
+    classes of its ``n`` non-test coarse classes, none of them trained on: the coarse classes the
+    prepared validation already holds out whole (``val_by: coarse``, Omniglot alphabets), plus
+    coarse classes evenly spaced in label order, with all their train and val rows. Prepared
+    validation rows of a coarse class that stays in training (``val_by: class``: SOP, In-Shop and
+    Cars196 hold out products / models of every coarse class) go back to "train". Deterministic
+    and seed-independent, so every run selects on the same ones. "test" rows are untouched; used
+    per run (the multi-modal experiment's ``val_coarse_fraction``), never written back to the
+    prepared data.
 
     >>> df = pd.DataFrame({"label": range(8), "coarse_label": [0, 0, 1, 2, 3, 4, 5, 6],
     ...                    "split": ["train"] * 5 + ["val"] + ["test"] * 2})
     >>> out = widen_coarse_validation(df, 0.6)
     >>> {s: sorted(set(g.tolist())) for s, g in out.groupby("split")["coarse_label"]}
     {'test': [5, 6], 'train': [1, 2], 'val': [0, 3, 4]}
+    >>> df["split"] = ["train", "val", "train", "val", "train", "train", "test", "test"]
+    >>> out = widen_coarse_validation(df, 0.4)  # coarse 0 in both splits, 2 held out whole
+    >>> {s: sorted(set(g.tolist())) for s, g in out.groupby("split")["coarse_label"]}
+    {'test': [5, 6], 'train': [1, 3, 4], 'val': [0, 2]}
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_coarse_fraction must be in (0, 1), got {val_fraction}")
@@ -72,20 +80,22 @@ def widen_coarse_validation(index: pd.DataFrame, val_fraction: float) -> pd.Data
     val = (index["split"] == "val").to_numpy()
     if (coarse[train | val] < 0).any():
         raise ValueError("val_coarse_fraction needs coarse labels, but this dataset has none")
-    in_val = np.unique(coarse[val])
-    free = np.setdiff1d(np.unique(coarse[train]), in_val)
-    n_all = len(np.union1d(in_val, free))
+    held = np.setdiff1d(coarse[val], coarse[train])  # held out whole by the prepared split
+    free = np.setdiff1d(coarse[train | val], held)
+    n_all = len(held) + len(free)
     n_val = round(float(val_fraction * n_all))
-    if not len(in_val) <= n_val <= n_all - 2:
+    if not max(1, len(held)) <= n_val <= n_all - 2:
         raise ValueError(
             f"val_coarse_fraction={val_fraction} of {n_all} non-test coarse classes gives {n_val} "
-            f"validation coarse classes; need {len(in_val)} (the prepared ones) to {n_all - 2} "
-            "(two left to train on)"
+            f"validation coarse classes; need {max(1, len(held))} (at least one, and the "
+            f"prepared ones) to {n_all - 2} (two left to train on)"
         )
-    extra = n_val - len(in_val)
+    extra = n_val - len(held)
     pos = np.linspace(0, len(free) - 1, extra).round().astype(int) if extra else []
+    in_val = np.isin(coarse, np.union1d(held, free[pos]))
     out = index.copy()
-    out.loc[train & np.isin(coarse, free[pos]), "split"] = "val"
+    out.loc[(train | val) & in_val, "split"] = "val"
+    out.loc[(train | val) & ~in_val, "split"] = "train"
     return out
 
 

@@ -6,7 +6,9 @@ loss without a search space, or without tuned values where the others have them 
 ``study.untuned`` lists it: :func:`check_tuning_coverage`), builds the ``TrainSettings`` of
 every run the study will start (study datasets × losses, ablation variants, multi-modal runs)
 so that cross-field errors (``batch_size`` not a multiple of ``m_per_class``…) surface here, and
-checks that every study dataset's archives are local or downloadable (:func:`check_data`).
+checks that every study dataset's archives are local or downloadable (:func:`check_data`) and
+every pretrained backbone's weights are in a local file, the hub cache, or a reachable hub
+(:func:`check_weights`; ``HF_HUB_OFFLINE`` forbids the hub).
 ``make study`` runs it before DVC parses dvc.yaml. With a marker path it writes a constant
 marker on success: downstream stages depend on it for ordering only, so a valid params edit
 never invalidates them through it.
@@ -33,6 +35,7 @@ from dmlstudy.pipeline.run_checks import (
     SplitCounts,
     check_batches,
     check_model_builds,
+    check_pretrained_weights,
     key_sources,
     split_counts,
 )
@@ -103,6 +106,24 @@ def check_runs(config: StudyConfig, prepared_root: str | Path | None = "work/pre
                 print(f"WARNING: {warning}", file=sys.stderr)
         check_model_builds(s, run.where, get_spec(run.dataset).channels, sources)
     return len(runs) * len(config.study.seeds)
+
+
+def check_weights(config: StudyConfig, probe: Callable[[str], str | None] | None = None) -> None:
+    """Every run with ``pretrained: true`` can get its backbone's weights without compute: from
+    its ``pretrained_file``, the local hub cache, or a reachable hub (``probe(url)``, once per
+    backbone; none under ``HF_HUB_OFFLINE``). One error per backbone and file, all at once
+    (:func:`dmlstudy.pipeline.run_checks.check_pretrained_weights`)."""
+    seen: dict = {}
+    errors: dict[tuple[str, str | None], str] = {}
+    for run in study_runs(config):
+        s = built(run.where, partial(run.settings, config, 0, ".", "."))
+        channels = get_spec(run.dataset).channels
+        try:
+            check_pretrained_weights(s, run.where, channels, key_sources(config, run), probe, seen)
+        except ParamsError as exc:
+            errors.setdefault((s.backbone, str(s.pretrained_file)), str(exc))
+    if errors:
+        raise ParamsError("\n".join(errors.values()))
 
 
 def check_campaign(config: StudyConfig) -> int:
@@ -253,9 +274,17 @@ def main(argv: list[str] | None = None) -> int:
         edits = check_edits(config, args[0])
         runs = check_runs(config)
         check_campaign(config)
-        check_data(config)
     except (ParamsError, ValueError, DataError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    problems = []  # what the machine lacks: pretrained weights, archives (all at once)
+    for check in (check_weights, check_data):
+        try:
+            check(config)
+        except (ParamsError, DataError) as exc:
+            problems.append(f"ERROR: {exc}")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
         return 1
     if len(args) == 2:
         marker = Path(args[1])

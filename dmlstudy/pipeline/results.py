@@ -70,20 +70,38 @@ NO_PUBLISHED = {
     "between the losses of this study only.",
 }
 
+#: The official evaluation protocol of each photo dataset, which published numbers and ours share
+#: (splits and counts as in dmlstudy/data/<dataset>.py).
+PROTOCOL = {
+    "cub200": "CUB-200-2011 zero-shot protocol (Song et al. 2016): classes 1-100 train, "
+    "101-200 test; each of the 5,924 test images queries all the others.",
+    "cars196": "Cars196 zero-shot protocol (Song et al. 2016): models 1-98 train, 99-196 test; "
+    "each of the 8,131 test images queries all the others.",
+    "sop": "Stanford Online Products protocol (Song et al. 2016): 11,318 training products, "
+    "11,316 test products; each of the 60,502 test images queries all the others.",
+    "inshop": "In-Shop protocol (Liu et al. 2016): 3,997 training items; the 14,218 query "
+    "images of the 3,985 test items are searched in the 12,612-image gallery (query to "
+    "gallery, not all against all).",
+}
+
 
 def published_note(dataset: str) -> str:
-    """One sentence on the published numbers of ``dataset`` (their protocol, or that none exist).
+    """The evaluation protocol of ``dataset`` (photo datasets) and one sentence on its published
+    numbers (their own protocols, or that none exist).
 
     >>> published_note("omniglot").startswith("There is no published retrieval number")
     True
+    >>> "query to gallery" in published_note("inshop")
+    True
     """
+    protocol = f"{PROTOCOL[dataset]} " if dataset in PROTOCOL else ""
     if dataset in PUBLISHED_R1:
-        return (
+        return protocol + (
             "Published Recall@1 is shown beside ours for orientation only: each comes with its "
             "own protocol (named beside it: backbone, embedding size, image size), and "
             "Proxy-Anchor picked its epoch on the test set."
         )
-    return NO_PUBLISHED.get(
+    return protocol + NO_PUBLISHED.get(
         dataset, f"No published retrieval number for {dataset} is collected in this study."
     )
 

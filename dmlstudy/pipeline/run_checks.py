@@ -11,7 +11,9 @@ training would meet, so that no such error surfaces at training, after a run fol
   common practice and the sampler's documented behaviour); random batches need ``batch_size``
   training images;
 * the model: the embedder is built (on the meta device, no weights) with the run's backbone,
-  ``embedding_dim``, pooling and head, e.g. ``embedding_dim`` above the backbone's feature width.
+  ``embedding_dim``, pooling and head, e.g. ``embedding_dim`` above the backbone's feature width;
+* the pretrained weights (``pretrained: true``): a ``pretrained_file`` that fits the backbone, or
+  the hub's weights in the local cache or downloadable (:mod:`dmlstudy.models.pretrained`).
 
 The training split's counts (:func:`split_counts`) come, most exact first, from the prepared
 data (``work/prepared/<dataset>``, when written with the active prepare settings), from the
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,20 @@ from dmlstudy.config import ParamsError, StudyConfig
 from dmlstudy.data import DataError, get_spec
 from dmlstudy.data.catalog import open_dataset
 from dmlstudy.data.sources import absent_files
-from dmlstudy.data.splits import assign_validation_split, select_classes
+from dmlstudy.data.splits import (
+    assign_validation_split,
+    select_classes,
+    widen_coarse_validation,
+)
 from dmlstudy.models import build_embedder
 from dmlstudy.models.convnet import LOCAL_BACKBONES
+from dmlstudy.models.embedder import create_backbone
+from dmlstudy.models.pretrained import (
+    check_state_dict,
+    hub_weights_problem,
+    read_state_file,
+    weights_help,
+)
 from dmlstudy.pipeline.runs import RunSpec, deciding_keys
 from dmlstudy.training.settings import TrainSettings
 
@@ -66,15 +79,28 @@ class LevelCounts:
 
 @dataclass(frozen=True)
 class SplitCounts:
-    """The training split of one dataset under the active profile."""
+    """The training split of one dataset under the active profile (``index``: the split index
+    it was counted from, where there is one)."""
 
     dataset: str
     source: str  # where the counts come from, for the messages
     fine: LevelCounts
     coarse: LevelCounts | None
+    index: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
-    def level(self, label_level: str) -> LevelCounts | None:
-        return self.fine if label_level == "fine" else self.coarse
+    def level(
+        self, label_level: str, val_coarse_fraction: float | None = None
+    ) -> LevelCounts | None:
+        """Counts at ``label_level``; coarse runs that widen the validation split
+        (``val_coarse_fraction``: the multi-modal experiment) train on the coarse classes left
+        after :func:`~dmlstudy.data.splits.widen_coarse_validation` (a ValueError where it
+        cannot widen)."""
+        if label_level == "fine":
+            return self.fine
+        if val_coarse_fraction is None or self.index is None or self.coarse is None:
+            return self.coarse
+        index = widen_coarse_validation(self.index, val_coarse_fraction)
+        return _level(index[index["split"] == "train"], "coarse_label")
 
 
 def _level(train: pd.DataFrame, column: str) -> LevelCounts:
@@ -98,6 +124,7 @@ def _from_index(dataset: str, index: pd.DataFrame, source: str) -> SplitCounts:
         source,
         _level(train, "label"),
         _level(train, "coarse_label") if has_coarse else None,
+        index[["label", "coarse_label", "split"]] if has_coarse else None,
     )
 
 
@@ -163,7 +190,12 @@ def check_batches(
 ) -> list[str]:
     """Raise a :class:`ParamsError` for batches the training split cannot fill; return warnings.
     ``sources(key)`` names the params section a training setting came from."""
-    level = counts.level(s.label_level)
+    try:
+        level = counts.level(s.label_level, s.val_coarse_fraction)
+    except ValueError as exc:  # too few coarse classes to widen the validation split
+        raise ParamsError(
+            f"{where}: {exc} ({_fix_sources(sources, 'val_coarse_fraction')})"
+        ) from None
     if level is None:
         return []
     what = f"the {s.label_level}-label training split of {counts.dataset} (counted from " \
@@ -240,6 +272,42 @@ def check_model_builds(
             f"{where}: the model rejects its settings ({_fix_sources(sources, *keys)}): "
             f"{_MODELS[key]}"
         )
+
+
+def check_pretrained_weights(
+    s: TrainSettings,
+    where: str,
+    channels: int,
+    sources: Callable[[str], str],
+    probe: Callable[[str], str | None] | None = None,
+    seen: dict[tuple[Any, ...], str | None] | None = None,
+) -> None:
+    """A run with ``pretrained: true`` can get its backbone's weights before any compute: its
+    ``pretrained_file`` exists and fits the backbone (keys and shapes, read without loading the
+    tensors), or timm's hub weights are in the local cache, or the hub may be used and answers
+    ``probe`` (:func:`dmlstudy.models.pretrained.hub_weights_problem`). Otherwise the error names
+    the model and both ways to provide the weights (a local file, a pre-filled hub cache).
+    ``seen`` keeps the answers of one check (one probe per backbone and file)."""
+    if not s.pretrained or s.backbone in LOCAL_BACKBONES:
+        return
+    seen = {} if seen is None else seen
+    key = (s.backbone, channels, str(s.pretrained_file) if s.pretrained_file else None)
+    if key not in seen:
+        if s.pretrained_file is None:
+            reason = hub_weights_problem(s.backbone, probe)
+            seen[key] = None if reason is None else weights_help(s.backbone, reason)
+        else:
+            try:
+                with torch.device("meta"):
+                    backbone = create_backbone(s.backbone, pretrained=False, in_chans=channels)
+                source = f"train.pretrained_file {s.pretrained_file}"
+                check_state_dict(backbone, read_state_file(s.pretrained_file), source)
+                seen[key] = None
+            except (OSError, ValueError, RuntimeError) as exc:
+                seen[key] = str(exc)
+    if seen[key] is not None:
+        keys = ("backbone", "pretrained_file") if s.pretrained_file else ("backbone", "pretrained")
+        raise ParamsError(f"{where} ({_fix_sources(sources, *keys)}): {seen[key]}")
 
 
 def key_sources(config: StudyConfig, run: RunSpec) -> Callable[[str], str]:

@@ -26,6 +26,7 @@ from dmlstudy.data import PreparedDataset, build_sampler
 from dmlstudy.evaluation import evaluate
 from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
+from dmlstudy.models.pretrained import load_backbone_file
 from dmlstudy.training.augment import Preprocess, backbone_mean_std
 from dmlstudy.training.checkpoint import atomic_save
 from dmlstudy.training.distributed import (
@@ -144,12 +145,14 @@ def _train(
             s.backbone,
             embedding_dim=s.embedding_dim,
             in_chans=channels,
-            pretrained=s.pretrained,
+            pretrained=s.pretrained and s.pretrained_file is None,
             pooling=s.pooling,
             layer_norm=s.layer_norm,
             normalize=normalize,
             freeze_bn=s.freeze_bn,
         )
+    if s.pretrained_file is not None:  # the weights of a machine without the model hub
+        load_backbone_file(model.backbone, s.pretrained_file)
     if s.mean is not None:
         mean, std = s.mean, s.std or ()
     else:  # pretrained weights get the statistics they were trained with

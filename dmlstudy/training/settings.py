@@ -59,6 +59,12 @@ class TrainSettings(BaseModel):
     # --- model --------------------------------------------------------------------------------
     backbone: str = Field("convnet4", description="any timm model name, or 'convnet4'")
     pretrained: bool = False
+    pretrained_file: Path | None = Field(
+        None,
+        description="with pretrained: the backbone's weights from this state_dict file "
+        "(torch.save; loaded weights_only, keys checked) instead of the model hub: a machine "
+        "without internet (dmlstudy.models.pretrained); relative to the repository root",
+    )
     embedding_dim: int = Field(128, gt=0)
     pooling: Literal["avg", "max", "avgmax"] = "avg"
     layer_norm: bool = False
@@ -226,6 +232,11 @@ class TrainSettings(BaseModel):
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}")
         if self.crop_scale[1] > 1:
             raise ValueError(f"crop_scale high must be <= 1, got {self.crop_scale[1]}")
+        if self.pretrained_file is not None and not self.pretrained:
+            raise ValueError(
+                f"pretrained_file ({self.pretrained_file}) holds pretrained weights: set "
+                f"pretrained: true with it, or remove pretrained_file"
+            )
         if (self.mean is None) != (self.std is None):
             raise ValueError("set both mean and std, or neither")
         if self.mean is not None and len(self.mean) != len(self.std or ()):

@@ -175,6 +175,28 @@ def test_widen_coarse_validation_keeps_test_and_prepared_validation():
         widen_coarse_validation(index, 0.05)
 
 
+def test_widen_coarse_validation_of_a_class_split_holds_out_whole_coarse_classes():
+    """SOP / In-Shop / Cars196 are prepared with val_by: class: the validation products span every
+    super class. The coarse runs' validation must still be whole super classes never trained on
+    (found by the photo rehearsal: it refused SOP's 12 super classes, all 12 "in validation")."""
+    products = [(p, p % 12) for p in range(240)]  # 20 products in each of 12 super classes
+    val = set(range(24))  # val_fraction 0.1 of the products, two of every super class
+    rows = [
+        {"label": p, "coarse_label": c, "split": "val" if p in val else "train"}
+        for p, c in products
+        for _ in range(3)
+    ] + [{"label": 1000 + i, "coarse_label": i % 12, "split": "test"} for i in range(24)]
+    index = pd.DataFrame(rows)
+    assert set(index.loc[index["split"] == "val", "coarse_label"]) == set(range(12))
+    out = widen_coarse_validation(index, 0.3)
+    coarse = {s: set(out.loc[out["split"] == s, "coarse_label"]) for s in ("train", "val")}
+    assert len(coarse["val"]) == 4 and len(coarse["train"]) == 8
+    assert not coarse["train"] & coarse["val"]
+    in_val = out["coarse_label"].isin(coarse["val"]) & (index["split"] != "test")
+    assert (out.loc[in_val, "split"] == "val").all()  # whole coarse classes, their train rows too
+    pd.testing.assert_frame_equal(out[out["split"] == "test"], index[index["split"] == "test"])
+
+
 def test_prepared_dataset_widens_only_in_memory(tmp_path):
     from dmlstudy.data.prepared import PreparedDataset
     from dmlstudy.training.synthetic import write_synthetic_prepared

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dmlstudy.config import config_from_dict
+from dmlstudy.config import ParamsError, config_from_dict
 from dmlstudy.data import DatasetNotFoundError, get_spec
 from dmlstudy.pipeline.check_params import MARKER, check_data, main
 
@@ -249,3 +249,56 @@ def test_study_untuned_must_be_study_losses():
     raw["study"].update(losses=["arcface"], untuned=["cosface"])
     with pytest.raises(ValueError, match=r"study\.untuned lists 'cosface'"):
         config_from_dict(raw)
+
+
+def _photo_raw(**train) -> dict:
+    """params.yaml with CUB-200-2011 as the only study dataset (its ImageNet-pretrained
+    ResNet-50), one loss, its training section updated with ``train``."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["study"].update(datasets=["cub200"], losses=["multi_similarity"], ablations=[])
+    raw["study"]["multimodal"] = []
+    raw["datasets"]["cub200"]["train"].update(train)
+    return raw
+
+
+def test_pretrained_weights_offline_and_not_cached_fail_naming_both_ways(
+    tmp_path, monkeypatch, offline, capsys
+):
+    """HF_HUB_OFFLINE (the Makefile's) and an empty hub cache: the first stage fails before any
+    compute, naming the model and the two ways to provide its weights (it failed at training,
+    in timm's download)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_photo_raw(), sort_keys=False))
+    assert main([str(path), str(tmp_path / "ok")]) == 1 and not (tmp_path / "ok").exists()
+    err = capsys.readouterr().err
+    assert (
+        "datasets.cub200 + losses.multi_similarity (backbone from datasets.cub200.train, "
+        "pretrained from datasets.cub200.train): backbone 'resnet50' with pretrained: true cannot "
+        "get its pretrained weights: HF_HUB_OFFLINE is set and its weights "
+        "(timm/resnet50.a1_in1k) are not in the hub cache"
+    ) in err, err
+    assert "train.pretrained_file: <path to resnet50.pth>" in err
+    assert "(2) a pre-filled hub cache" in err
+
+
+def test_pretrained_weights_from_the_hub_cache_or_a_file_pass(tmp_path, monkeypatch, offline):
+    """A pre-filled hub cache passes offline; so does a pretrained_file that fits the backbone,
+    and one that does not is refused naming its keys."""
+    from dmlstudy.pipeline.check_params import check_weights
+    from tests.models.test_pretrained import _fill_hub_cache, _saved_backbone
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    _fill_hub_cache(tmp_path / "hub", "timm/resnet50.a1_in1k")
+    check_weights(config_from_dict(_photo_raw()))
+
+    small = dict(backbone="test_resnet", embedding_dim=32)
+    _saved_backbone(tmp_path / "rgb.pth", in_chans=3)
+    config = config_from_dict(_photo_raw(pretrained_file=str(tmp_path / "rgb.pth"), **small))
+    check_weights(config)
+    _saved_backbone(tmp_path / "gray.pth", in_chans=1)
+    config = config_from_dict(_photo_raw(pretrained_file=str(tmp_path / "gray.pth"), **small))
+    with pytest.raises(ParamsError, match=r"pretrained_file from datasets.cub200.train.*mis-sh"):
+        check_weights(config)

@@ -63,15 +63,29 @@ def test_more_classes_per_batch_than_training_classes_fail_naming_the_keys(
 
 
 def test_coarse_label_runs_count_the_coarse_classes(tmp_path, data_env, capsys):
-    """The multi-modal runs train on 26 alphabets: 1024 / 8 = 128 classes per batch fail there
-    (the fine-label runs' 858 characters hold 1024 / 2 = 512)."""
+    """The multi-modal runs train on 21 alphabets (30 background alphabets less the 9 that
+    val_coarse_fraction 0.3 holds out; the prepared split's 26 counted the 5 it moves): 1024 / 8
+    = 128 classes per batch fail there (the fine-label runs' 858 characters hold 1024 / 2)."""
     raw = _raw()
     raw["datasets"]["omniglot"]["train"].update(batch_size=1024, m_per_class=2)
     rc, err = _check(tmp_path, raw, capsys)
     assert rc == 1
     assert "multimodal on omniglot + losses.contrastive: batch_size / m_per_class = 1024 / 8" in err
-    assert "coarse-label training split of omniglot" in err and "holds 26 classes" in err
+    assert "coarse-label training split of omniglot" in err and "holds 21 classes" in err
     assert "m_per_class from multimodal.train" in err, err
+
+
+def test_a_validation_split_the_coarse_classes_cannot_fill_fails_before_training(
+    tmp_path, data_env, capsys
+):
+    """val_coarse_fraction 0.99 of 30 alphabets leaves none to train on: refused in check_params
+    (it failed in the multi-modal stage, after the main study's trainings)."""
+    raw = _raw()
+    raw["multimodal"]["train"]["val_coarse_fraction"] = 0.99
+    rc, err = _check(tmp_path, raw, capsys)
+    assert rc == 1 and not (tmp_path / "ok").exists()
+    assert "multimodal on omniglot + losses.contrastive: val_coarse_fraction=0.99 of 30" in err
+    assert "(two left to train on) (val_coarse_fraction from multimodal.train)" in err, err
 
 
 def test_m_per_class_above_the_images_per_class_fails(tmp_path, data_env, capsys):

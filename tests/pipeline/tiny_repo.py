@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -82,9 +84,20 @@ def _fake_campaign(params: dict, folder: Path) -> None:
     shutil.rmtree(folder.parent / "runs", ignore_errors=True)
 
 
-def make_repo(tmp: Path, env: dict[str, str]) -> Path:
+def make_repo(
+    tmp: Path,
+    env: dict[str, str],
+    *,
+    study: dict[str, Any] | None = None,
+    edit: Callable[[Path, dict[str, Any]], None] | None = None,
+    campaign: bool = True,
+) -> Path:
     """``tmp/repo``: this checkout's pipeline with the tiny study's params and a stand-in tuning
-    campaign, committed (dvclive needs a commit) and ``dvc init``-ed."""
+    campaign, committed (dvclive needs a commit) and ``dvc init``-ed.
+
+    ``study`` replaces the tiny Omniglot study's ``study`` keys (and its ablation sweep);
+    ``edit(repo, params)`` changes the copy and its params before the commit; ``campaign=False``
+    writes no stand-in campaign (a study whose datasets the campaign does not tune)."""
     repo = tmp / "repo"
     repo.mkdir()
     for name in COPY:
@@ -96,12 +109,22 @@ def make_repo(tmp: Path, env: dict[str, str]) -> Path:
             else shutil.copy(src, repo / name)
         )
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["study"].update(
-        losses=LOSSES, seeds=[0], profile="tiny", ablations=["m_per_class"], multimodal=["omniglot"]
-    )
-    params["ablations"]["m_per_class"]["sweep"] = {"train.m_per_class": [2, 4]}
+    if study is None:
+        params["study"].update(
+            losses=LOSSES,
+            seeds=[0],
+            profile="tiny",
+            ablations=["m_per_class"],
+            multimodal=["omniglot"],
+        )
+        params["ablations"]["m_per_class"]["sweep"] = {"train.m_per_class": [2, 4]}
+    else:
+        params["study"].update(study)
+    if edit is not None:
+        edit(repo, params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _fake_campaign(params, repo / "results" / "tuning" / "omniglot")
+    if campaign:
+        _fake_campaign(params, repo / "results" / "tuning" / "omniglot")
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],
