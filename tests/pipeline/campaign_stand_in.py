@@ -20,6 +20,7 @@ class StandIn:
     def __init__(self, epochs: dict[str, int], kill: tuple[str, int] | None = None) -> None:
         self.epochs, self.kill = epochs, kill
         self.trained: list[tuple[str, int]] = []  # (run folder, epoch) of every epoch trained
+        self.searched: list[tuple[str, int]] = []  # those trained for a search trial (on_epoch)
         self.lock = threading.Lock()
 
     def value(self, s, epoch: int) -> float:
@@ -38,6 +39,8 @@ class StandIn:
                 raise Killed
             with self.lock:
                 self.trained.append((str(s.out_dir), epoch))
+                if on_epoch is not None:  # a search trial reports; a confirmation does not
+                    self.searched.append((str(s.out_dir), epoch))
             if on_epoch is not None:
                 on_epoch({"epoch": epoch, "val": {"map@r": self.value(s, epoch)}})
             ckpt.write_text(str(epoch + 1))
