@@ -162,6 +162,8 @@ def paper_repo(tiny_study, tmp_path_factory):
 
     base, run_env, _ = tiny_study
     repo = tmp_path_factory.mktemp("paper") / "repo"
+    # every process of the pipeline (stages, notebook kernels) imports this copy's package
+    run_env = {**run_env, "PYTHONPATH": str(repo)}
     shutil.copytree(base, repo, symlinks=True)
     shutil.copytree(REPO / "studies", repo / "studies")
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -205,11 +207,12 @@ def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(paper_re
 
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, env=run_env)
-    again = subprocess.run(RUN, cwd=clone, env=run_env, capture_output=True, text=True)
+    clone_env = {**run_env, "PYTHONPATH": str(clone)}
+    again = subprocess.run(RUN, cwd=clone, env=clone_env, capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "trained, compact results" not in again.stdout
     assert not (clone / "work" / "paper").exists()  # no run folder: nothing was trained
-    assert dvc(clone, run_env, "status", PS.DVCFILE).stdout.strip().endswith("up to date.")
+    assert dvc(clone, clone_env, "status", PS.DVCFILE).stdout.strip().endswith("up to date.")
 
 
 def test_make_compare_tunes_trains_and_reports_a_new_loss_without_retraining_the_others(
