@@ -2,7 +2,8 @@
 inside a function, points down the order below (or within its own layer), and no module imports
 another module's private (``_name``) names.
 
-data → models → losses → evaluation → training → plots → config, embed → pipeline (→ notebooks)
+data → models → losses → evaluation → training → plots → config, embed → pipeline → cli
+(→ notebooks)
 
 Evaluation sits below training: validation MAP@R selects a run's best epoch, and evaluation
 knows nothing of training (it imports nothing else from dmlstudy).
@@ -25,6 +26,7 @@ LAYERS = [
     ("plots",),
     ("config", "embed"),  # config validates against data/losses/training; embed runs checkpoints
     ("pipeline",),
+    ("cli",),  # the `dmlstudy` command: dispatches to the pipeline's entry points
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 #: A dependency-free leaf every layer may use: the one "did you mean" helper.

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from dmlstudy.evaluation import evaluate, mean_ci
 from dmlstudy.pipeline.runs import run_path
@@ -43,46 +44,19 @@ LABELS = {
 #: Column-name parts of a retrieval metric (fractions in run folders, percent in reports).
 _METRIC_WORDS = ("recall", "map@r", "precision", "nmi")
 
-#: Published Recall@1 (%) with ResNet-50 / 512-d unless noted (docs/losses.md, protocol facts).
-#: Only for orientation: other backbones, image sizes and (for Proxy-Anchor) test-set epoch picking.
+#: The published numbers and protocols (``published.yaml`` beside this module: data, not code).
+_PUBLISHED = yaml.safe_load((Path(__file__).with_name("published.yaml")).read_text())
+#: Published Recall@1 (%) per dataset and loss: (value, "source, backbone/embedding"); only for
+#: orientation (other backbones, image sizes and, for Proxy-Anchor, test-set epoch picking).
 PUBLISHED_R1: dict[str, dict[str, tuple[float, str]]] = {
-    "cub200": {
-        "proxy_anchor": (69.9, "Kim et al. 2020, R50/512"),
-        "proxy_nca_pp": (72.2, "Teh et al. 2020, R50/2048, larger images"),
-        "language": (71.4, "Roth et al. 2022, R50"),
-        "multi_similarity": (65.7, "Wang et al. 2019, BN-Inception/512"),
-    },
-    "cars196": {
-        "proxy_anchor": (87.7, "Kim et al. 2020, R50/512"),
-        "proxy_nca_pp": (90.1, "Teh et al. 2020, R50/2048, larger images"),
-        "language": (90.2, "Roth et al. 2022, R50"),
-    },
-    "sop": {
-        "proxy_nca_pp": (81.4, "Teh et al. 2020, R50/2048, larger images"),
-        "language": (81.3, "Roth et al. 2022, R50"),
-    },
+    dataset: {loss: (float(v[0]), str(v[1])) for loss, v in numbers.items()}
+    for dataset, numbers in _PUBLISHED["recall_at_1"].items()
 }
-
 #: What to say where no published number stands beside ours.
-NO_PUBLISHED = {
-    "omniglot": "There is no published retrieval number under this protocol (Omniglot "
-    "characters of unseen alphabets, a small ConvNet trained from scratch): the comparison is "
-    "between the losses of this study only.",
-}
-
+NO_PUBLISHED: dict[str, str] = dict(_PUBLISHED["none"])
 #: The official evaluation protocol of each photo dataset, which published numbers and ours share
 #: (splits and counts as in dmlstudy/data/<dataset>.py).
-PROTOCOL = {
-    "cub200": "CUB-200-2011 zero-shot protocol (Song et al. 2016): classes 1-100 train, "
-    "101-200 test; each of the 5,924 test images queries all the others.",
-    "cars196": "Cars196 zero-shot protocol (Song et al. 2016): models 1-98 train, 99-196 test; "
-    "each of the 8,131 test images queries all the others.",
-    "sop": "Stanford Online Products protocol (Song et al. 2016): 11,318 training products, "
-    "11,316 test products; each of the 60,502 test images queries all the others.",
-    "inshop": "In-Shop protocol (Liu et al. 2016): 3,997 training items; the 14,218 query "
-    "images of the 3,985 test items are searched in the 12,612-image gallery (query to "
-    "gallery, not all against all).",
-}
+PROTOCOL: dict[str, str] = dict(_PUBLISHED["protocol"])
 
 
 def published_note(dataset: str) -> str:

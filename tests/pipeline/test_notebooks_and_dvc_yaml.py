@@ -371,3 +371,12 @@ def test_dvc_plots_templates_exist():
         template = (options or {}).get("template", "")
         if template.endswith(".json"):
             assert (REPO / template).is_file(), f"{path}: template {template} is missing"
+
+
+def test_stages_that_read_the_published_numbers_depend_on_their_file():
+    """results.py reads published.yaml: a stage that depends on results.py must depend on it too
+    (an added published number reruns the pages that show it)."""
+    for name, stage in [*DVC["stages"].items(), *PAPER["stages"].items()]:
+        deps = stage.get("do", stage).get("deps", [])
+        if "dmlstudy/pipeline/results.py" in deps:
+            assert "dmlstudy/pipeline/published.yaml" in deps, name
