@@ -15,34 +15,28 @@ import sys
 
 from dmlstudy.config.suggest import did_you_mean
 
-#: command -> the module whose ``main(argv)`` it runs
-COMMANDS = {
-    "check-params": "dmlstudy.pipeline.check_params",
-    "fingerprints": "dmlstudy.pipeline.code_fingerprints",
-    "notebook": "dmlstudy.pipeline.run_notebook",
-    "campaign": "dmlstudy.pipeline.campaign",
-    "paper": "dmlstudy.pipeline.paper_study",
-    "compare": "dmlstudy.pipeline.compare_loss",
-    "fanout": "dmlstudy.pipeline.fanout",
-    "ddp-train": "dmlstudy.pipeline.ddp_train",
-    "budget-check": "dmlstudy.pipeline.budget_check",
-    "stopping-replay": "dmlstudy.pipeline.stopping_replay",
-    "readme-table": "dmlstudy.pipeline.readme_table",
-    "experiments": "dmlstudy.pipeline.experiments",
-    "offline-plots": "dmlstudy.pipeline.offline_plots",
+#: command -> (the module whose ``main(argv)`` it runs, what it does)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check-params": ("dmlstudy.pipeline.check_params", "validate params.yaml and the data first"),
+    "fingerprints": ("dmlstudy.pipeline.code_fingerprints", "each loss's code fingerprint (DVC)"),
+    "notebook": ("dmlstudy.pipeline.run_notebook", "run a jupytext notebook, render its HTML"),
+    "campaign": ("dmlstudy.pipeline.campaign", "the Optuna tuning campaign (equal budgets)"),
+    "paper": ("dmlstudy.pipeline.paper_study", "the paper-grade study (make paper)"),
+    "compare": ("dmlstudy.pipeline.compare_loss", "tune, train and report a new loss"),
+    "fanout": ("dmlstudy.pipeline.fanout", "train out-of-date runs on dask workers"),
+    "ddp-train": ("dmlstudy.pipeline.ddp_train", "one training over several GPUs (torchrun)"),
+    "budget-check": ("dmlstudy.pipeline.budget_check", "would a longer budget change a result?"),
+    "stopping-replay": ("dmlstudy.pipeline.stopping_replay", "replay the plateau rule on curves"),
+    "readme-table": ("dmlstudy.pipeline.readme_table", "README's table from results/"),
+    "experiments": ("dmlstudy.pipeline.experiments", "dvc exp runs side by side (make exps)"),
+    "offline-plots": ("dmlstudy.pipeline.offline_plots", "offline template for dvc plots show"),
 }
-
-
-def _summary(module: str) -> str:
-    """The first line of a command module's docstring."""
-    doc = importlib.import_module(module).__doc__ or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 def usage() -> str:
     lines = ["usage: dmlstudy <command> [arguments]   (dmlstudy <command> --help)", ""]
     width = max(map(len, COMMANDS))
-    lines += [f"  {name:<{width}}  {_summary(module)}" for name, module in COMMANDS.items()]
+    lines += [f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -59,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    result = importlib.import_module(COMMANDS[name]).main(rest)
+    result = importlib.import_module(COMMANDS[name][0]).main(rest)
     return result if isinstance(result, int) else 0
 
 
