@@ -13,7 +13,7 @@ loss; a later, widened space of the loss is a new study ``<loss>.2``, ``<loss>.3
 2. *confirm* (study ``<study>:confirm``): the ``confirm_top`` best trials (complete ones and
    ones the budget cut, by their best val MAP@R) at the full protocol on every seed of
    ``confirm_seeds`` (the search run itself serves for the search seed when its settings are the
-   protocol's; a cut trial resumes there from its last checkpoint and finishes); the best mean
+   protocol's; a cut trial resumes there after its last epoch and finishes); the best mean
    val MAP@R wins and goes to ``losses.<loss>.per_dataset.<dataset>`` (:func:`winner_overrides`).
 
 Storage: the live SQLite file is ``<out-dir>/optuna.db``; after every finished trial a

@@ -103,8 +103,9 @@ def train(
     """Train, validate every ``eval_every`` epochs, keep the best-validation model, write outputs.
 
     ``on_epoch(record)`` (the tuning campaign's pruner) sees each epoch's history record (``epoch``,
-    ``val`` after a validation round) before its checkpoint; an exception it raises (e.g.
-    ``optuna.TrialPruned``) ends the run there, leaving the previous epoch's checkpoint.
+    ``val`` after a validation round) once its checkpoint is saved; an exception it raises (e.g.
+    ``optuna.TrialPruned``) ends the run there, and a rerun of the folder resumes after that epoch
+    (a trial the campaign's budget cut finishes in its confirmation without retraining any).
     ``_stop_after_epoch`` is a test hook: return right after that epoch's checkpoint, as if killed.
     The run folder is locked throughout (:mod:`.runlock`; rank 0 of a torchrun launch): a second
     trainer of it fails at once, naming this one.
@@ -266,10 +267,10 @@ def _train(
             state["epoch"] = epoch
             state["divergence"] = monitor.state()
             check_in_sync([model, loss_fn], ranks)
-            if on_epoch is not None:
-                on_epoch(record)
             if ranks.main:
                 _save_epoch(base, state, model, loss_fn, optimizer, scheduler, ckpt_path, live)
+            if on_epoch is not None:  # after the save: a run it stops resumes past this epoch
+                on_epoch(record)
             if stop_after is not None and epoch == stop_after:
                 return {"interrupted_after_epoch": epoch}
             if plateau.stopped:

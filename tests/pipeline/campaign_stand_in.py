@@ -41,9 +41,9 @@ class StandIn:
                 self.trained.append((str(s.out_dir), epoch))
                 if on_epoch is not None:  # a search trial reports; a confirmation does not
                     self.searched.append((str(s.out_dir), epoch))
+            ckpt.write_text(str(epoch + 1))  # saved before on_epoch, as training/loop.py does
             if on_epoch is not None:
                 on_epoch({"epoch": epoch, "val": {"map@r": self.value(s, epoch)}})
-            ckpt.write_text(str(epoch + 1))
         best = self.value(s, n - 1)
         metrics = {
             "val": {"map@r": best, "recall@1": 0.5},
