@@ -108,11 +108,16 @@ def export(run_dir: str | Path, dest: str | Path) -> Path:
     return dest
 
 
+def is_complete(folder: str | Path) -> bool:
+    """Whether ``folder`` holds every file of a compact folder (an export writes all or none)."""
+    return all((Path(folder) / f).is_file() for f in COMPACT_FILES)
+
+
 def is_current(dest: str | Path, settings: TrainSettings, inputs: dict[str, str]) -> bool:
     """Whether ``dest`` is the complete compact folder of the run ``settings`` asks for: every
     file present, the same settings (paths aside) and the same code and data fingerprints."""
     dest = Path(dest)
-    if not all((dest / f).is_file() for f in COMPACT_FILES):
+    if not is_complete(dest):
         return False
     stored: dict[str, Any] = json.loads((dest / "metrics.json").read_text())
     return not run_diff(stored, settings, inputs)

@@ -27,17 +27,13 @@ import pandas as pd
 from scipy import stats
 
 from dmlstudy.config import StudyConfig
-from dmlstudy.pipeline.compact import COMPACT_FILES
+from dmlstudy.pipeline.compact import is_complete
 from dmlstudy.pipeline.compare import compare, conclusion
 from dmlstudy.pipeline.paper_study import ablation_seeds, arm_dir, main_dir, main_seeds
 from dmlstudy.pipeline.runs import ablation_variants
 from dmlstudy.pipeline.study_table import load_study, study_findings, write_results
 
 HEADLINE = "map@r"
-
-
-def _done(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in COMPACT_FILES)
 
 
 def finished_seeds(
@@ -48,7 +44,11 @@ def finished_seeds(
     pending = {
         loss: missing
         for loss in losses
-        if (missing := [s for s in seeds if not _done(main_dir(runs, profile, dataset, loss, s))])
+        if (
+            missing := [
+                s for s in seeds if not is_complete(main_dir(runs, profile, dataset, loss, s))
+            ]
+        )
     }
     common = [s for s in seeds if not any(s in m for m in pending.values())]
     return common, pending
@@ -121,7 +121,7 @@ def _ablations(
     for name in config.study.ablations:
         arms = [v.label for v in ablation_variants(config, name)]
         groups = {a: [arm_dir(runs, profile, dataset, name, s, a) for s in seeds] for a in arms}
-        missing = [str(p) for g in groups.values() for p in g if not _done(p)]
+        missing = [str(p) for g in groups.values() for p in g if not is_complete(p)]
         if missing:
             status["pending"][f"ablation {name}"] = len(missing)
             continue
