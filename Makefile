@@ -20,23 +20,23 @@ $(VENV)/.installed: pyproject.toml
 # project's "did you mean" and missing data its download instructions, not DVC's "Could not find".
 # WORKERS=N trains the out-of-date runs on N dask workers first (one GPU each where there are
 # GPUs; SCHEDULER=tcp://host:8786 uses a running dask cluster), then dvc repro records them.
-STUDY := $(if $(WORKERS),$(PY) -m dmlstudy.pipeline.fanout --workers $(WORKERS)$(if $(SCHEDULER), --scheduler $(SCHEDULER)),dvc repro)
+STUDY := $(if $(WORKERS),$(PY) -m dmlstudy.execution.fanout --workers $(WORKERS)$(if $(SCHEDULER), --scheduler $(SCHEDULER)),dvc repro)
 study: $(VENV)/.installed
-	$(PY) -m dmlstudy.pipeline.check_params params.yaml
+	$(PY) -m dmlstudy.study.check_params params.yaml
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(STUDY)
 
 # The paper-grade study (studies/paper/dvc.yaml; README): dvc repro stage by stage, main runs
 # seed by seed; COMMIT=1 commits each stage's compact results and lock as it ends (resumable in a
 # fresh clone: a stage whose committed compact results hold its runs trains nothing).
 paper: $(VENV)/.installed
-	$(PY) -m dmlstudy.pipeline.check_params params.yaml
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.pipeline.paper_study run params.yaml$(if $(COMMIT), --commit)
+	$(PY) -m dmlstudy.study.check_params params.yaml
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.execution.paper_study run params.yaml$(if $(COMMIT), --commit)
 
 # Bring your own loss (docs/adding-a-loss.md): tune LOSS with the campaign's budget, train it on
 # the paper-grade seeds, report it against the committed results of the others (none retrained).
 compare: $(VENV)/.installed
 	@test -n "$(LOSS)" || (echo "usage: make compare LOSS=<registered loss name>"; exit 2)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.pipeline.compare_loss params.yaml --loss $(LOSS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.execution.compare_loss params.yaml --loss $(LOSS)
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest
@@ -48,4 +48,4 @@ lint: $(VENV)/.installed
 # The experiments of `dvc exp run -S ...`, one column each: the params.yaml keys and per-loss
 # MAP@R that differ between them (dvc exp show lists ~385 columns). ARGS="--metric recall@1 --all".
 exps: $(VENV)/.installed
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.pipeline.experiments $(ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.reports.experiments $(ARGS)

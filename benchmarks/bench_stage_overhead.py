@@ -48,7 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    from dmlstudy.pipeline.run_notebook import render_html
+    from dmlstudy.execution.run_notebook import render_html
     from dmlstudy.training.synthetic import write_synthetic_prepared
 
     tmp = Path(tempfile.mkdtemp(prefix="stage_overhead_"))
@@ -69,7 +69,7 @@ def main() -> None:
         cmd = [
             PY,
             "-m",
-            "dmlstudy.pipeline.run_notebook",
+            "dmlstudy.execution.run_notebook",
             str(REPO / "notebooks/train.py"),
             str(tmp / f"train{i}.ipynb"),
             "--html",
@@ -102,7 +102,7 @@ def main() -> None:
         rows.setdefault("  of which overhead", []).append(total - work)
         rows.setdefault("driver: interpreter + papermill/jupytext imports", []).append(
             timed(
-                [PY, "-c", "import dmlstudy.pipeline.run_notebook, papermill, jupytext"], REPO, env
+                [PY, "-c", "import dmlstudy.execution.run_notebook, papermill, jupytext"], REPO, env
             )
         )
         rows.setdefault("kernel start (jupyter_client)", []).append(kernel_start())

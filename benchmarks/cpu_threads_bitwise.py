@@ -1,6 +1,6 @@
 """Are the study's CPU trainings bit-identical under 1 and 2 intra-op threads?
 
-The fan-out (dmlstudy.pipeline.fanout) may only give each worker a share of the cores if the
+The fan-out (dmlstudy.execution.fanout) may only give each worker a share of the cores if the
 thread count does not change a run's result. For every study loss this trains the run
 params.yaml defines (``--profile``, every budget capped by ``--epochs`` / ``--steps``) once per
 thread count and compares the training losses, validation metrics, test metrics and embeddings
@@ -21,7 +21,7 @@ import numpy as np
 
 from dmlstudy.config import load_config
 from dmlstudy.data import prepare_dataset
-from dmlstudy.pipeline.runs import train_settings
+from dmlstudy.study.runs import train_settings
 from dmlstudy.training import train
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dmlstudy.config import load_config
 from dmlstudy.data import prepare_dataset
-from dmlstudy.pipeline.runs import train_settings
+from dmlstudy.study.runs import train_settings
 from dmlstudy.training import TrainingDivergedError, train
 from dmlstudy.training.divergence import LOSS_BLOWUP, NORM_BLOWUP
 

@@ -1,4 +1,4 @@
-"""Wall time of ``python -m dmlstudy.pipeline.fanout`` with 1 and with 2 dask workers, side by side.
+"""Wall time of ``python -m dmlstudy.execution.fanout`` with 1 and 2 dask workers, side by side.
 
 A copy of this checkout's pipeline with the given profile/losses is prepared once (``dvc repro``
 of check_params and prepare); each measurement runs the fan-out on a fresh copy of it, so every
@@ -59,7 +59,7 @@ def base_repo(work: Path, a: argparse.Namespace, env: dict[str, str]) -> Path:
 
 def launch(repo: Path, workers: int, env: dict[str, str]) -> tuple[float, float, int]:
     """(whole launch, training phase, runs) of one fan-out, in seconds."""
-    cmd = [sys.executable, "-m", "dmlstudy.pipeline.fanout", "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "dmlstudy.execution.fanout", "--workers", str(workers)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip

@@ -42,7 +42,7 @@ from dmlstudy.evaluation import knn
 from dmlstudy.losses import build_loss
 from dmlstudy.losses.interface import labels_checked_on_host
 from dmlstudy.models import build_embedder
-from dmlstudy.pipeline.runs import train_overrides
+from dmlstudy.study.runs import train_overrides
 from dmlstudy.training import TrainSettings
 from dmlstudy.training.augment import Preprocess, default_mean_std
 from dmlstudy.training.divergence import DivergenceMonitor

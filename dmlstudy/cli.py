@@ -1,6 +1,6 @@
 """One command for the study's tools: ``dmlstudy <command> [arguments]``.
 
-Each command is a module's ``main(argv)``; ``python -m dmlstudy.pipeline.<module>`` (what
+Each command is a module's ``main(argv)``; ``python -m dmlstudy.<package>.<module>`` (what
 dvc.yaml and the Makefile call) runs the same function. ``dmlstudy`` alone lists the commands,
 ``dmlstudy <command> --help`` gives a command's own arguments.
 
@@ -17,19 +17,19 @@ from dmlstudy.config.suggest import did_you_mean
 
 #: command -> (the module whose ``main(argv)`` it runs, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check-params": ("dmlstudy.pipeline.check_params", "validate params.yaml and the data first"),
-    "fingerprints": ("dmlstudy.pipeline.code_fingerprints", "each loss's code fingerprint (DVC)"),
-    "notebook": ("dmlstudy.pipeline.run_notebook", "run a jupytext notebook, render its HTML"),
-    "campaign": ("dmlstudy.pipeline.campaign", "the Optuna tuning campaign (equal budgets)"),
-    "paper": ("dmlstudy.pipeline.paper_study", "the paper-grade study (make paper)"),
-    "compare": ("dmlstudy.pipeline.compare_loss", "tune, train and report a new loss"),
-    "fanout": ("dmlstudy.pipeline.fanout", "train out-of-date runs on dask workers"),
-    "ddp-train": ("dmlstudy.pipeline.ddp_train", "one training over several GPUs (torchrun)"),
-    "budget-check": ("dmlstudy.pipeline.budget_check", "would a longer budget change a result?"),
-    "stopping-replay": ("dmlstudy.pipeline.stopping_replay", "replay the plateau rule on curves"),
-    "readme-table": ("dmlstudy.pipeline.readme_table", "README's table from results/"),
-    "experiments": ("dmlstudy.pipeline.experiments", "dvc exp runs side by side (make exps)"),
-    "offline-plots": ("dmlstudy.pipeline.offline_plots", "offline template for dvc plots show"),
+    "check-params": ("dmlstudy.study.check_params", "validate params.yaml and the data first"),
+    "fingerprints": ("dmlstudy.execution.code_fingerprints", "each loss's code fingerprint (DVC)"),
+    "notebook": ("dmlstudy.execution.run_notebook", "run a jupytext notebook, render its HTML"),
+    "campaign": ("dmlstudy.study.campaign", "the Optuna tuning campaign (equal budgets)"),
+    "paper": ("dmlstudy.execution.paper_study", "the paper-grade study (make paper)"),
+    "compare": ("dmlstudy.execution.compare_loss", "tune, train and report a new loss"),
+    "fanout": ("dmlstudy.execution.fanout", "train out-of-date runs on dask workers"),
+    "ddp-train": ("dmlstudy.execution.ddp_train", "one training over several GPUs (torchrun)"),
+    "budget-check": ("dmlstudy.study.budget_check", "would a longer budget change a result?"),
+    "stopping-replay": ("dmlstudy.analysis.stopping_replay", "replay the plateau rule on curves"),
+    "readme-table": ("dmlstudy.reports.readme_table", "README's table from results/"),
+    "experiments": ("dmlstudy.reports.experiments", "dvc exp runs side by side (make exps)"),
+    "offline-plots": ("dmlstudy.reports.offline_plots", "offline template for dvc plots show"),
 }
 
 

@@ -38,25 +38,17 @@ params_file = "params.yaml"
 
 # %%
 # %matplotlib inline
-import logging
-import sys
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown
 
-from dmlstudy.config import load_config
-from dmlstudy.pipeline import ablation as A
-from dmlstudy.pipeline import experiment_report as X
-from dmlstudy.pipeline.findings import ablation_summary
-from dmlstudy.pipeline.study_table import comparison_frame, percent_comparison
-from dmlstudy.plots import interval_plot
+from dmlstudy.analysis.findings import ablation_summary
 from dmlstudy.plots.comparison import VS_REFERENCE
+from dmlstudy.reports import experiment_report as X
+from dmlstudy.reports.notebook import setup
+from dmlstudy.study import ablation as A
 
-# the trainer's notices (a replaced run) as report text, not as a stderr block
-logging.getLogger("dmlstudy").addHandler(logging.StreamHandler(sys.stdout))
-pd.set_option("display.max_colwidth", None)  # tables show whole cells
-config = load_config(params_file)
+config = setup(params_file)
 spec = config.ablations[ablation]
 question = X.ablation_question(config, ablation)
 Markdown(f"**{ablation}.** {question}")
@@ -88,33 +80,14 @@ X.write_experiment(
 X.arm_table(comparison, runs, "variant", metrics=("recall@1", "map@r"))
 
 # %% tags=["headline"]
-interval_plot(
-    comparison_frame(percent_comparison(comparison), "map@r", runs=runs, label="variant"),
-    "MAP@R",
-    title=f"{ablation} on {dataset} ({spec.loss})",
-    names=VS_REFERENCE,
-)
+title = f"{ablation} on {dataset} ({spec.loss})"
+X.metric_plot(comparison, runs, "map@r", "variant", title=title, names=VS_REFERENCE)
 
 # %%
-interval_plot(
-    comparison_frame(percent_comparison(comparison), "recall@1", runs=runs, label="variant"),
-    "R@1",
-    title=f"{ablation} on {dataset} ({spec.loss})",
-    names=VS_REFERENCE,
-)
+X.metric_plot(comparison, runs, "recall@1", "variant", title=title, names=VS_REFERENCE)
 
 # %% [markdown]
 # ## What this shows
 
 # %%
-Markdown(
-    "\n".join(
-        [
-            f"- {summary}",
-            *(f"- {s}" for s in sentences),
-            "- Every arm trained to its validation plateau."
-            if not not_converged
-            else f"- Not converged (hit the epoch cap): {', '.join(not_converged)}.",
-        ]
-    )
-)
+Markdown(X.what_this_shows(summary, sentences, not_converged, "arm"))

@@ -42,23 +42,23 @@ gallery_k = 6
 
 # %%
 # %matplotlib inline
-import pandas as pd
 from IPython.display import Markdown
 
-from dmlstudy.config import load_config
+from dmlstudy.analysis import study_table as S
+from dmlstudy.analysis.convergence import convergence_table
+from dmlstudy.analysis.recipes import recipes
+from dmlstudy.analysis.results import LABELS, percent, published_note
 from dmlstudy.data import PreparedDataset
-from dmlstudy.pipeline import study_table as S
-from dmlstudy.pipeline.budget_check import read_check
-from dmlstudy.pipeline.campaign_report import campaign_report
-from dmlstudy.pipeline.convergence import convergence_table
-from dmlstudy.pipeline.gallery import gallery_figures, projection_figure
-from dmlstudy.pipeline.recipes import recipes
-from dmlstudy.pipeline.results import LABELS, load_run, percent, published_note
-from dmlstudy.pipeline.runs import run_path, train_overrides
 from dmlstudy.plots import convergence_curves, headline_figure, recall_at_k
+from dmlstudy.plots.gallery import gallery_figures, projection_figure
+from dmlstudy.reports.campaign_report import campaign_report
+from dmlstudy.reports.notebook import setup
+from dmlstudy.study.budget_check import read_check
+from dmlstudy.study.runs import train_overrides
+from dmlstudy.training.outputs import load_run
+from dmlstudy.training.rundir import run_path
 
-pd.set_option("display.max_colwidth", None)  # tables show whole cells
-config = load_config(params_file)
+config = setup(params_file)
 losses, seeds = config.study.losses, config.study.seeds
 study = S.load_study(runs_dir, losses, seeds)
 findings = S.study_findings(study, dataset)
@@ -104,7 +104,7 @@ convergence_table(study.marks)
 # %% [markdown]
 # ## Budget check: would a longer budget change the result?
 # One seed of every loss retrained to twice its stop epoch (or the cap) without the stop
-# (`python -m dmlstudy.pipeline.budget_check`): it passes when val MAP@R gains at most 0.5 points
+# (`python -m dmlstudy.study.budget_check`): it passes when val MAP@R gains at most 0.5 points
 # and test MAP@R stays inside the main run's class-bootstrap interval.
 
 # %%

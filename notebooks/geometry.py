@@ -36,11 +36,11 @@ seed = 0
 import pandas as pd
 from IPython.display import Markdown
 
-from dmlstudy.config import load_config
-from dmlstudy.pipeline.geometry import loss_forces, rsw_warp_curves, toy_batch
+from dmlstudy.losses.geometry import loss_forces, rsw_warp_curves, toy_batch
 from dmlstudy.plots import force_panels, warp_curves
+from dmlstudy.reports.notebook import setup
 
-config = load_config(params_file)
+config = setup(params_file)
 x, y = toy_batch(num_classes, per_class, seed=seed)
 forces = {
     name: loss_forces(name, config.published_loss_params(name), x, y, seed=seed)

@@ -38,27 +38,19 @@ params_file = "params.yaml"
 
 # %%
 # %matplotlib inline
-import logging
-import sys
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown
 
-from dmlstudy.config import load_config
-from dmlstudy.pipeline import experiment_report as X
-from dmlstudy.pipeline import multimodal as M
-from dmlstudy.pipeline.compare import conclusion
-from dmlstudy.pipeline.findings import multimodal_summary
-from dmlstudy.pipeline.gallery import projection_figure
-from dmlstudy.pipeline.runs import run_path
-from dmlstudy.pipeline.study_table import comparison_frame, percent_comparison
-from dmlstudy.plots import interval_plot
+from dmlstudy.analysis.compare import conclusion
+from dmlstudy.analysis.findings import multimodal_summary
+from dmlstudy.plots.gallery import projection_figure
+from dmlstudy.reports import experiment_report as X
+from dmlstudy.reports.notebook import setup
+from dmlstudy.study import multimodal as M
+from dmlstudy.training.rundir import run_path
 
-# the trainer's notices (a replaced run) as report text, not as a stderr block
-logging.getLogger("dmlstudy").addHandler(logging.StreamHandler(sys.stdout))
-pd.set_option("display.max_colwidth", None)  # tables show whole cells
-config = load_config(params_file)
+config = setup(params_file)
 runs = M.run(config, dataset, prepared_dir=prepared_dir, runs_dir=runs_dir)
 comparison = M.fine_comparison(config, runs_dir)
 summary = multimodal_summary(comparison, f"on {dataset}")
@@ -95,18 +87,11 @@ X.arm_table(
 )
 
 # %% tags=["headline"]
-interval_plot(
-    comparison_frame(percent_comparison(comparison), "map@r", sort=True, runs=runs),
-    "fine-label MAP@R",
-    title=f"{dataset}: character structure kept after alphabet-level training",
-)
+title = f"{dataset}: character structure kept after alphabet-level training"
+X.metric_plot(comparison, runs, "map@r", "loss", title=title, sort=True)
 
 # %%
-interval_plot(
-    comparison_frame(percent_comparison(comparison), "recall@1", sort=True, runs=runs),
-    "fine-label R@1",
-    title=f"{dataset}: character structure kept after alphabet-level training",
-)
+X.metric_plot(comparison, runs, "recall@1", "loss", title=title, sort=True)
 
 # %% [markdown]
 # The best loss's embeddings of its largest test alphabet, coloured by character.
@@ -119,14 +104,4 @@ projection_figure(run_path(runs_dir, best, config.study.seeds[0]), best, largest
 # ## What this shows
 
 # %%
-Markdown(
-    "\n".join(
-        [
-            f"- {summary}",
-            f"- {stopping}",
-            "- Every run trained to its validation plateau."
-            if not not_converged
-            else f"- Not converged (hit the epoch cap): {', '.join(not_converged)}.",
-        ]
-    )
-)
+Markdown(X.what_this_shows(summary, [stopping], not_converged, "run"))

@@ -20,7 +20,7 @@
 #
 # **Purpose.** Read the committed compact results of `studies/paper/dvc.yaml`
 # (`results/paper/runs/`; nothing is retrained here) and write the study's tables and verdicts
-# (`dmlstudy.pipeline.paper_report`). A partial study reports its finished part and names the rest.
+# (`dmlstudy.reports.paper_report`). A partial study reports its finished part and names the rest.
 #
 # **Inputs.** `params.yaml` (`study`, `profiles.<profile>`, `ablations`); `results_dir/runs/`.
 #
@@ -41,14 +41,13 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown
 
-from dmlstudy.config import load_config
-from dmlstudy.pipeline.paper_report import write_report
-from dmlstudy.pipeline.results import LABELS
-from dmlstudy.pipeline.study_table import HEADLINE, display_table, headline_frame, read_table
+from dmlstudy.analysis.results import LABELS
+from dmlstudy.analysis.study_table import HEADLINE, display_table, headline_frame, read_table
 from dmlstudy.plots import headline_figure
+from dmlstudy.reports.notebook import setup
+from dmlstudy.reports.paper_report import write_report
 
-pd.set_option("display.max_colwidth", None)
-config = load_config(params_file)
+config = setup(params_file)
 written = write_report(config, profile, dataset, Path(results_dir), transfer=transfer or None)
 out = Path(results_dir) / dataset
 status = json.loads((out / "status.json").read_text())

@@ -35,11 +35,11 @@ params_file = "params.yaml"
 import pandas as pd
 from IPython.display import Markdown
 
-from dmlstudy.config import load_config
 from dmlstudy.data import PreparedDataset, prepare_dataset
 from dmlstudy.plots.images import split_examples
+from dmlstudy.reports.notebook import setup
 
-config = load_config(params_file)
+config = setup(params_file)
 settings = config.prepare_settings(dataset)
 pd.Series(settings.model_dump(), dtype=object).to_frame("setting")
 

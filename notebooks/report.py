@@ -16,7 +16,7 @@
 # **Question.** Across the study's datasets, which loss retrieves unseen classes best, what ties
 # with it, and what did the ablations and the multi-modal experiment find?
 #
-# **Purpose.** Assemble the index page (`dmlstudy.pipeline.report`, a Jinja2 template): the
+# **Purpose.** Assemble the index page (`dmlstudy.reports.report`, a Jinja2 template): the
 # question, a headline figure (every loss's R@1 and MAP@R with intervals, ties with the best
 # marked), the published numbers beside ours, computed takeaways, then one section per report
 # page with its figure and link.
@@ -37,10 +37,10 @@ params_file = "params.yaml"
 # %matplotlib inline
 from IPython.display import Markdown
 
-from dmlstudy.config import load_config
-from dmlstudy.pipeline import report
+from dmlstudy.reports import report
+from dmlstudy.reports.notebook import setup
 
-config = load_config(params_file)
+config = setup(params_file)
 index = report.build_index(config, results_dir, reports_dir)
 path = report.write_index(index, index_html)
 

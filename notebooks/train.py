@@ -34,21 +34,15 @@ out_dir = "work/runs/omniglot/multi_similarity/seed0"
 params_file = "params.yaml"
 
 # %%
-import logging
-import sys
-
 import pandas as pd
 from IPython.display import Markdown
 
-from dmlstudy.config import load_config
-from dmlstudy.pipeline.runs import RunSpec, settings_provenance, train_settings
+from dmlstudy.reports.notebook import setup
+from dmlstudy.study.runs import RunSpec, settings_provenance, train_settings
 from dmlstudy.training import train
 from dmlstudy.training.outputs import history_frame
 
-# the trainer's notices (a replaced run) as report text, not as a stderr block
-logging.getLogger("dmlstudy").addHandler(logging.StreamHandler(sys.stdout))
-pd.set_option("display.max_colwidth", None)  # tables show whole cells
-config = load_config(params_file)
+config = setup(params_file)
 settings = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=out_dir)
 # %% [markdown]
 # ## Settings, and the params.yaml key that decided each

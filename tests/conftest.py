@@ -1,5 +1,6 @@
 """Shared test fixtures: the offline data, and a tiny synthetic prepared dataset with a
-TrainSettings factory for training tests (tests/training, tests/pipeline)."""
+TrainSettings factory for training tests; synthetic run folders and the tiny study
+(tests/support/run_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from dmlstudy.training import TrainSettings
 from dmlstudy.training.synthetic import write_synthetic_prepared
+from tests.support.run_fixtures import make_run, tiny_study  # noqa: F401  (fixtures for every test folder)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

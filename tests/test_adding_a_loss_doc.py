@@ -67,7 +67,7 @@ def test_the_example_params_section_validates_and_check_params_asks_for_tuning(r
     raw["study"]["losses"] = [*raw["study"]["losses"], NAME]
     raw["losses"][NAME] = snippet["losses"][NAME]
     raw["tuning"]["space"][NAME] = snippet["tuning"]["space"][NAME]
-    from dmlstudy.pipeline.check_params import check_campaign, check_tuning_coverage
+    from dmlstudy.study.check_params import check_campaign, check_tuning_coverage
 
     with pytest.raises(ParamsError, match=f"add {NAME} to study.untuned"):
         check_tuning_coverage(config_from_dict(raw))

@@ -48,4 +48,4 @@ def test_a_command_runs_its_modules_main(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["paper", "--help"])
     assert exit_.value.code == 0
-    assert "python -m dmlstudy.pipeline.paper_study" in capsys.readouterr().out
+    assert "python -m dmlstudy.execution.paper_study" in capsys.readouterr().out

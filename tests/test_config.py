@@ -235,7 +235,7 @@ def test_loss_params_merge_dataset_and_profile_overrides(raw):
 def test_loss_train_settings_sit_between_dataset_protocol_and_profile(raw):
     """RSW's head (losses.rsw.train) reaches its runs on every dataset, a per-dataset train value
     overrides it, and the tiny profile's budget still wins; other losses are untouched."""
-    from dmlstudy.pipeline.runs import train_settings
+    from dmlstudy.study.runs import train_settings
 
     r = copy.deepcopy(raw)
     r["losses"]["rsw"]["train"] = {"layer_norm": True, "pooling": "avgmax", "epochs": 7}
@@ -270,8 +270,8 @@ def test_every_dataset_runs_under_each_profile(raw, dataset):
     profiles: the tiny profile (tests/CI) must give valid runs on every preset, photo datasets
     included (their warm-up epoch must not consume the tiny profile's single epoch), and the
     short ablation/multi-modal budgets must fit RSW's two phases on the photo presets."""
-    from dmlstudy.pipeline.check_params import check_runs
-    from dmlstudy.pipeline.runs import ablation_variants
+    from dmlstudy.study.check_params import check_runs
+    from dmlstudy.study.runs import ablation_variants
 
     for profile in ("full", "tiny"):
         r = copy.deepcopy(raw)
@@ -291,8 +291,8 @@ def test_every_dataset_runs_under_each_profile(raw, dataset):
 def test_default_study_runs_every_section(raw):
     """The shipped default renders every report section: every registered loss, every ablation,
     and the multi-modal experiment (one coarse-label run per loss) on Omniglot."""
-    from dmlstudy.pipeline.check_params import check_runs
-    from dmlstudy.pipeline.runs import ablation_variants
+    from dmlstudy.study.check_params import check_runs
+    from dmlstudy.study.runs import ablation_variants
 
     config = config_from_dict(raw)
     assert set(config.study.ablations) == set(ABLATIONS) and config.study.multimodal == ["omniglot"]
@@ -313,7 +313,7 @@ def test_multimodal_needs_a_dataset_with_coarse_labels(raw):
 def test_nested_base_params_of_an_override_are_checked_before_any_run(raw):
     """A per-dataset ``base_params`` override (no ``base`` beside it) is checked with the merged
     settings: the run's loss is built by check_runs and names the bad key."""
-    from dmlstudy.pipeline.check_params import check_runs
+    from dmlstudy.study.check_params import check_runs
 
     r = copy.deepcopy(raw)
     r["study"].update(ablations=[], multimodal=[])
@@ -381,7 +381,7 @@ def test_every_profile_readme_documents_loads_and_builds_its_runs(raw):
     'full' or 'tiny'"). Every profile README names loads, and check_params builds its runs."""
     import re
 
-    from dmlstudy.pipeline.check_params import check_runs
+    from dmlstudy.study.check_params import check_runs
 
     readme = (REPO / "README.md").read_text()
     documented = set(re.findall(r"profile: (\w+)", readme))

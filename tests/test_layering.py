@@ -2,8 +2,15 @@
 inside a function, points down the order below (or within its own layer), and no module imports
 another module's private (``_name``) names.
 
-data → models → losses → evaluation → training → plots → config, embed → pipeline → cli
-(→ notebooks)
+data → models → losses → evaluation → training → plots → config, embed → analysis → study
+→ reports → execution → cli (→ notebooks)
+
+What used to be one ``pipeline`` package is four layers, one job each: *analysis* reads finished
+runs (tables, paired comparisons, findings; runs are found by ``training.rundir.run_path`` and read
+by ``training.outputs``, below it), *study* decides what runs (each run's settings, the checks
+before compute, ablations, multi-modal runs, the tuning campaign; it uses analysis to compare arms),
+*reports* renders pages from both, *execution* runs notebooks, stages, the fan-out and the
+paper-grade study, and may call all of them.
 
 Evaluation sits below training: validation MAP@R selects a run's best epoch, and evaluation
 knows nothing of training (it imports nothing else from dmlstudy).
@@ -25,8 +32,11 @@ LAYERS = [
     ("training",),
     ("plots",),
     ("config", "embed"),  # config validates against data/losses/training; embed runs checkpoints
-    ("pipeline",),
-    ("cli",),  # the `dmlstudy` command: dispatches to the pipeline's entry points
+    ("analysis",),  # what finished runs say
+    ("study",),  # what runs, checked before compute (compares arms through analysis)
+    ("reports",),  # pages and tables
+    ("execution",),  # notebooks, stages, fan-out, the paper-grade study, make compare
+    ("cli",),  # the `dmlstudy` command: dispatches to the entry points
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 #: A dependency-free leaf every layer may use: the one "did you mean" helper.
@@ -107,8 +117,16 @@ def test_known_upward_edges_still_exist():
     assert set(KNOWN_UPWARD) <= found, f"stale KNOWN_UPWARD: {set(KNOWN_UPWARD) - found}"
 
 
-def test_config_never_imports_pipeline():
-    bad = [e for e in _edges() if e[2] == "config" and e[3] == "pipeline"]
+def test_every_package_has_a_layer():
+    """A new subpackage must be placed in LAYERS (an unplaced one would escape the check)."""
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert packages | modules <= set(RANK), sorted((packages | modules) - set(RANK))
+
+
+def test_config_never_imports_what_runs_the_study():
+    above = {"analysis", "study", "reports", "execution", "cli"}
+    bad = [e for e in _edges() if e[2] == "config" and e[3] in above]
     assert not bad, bad
 
 
@@ -129,15 +147,20 @@ def test_only_public_names_cross_modules(path):
 
 
 def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
-    """The walk must be able to fail: a data module importing the pipeline is reported."""
+    """The walk must be able to fail: a data module importing the study is reported, and so is
+    analysis importing the study (the run-folder paths that once pulled it upward)."""
     fake = tmp_path / "dmlstudy"
     (fake / "data").mkdir(parents=True)
-    (fake / "pipeline").mkdir()
-    (fake / "data" / "x.py").write_text("def f():\n    from dmlstudy.pipeline import runs\n")
-    (fake / "pipeline" / "y.py").write_text("from ..data import x\n")
+    (fake / "study").mkdir()
+    (fake / "analysis").mkdir()
+    (fake / "data" / "x.py").write_text("def f():\n    from dmlstudy.study import runs\n")
+    (fake / "study" / "y.py").write_text("from ..data import x\n")
+    (fake / "analysis" / "z.py").write_text("from dmlstudy.study.runs import run_path\n")
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     edges = _edges()
-    assert ("dmlstudy/data/x.py", 2, "data", "pipeline", "dmlstudy.pipeline") in edges
-    assert ("dmlstudy/pipeline/y.py", 1, "pipeline", "data", "dmlstudy.data") in edges
-    with pytest.raises(AssertionError, match=r"data imports dmlstudy\.pipeline"):
+    assert ("dmlstudy/data/x.py", 2, "data", "study", "dmlstudy.study") in edges
+    assert ("dmlstudy/study/y.py", 1, "study", "data", "dmlstudy.data") in edges
+    with pytest.raises(AssertionError, match=r"analysis imports dmlstudy\.study\.runs"):
+        test_no_import_runs_upward()
+    with pytest.raises(AssertionError, match=r"data imports dmlstudy\.study"):
         test_no_import_runs_upward()

@@ -7,7 +7,8 @@ dataset, quoted number, empty seed list, misspelt key) stops the study before an
 :class:`ParamsError` naming the key and the valid choices (one :func:`did_you_mean` for all).
 Modules: ``suggest`` (did you mean), ``errors``, ``checks`` (loss / TrainSettings values),
 ``sections`` (the strict section models), ``study`` (StudyConfig), ``load``. This package may
-import data, losses and training (to validate against them), never dmlstudy.pipeline.
+import data, losses and training (to validate against them), never what runs the study
+(analysis, study, reports, execution).
 """
 
 import importlib

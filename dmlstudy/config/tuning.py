@@ -1,4 +1,4 @@
-"""``tuning:``: the validation-only tuning campaign (``python -m dmlstudy.pipeline.campaign``) —
+"""``tuning:``: the validation-only tuning campaign (``python -m dmlstudy.study.campaign``) —
 the same budget in training epochs for every loss, searched by Optuna (seeded TPE, Hyperband
 over the validation rounds) over the space declared here, the best trials confirmed on seeds."""
 

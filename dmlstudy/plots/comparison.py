@@ -3,7 +3,7 @@ classes), the best (or reference) as a star, methods tied with it filled, the ot
 runs that did not converge flagged in red beside their name.
 
 Input frames have columns ``method, mean, low, high, tied, best`` (percent) and optionally
-``converged`` (``dmlstudy.pipeline.study_table.headline_frame`` / ``comparison_frame``).
+``converged`` (``dmlstudy.analysis.study_table.headline_frame`` / ``comparison_frame``).
 
 >>> import pandas as pd
 >>> f = pd.DataFrame({"method": ["a", "b"], "mean": [30., 20.], "low": [28., 18.],

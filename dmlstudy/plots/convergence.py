@@ -4,7 +4,7 @@ red "not converged" in the title of a loss with a run that hit the epoch cap.
 
 ``curves``: ``loss, seed, epoch, val_map@r`` (percent, 1-based epochs); ``marks``: one row per
 run with ``loss, seed, best_epoch, lr_drops, converged``
-(:func:`dmlstudy.pipeline.convergence.load_convergence`).
+(:func:`dmlstudy.analysis.convergence.load_convergence`).
 
 >>> import pandas as pd
 >>> c = pd.DataFrame({"loss": ["a"] * 3, "seed": 0, "epoch": [1, 2, 3], "val_map@r": [1., 3., 2.]})

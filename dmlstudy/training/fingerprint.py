@@ -19,7 +19,7 @@ The code fingerprint is one of meaning, not bytes, and of the code a run execute
   where it is defined, not the package's ``__init__``: ``dmlstudy/losses/__init__.py`` only
   imports every loss module to register it, so a new or edited sibling loss does not count.
 
-``python -m dmlstudy.pipeline.code_fingerprints`` writes these per loss for DVC (``work/code``).
+``python -m dmlstudy.execution.code_fingerprints`` writes these per loss for DVC (``work/code``).
 
 >>> len(code_fingerprint("contrastive"))
 16

@@ -4,6 +4,7 @@ metrics.json) of :func:`dmlstudy.training.train`."""
 from __future__ import annotations
 
 import itertools
+import json
 import platform
 import shutil
 import time
@@ -222,3 +223,20 @@ def resume_note(history: list[dict[str, Any]]) -> str:
         "bit-identical continuation — batches, augmentation, model, optimizer and plateau state "
         "restored, so the result is the one an uninterrupted run gives."
     )
+
+
+# --- reading a finished run (the analysis, reports and galleries read runs through these) ---
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """``metrics.json`` of one run; a missing file raises naming the stage that makes it."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run its training first (dvc repro train@...)")
+    return json.loads(path.read_text())
+
+
+def load_embeddings(run_dir: str | Path, split: str = "test") -> dict[str, np.ndarray]:
+    """Arrays of ``embeddings_<split>.npz`` (embeddings, labels, coarse_labels, is_query, …)."""
+    with np.load(Path(run_dir) / f"embeddings_{split}.npz") as f:
+        return {k: f[k] for k in f.files}

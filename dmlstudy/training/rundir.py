@@ -10,6 +10,12 @@ Training folders are ``persist: true`` DVC outputs, so a rerun finds the previou
   ``dvc checkout`` restore it), while a copy kept next to the folder would become part of the
   stage's output or of the evaluate stage's dependency, and grow with every ``dvc exp run -S``.
 Whatever the case, the folder then holds only files of the run about to be written.
+
+Where a run's folder is (:func:`run_path`) lives here too: the study's run specs, its analysis
+and its reports all find runs by it.
+
+>>> run_path("work/runs/omniglot", "triplet", 2).as_posix()
+'work/runs/omniglot/triplet/seed2'
 """
 
 from __future__ import annotations
@@ -28,6 +34,16 @@ from dmlstudy.training.checkpoint import load_checkpoint
 from dmlstudy.training.fingerprint import INPUT_NAMES, run_inputs
 from dmlstudy.training.runlock import LOCK_NAME
 from dmlstudy.training.settings import TrainSettings
+
+#: One run's folder below a runs root; dvc.yaml's train stage writes the same layout
+#: (tests/pipeline/test_notebooks_and_dvc_yaml.py checks that they agree).
+RUN_LAYOUT = "{loss}/seed{seed}"
+
+
+def run_path(runs_root: str | Path, loss: str, seed: int) -> Path:
+    """Folder of one training run below ``runs_root``."""
+    return Path(runs_root) / RUN_LAYOUT.format(loss=loss, seed=seed)
+
 
 log = logging.getLogger(__name__)
 

@@ -145,7 +145,7 @@ class TrainSettings(BaseModel):
     plateau_stop: bool = Field(
         True,
         description="False: the plateau rule never stops the run; after its last lr drop it "
-        "trains on at that lr to `epochs` (the budget check, dmlstudy.pipeline.budget_check)",
+        "trains on at that lr to `epochs` (the budget check, dmlstudy.study.budget_check)",
     )
     plateau_factor: float = Field(0.1, gt=0, lt=1, description="'plateau' lr multiplier per drop")
     plateau_drops: int = Field(1, ge=0, description="'plateau': lr drops before stopping")

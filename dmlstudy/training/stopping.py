@@ -16,7 +16,7 @@ climbed back is not flat). A run that reaches ``epochs`` is not converged. ``sto
 The first ``patience`` rounds always improve (the EMA still carries its first, noisy values: a
 high first value would otherwise fire a drop on a rising curve).
 
-Why smoothing (protocol v2, issue #15; measured with ``python -m dmlstudy.pipeline.stopping_replay``
+Why smoothing (protocol v2, issue #15; measured with ``python -m dmlstudy.analysis.stopping_replay``
 on ``results/omniglot/val_curves.csv``): the epoch-to-epoch noise SD of Omniglot's val MAP@R is
 0.18-0.93 points (median 0.39, pooled 0.53; SD of second differences / sqrt(6), epochs >= 5), so
 one-round dips of 0.8-1.9 points happen in a 20-epoch curve. On the raw curve, patience 2 and

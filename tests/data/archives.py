@@ -1,6 +1,6 @@
 """Miniature datasets in each OFFICIAL layout (member names, metadata files, annotation formats),
 shared by the data-layer tests (tests/data) and the photo rehearsal of the whole pipeline
-(tests/pipeline/photo_study.py). Every maker writes ``<data_dir>/<name>/<official files>`` and
+(tests/support/photo_study.py). Every maker writes ``<data_dir>/<name>/<official files>`` and
 returns ``data_dir``; ``image(seed) -> bytes`` draws each member (plain RGB JPEGs by default)."""
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ import yaml
 
 from dmlstudy.config import ParamsError, config_from_dict, split_loss_section
 from dmlstudy.data.splits import widen_coarse_validation
-from dmlstudy.pipeline import ablation as A
-from dmlstudy.pipeline.experiment_report import stopping_time_note
-from dmlstudy.pipeline.runs import ablation_variants, study_runs, train_settings
+from dmlstudy.reports.experiment_report import stopping_time_note
+from dmlstudy.study import ablation as A
+from dmlstudy.study.runs import ablation_variants, study_runs, train_settings
 
 REPO = Path(__file__).resolve().parents[2]
 PATHS = {"prepared_dir": "p", "out_dir": "o"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.pipeline.tiny_repo import REPO, dvc, env
+from tests.support.tiny_repo import REPO, dvc, env
 
 LOSSES = ["contrastive", "arcface"]
 

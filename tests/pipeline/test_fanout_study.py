@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.pipeline.tiny_repo import dvc, env, make_repo
+from tests.support.tiny_repo import dvc, env, make_repo
 
 pytestmark = pytest.mark.slow  # the tiny study's notebooks under dvc repro: minutes
 
@@ -23,7 +23,7 @@ BLOCKED = "work/multimodal/omniglot/contrastive/seed0"
 
 def fanout(repo: Path, run_env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dmlstudy.pipeline.fanout", "--workers", "2"],
+        [sys.executable, "-m", "dmlstudy.execution.fanout", "--workers", "2"],
         cwd=repo,
         env=run_env,
         capture_output=True,

@@ -75,10 +75,10 @@ def test_valid_params_then_dvc_repro(tmp_path, small_params, shared_omniglot_dir
     ("args", "expected"),
     [
         ([], "dvc repro"),
-        (["WORKERS=3"], "-m dmlstudy.pipeline.fanout --workers 3"),
+        (["WORKERS=3"], "-m dmlstudy.execution.fanout --workers 3"),
         (
             ["WORKERS=2", "SCHEDULER=tcp://head:8786"],
-            "-m dmlstudy.pipeline.fanout --workers 2 --scheduler tcp://head:8786",
+            "-m dmlstudy.execution.fanout --workers 2 --scheduler tcp://head:8786",
         ),
     ],
 )
@@ -88,5 +88,5 @@ def test_workers_fan_the_study_out_after_the_params_check(tmp_path, args, expect
     proc = _make(["-n", "study", "VENV=venv", *args], tmp_path)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0, proc.stderr
-    assert "-m dmlstudy.pipeline.check_params params.yaml" in lines[-2]
+    assert "-m dmlstudy.study.check_params params.yaml" in lines[-2]
     assert lines[-1].endswith(expected), lines[-1]

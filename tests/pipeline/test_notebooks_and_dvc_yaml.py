@@ -10,8 +10,8 @@ import jupytext
 import pytest
 import yaml
 
-from dmlstudy.pipeline.runs import RUN_LAYOUT
 from dmlstudy.training.fingerprint import loss_modules
+from dmlstudy.training.rundir import RUN_LAYOUT
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.py"))
@@ -265,7 +265,7 @@ def test_training_stages_depend_on_all_code_that_shapes_a_run(notebook):
     the params merge (pipeline/runs.py): an edit there that changes what runs must rerun it."""
     deps = _stage_for(notebook)["deps"]
     code = "work/code/${item.loss}.json" if notebook == "train" else "work/code"
-    for dep in (code, "dmlstudy/pipeline/runs.py", "dmlstudy/config"):
+    for dep in (code, "dmlstudy/study/runs.py", "dmlstudy/config"):
         assert dep in deps, f"stage running notebooks/{notebook}.py lacks dep {dep}"
 
 
@@ -309,7 +309,7 @@ def _imported_package_files(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dmlstudy"):
             base = node.module.replace(".", "/")
-            for alias in node.names:  # `from dmlstudy.pipeline import results` imports a module
+            for alias in node.names:  # `from dmlstudy.analysis import results` imports a module
                 sub = f"{base}/{alias.name}"
                 found.add(
                     sub + ".py"
@@ -378,5 +378,5 @@ def test_stages_that_read_the_published_numbers_depend_on_their_file():
     (an added published number reruns the pages that show it)."""
     for name, stage in [*DVC["stages"].items(), *PAPER["stages"].items()]:
         deps = stage.get("do", stage).get("deps", [])
-        if "dmlstudy/pipeline/results.py" in deps:
-            assert "dmlstudy/pipeline/published.yaml" in deps, name
+        if "dmlstudy/analysis/results.py" in deps:
+            assert "dmlstudy/analysis/published.yaml" in deps, name

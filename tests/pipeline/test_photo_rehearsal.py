@@ -1,5 +1,5 @@
 """The photo path rehearsed end to end: CUB-200-2011, Cars196, SOP and In-Shop as small archives
-in their official layouts (:mod:`tests.pipeline.photo_study`) through every stage of
+in their official layouts (:mod:`tests.support.photo_study`) through every stage of
 ``dvc repro`` in a temporary copy of the repository, at the tiny profile with a small timm
 backbone. It checks what only the whole path can get wrong: In-Shop scored query to gallery,
 SOP and In-Shop coarse labels reaching the multi-modal stage, the index naming each dataset's
@@ -25,7 +25,7 @@ from PIL import Image
 from dmlstudy.evaluation import evaluate
 from dmlstudy.training.checkpoint import load_checkpoint
 from tests.data.archives import VARIED
-from tests.pipeline.photo_study import (
+from tests.support.photo_study import (
     CACHE_SIZE,
     LOSSES,
     MULTIMODAL,
@@ -35,7 +35,7 @@ from tests.pipeline.photo_study import (
     edit_study,
     write_archives,
 )
-from tests.pipeline.tiny_repo import dvc, env, make_repo
+from tests.support.tiny_repo import dvc, env, make_repo
 
 pytestmark = pytest.mark.slow  # one `dvc repro` of the four photo datasets: minutes
 

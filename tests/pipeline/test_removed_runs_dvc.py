@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.pipeline.tiny_repo import dvc, env
+from tests.support.tiny_repo import dvc, env
 
 DVC_YAML = {
     "stages": {

@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from dmlstudy.config import load_config
-from dmlstudy.pipeline.runs import train_settings
+from dmlstudy.study.runs import train_settings
 from dmlstudy.training import train
 from dmlstudy.training.checkpoint import load_checkpoint
-from tests.pipeline.tiny_repo import COPY, REPO, dvc
-from tests.pipeline.tiny_repo import env as _env
+from tests.support.tiny_repo import COPY, REPO, dvc
+from tests.support.tiny_repo import env as _env
 
 pytestmark = pytest.mark.slow  # two tiny `dvc repro` runs of one training: kernels are slow
 

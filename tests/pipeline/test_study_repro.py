@@ -1,8 +1,9 @@
 """The whole study under ``dvc repro`` in a temporary copy of the repository (tiny profile, two
 losses, one seed, one ablation, the multi-modal experiment): every notebook runs under papermill.
 
-One session-scoped run (``tiny_study`` in conftest.py) is shared by all tests here (kernels are
-slow). Needs the offline Omniglot archives (``shared_omniglot_dir`` skips visibly without them).
+One session-scoped run (``tiny_study``, tests/support/run_fixtures.py) is shared by all tests
+here (kernels are slow). Needs the offline Omniglot archives (``shared_omniglot_dir`` skips
+visibly without them).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipeline.tiny_repo import LOSSES, dvc
+from tests.support.tiny_repo import LOSSES, dvc
 
 pytestmark = (
     pytest.mark.slow
@@ -99,7 +100,7 @@ def test_every_result_file_is_a_declared_uncached_output(tiny_study):
 def test_readme_table_from_the_tiny_results(tiny_study):
     repo, env, _ = tiny_study
     proc = subprocess.run(
-        [sys.executable, "-m", "dmlstudy.pipeline.readme_table"],
+        [sys.executable, "-m", "dmlstudy.reports.readme_table"],
         cwd=repo,
         env=env,
         capture_output=True,

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from dmlstudy.config import load_config
-from dmlstudy.pipeline.campaign import winner_overrides
+from dmlstudy.study.campaign import winner_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 RECORD = "v1"  # the campaign the per_dataset values came from

@@ -56,7 +56,7 @@ def test_projection_2d_pca_and_bad_method():
 
 
 def test_force_panels_and_warp_curves():
-    from dmlstudy.pipeline.geometry import loss_forces, rsw_warp_curves, toy_batch
+    from dmlstudy.losses.geometry import loss_forces, rsw_warp_curves, toy_batch
 
     x, y = toy_batch(3, 3)
     f = loss_forces("proxy_anchor", {}, x, y)

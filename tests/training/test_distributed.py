@@ -32,13 +32,13 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _torchrun(runs: list[TrainSettings], tmp: Path) -> str:
-    """``torchrun --standalone --nproc-per-node 2 -m dmlstudy.pipeline.ddp_train --settings``."""
+    """``torchrun --standalone --nproc-per-node 2 -m dmlstudy.execution.ddp_train --settings``."""
     paths = []
     for i, s in enumerate(runs):
         paths.append(tmp / f"run{i}.json")
         paths[-1].write_text(s.model_dump_json())
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    cmd += ["-m", "dmlstudy.pipeline.ddp_train", "--settings", *map(str, paths)]
+    cmd += ["-m", "dmlstudy.execution.ddp_train", "--settings", *map(str, paths)]
     done = subprocess.run(cmd, cwd=tmp, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout

@@ -290,7 +290,7 @@ def test_healthy_tiny_profile_runs_of_every_loss_stay_far_above_chance(
 
     from dmlstudy.config import config_from_dict
     from dmlstudy.data import PreparedDataset, prepare_dataset
-    from dmlstudy.pipeline.runs import train_settings
+    from dmlstudy.study.runs import train_settings
     from dmlstudy.training.outputs import eval_rows
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())

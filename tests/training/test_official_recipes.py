@@ -13,7 +13,7 @@ import torch
 from dmlstudy.config import load_config
 from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
-from dmlstudy.pipeline.runs import train_settings
+from dmlstudy.study.runs import train_settings
 from dmlstudy.training import TrainSettings, train
 from dmlstudy.training.optim import build_optimizer, clip_gradients
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from dmlstudy.pipeline.stopping_replay import V1
+from dmlstudy.analysis.stopping_replay import V1
 from dmlstudy.training.stopping import Plateau
 
 #: The protocol-v2 rule of params.yaml's train: section (fractions of val MAP@R).

@@ -1,0 +1,157 @@
+"""Compare trained methods (losses, or the arms of an ablation) on the test split: interval of
+each, and a paired test of each against a reference (the best method, or an ablation's baseline).
+
+Per-query Recall@1 hits and AP@R values come from each run's ``embeddings_test.npz``, averaged
+over the seeds of a method. The interval is a bootstrap over test classes (the zero-shot sampling
+unit; it does not cover training randomness); with >= 2 seeds a Student-t interval over seeds is
+added. With >= 3 seeds the paired test is over seeds and test classes together
+(:func:`dmlstudy.evaluation.hierarchical.two_way_test`: the difference's interval and t-test
+include training randomness, and ``mdd`` is the smallest difference the design detects with 80%
+power); with 1-2 seeds it is a sign-flip test over test classes of one training run, which says
+nothing about "loss A beats loss B" (``verdict`` is False: reports show no tied/below verdict).
+p-values are Holm-adjusted over the comparisons with the reference, and a method whose adjusted
+p is >= ``alpha`` is *tied* with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dmlstudy.analysis.compact import PER_QUERY_FILE, load_per_query, per_query_from_embeddings
+from dmlstudy.evaluation import mean_ci
+from dmlstudy.evaluation.hierarchical import format_p, two_way_test
+from dmlstudy.evaluation.significance import (
+    class_bootstrap,
+    holm,
+    paired_class_test,
+)
+from dmlstudy.training.outputs import load_embeddings, load_run
+
+COMPARED = ("recall@1", "map@r")
+LABELS = {"recall@1": "R@1", "map@r": "MAP@R"}
+
+
+def per_query(run_dir: str | Path, level: str = "fine") -> dict[str, np.ndarray]:
+    """Per-query test metrics of one run at label ``level`` ("fine" or "coarse"): from its test
+    embeddings, or from a compact run folder's per-query file (analysis/compact.py)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "embeddings_test.npz").is_file() and (run_dir / PER_QUERY_FILE).is_file():
+        return load_per_query(run_dir, level)
+    return per_query_from_embeddings(load_embeddings(run_dir), load_run(run_dir)["metric"], level)
+
+
+def _seed_values(runs: Sequence[Path], level: str) -> list[dict[str, np.ndarray]]:
+    out = [per_query(r, level) for r in runs]
+    for o in out[1:]:
+        if not np.array_equal(o["labels"], out[0]["labels"]):
+            raise ValueError(f"runs {list(map(str, runs))} were tested on different queries")
+    return out
+
+
+def compare(
+    groups: Mapping[str, Sequence[str | Path]],
+    *,
+    reference: str | None = None,
+    metrics: Sequence[str] = COMPARED,
+    level: str = "fine",
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per (method, metric). ``groups`` maps a method to its run folders (one per seed,
+    the same seeds for every method); ``reference=None`` compares with the best method of each
+    metric. Columns: ``mean``, ``seed_ci`` (Student-t half-width; only with >= 2 seeds),
+    ``ci_low``/``ci_high`` (class bootstrap), ``reference``, ``diff``/``diff_low``/``diff_high``,
+    ``p``, ``p_holm``, ``tied`` (with the reference, or is it), ``test`` ("classes"/"seeds":
+    seeds and classes together), ``verdict`` (>= 3 seeds: a tied/below verdict may be shown) and,
+    with >= 3 seeds, ``mdd`` (minimal detectable difference at ``alpha``, fractions)."""
+    if not groups:
+        raise ValueError("compare needs at least one method")
+    n_seeds = {len(v) for v in groups.values()}
+    if len(n_seeds) != 1 or 0 in n_seeds:
+        raise ValueError(f"every method needs the same number (>= 1) of runs; got {n_seeds}")
+    if reference is not None and reference not in groups:
+        raise ValueError(f"reference {reference!r} is not among {list(groups)}")
+    values = {name: _seed_values([Path(r) for r in runs], level) for name, runs in groups.items()}
+    rows = []
+    for m in metrics:
+        seed_means = {name: [float(v[m].mean()) for v in vs] for name, vs in values.items()}
+        avg = {name: np.mean([v[m] for v in vs], axis=0) for name, vs in values.items()}
+        classes = next(iter(values.values()))[0]["labels"]
+        ref = reference or max(seed_means, key=lambda k: np.mean(seed_means[k]))
+        by_seeds = next(iter(n_seeds)) >= 3
+        tests, mdd = {}, {}
+        for name in groups:
+            if name == ref:
+                continue
+            if by_seeds:
+                r = two_way_test(
+                    np.stack([v[m] for v in values[name]]),
+                    np.stack([v[m] for v in values[ref]]),
+                    classes,
+                    confidence=confidence,
+                    alpha=alpha,
+                )
+                tests[name], mdd[name] = (r.estimate, r.low, r.high, r.p), r.mdd
+            else:
+                tests[name] = paired_class_test(
+                    avg[name], avg[ref], classes, confidence=confidence, seed=seed
+                )
+        adjusted = dict(zip(tests, holm([t[3] for t in tests.values()]))) if tests else {}
+        for name in groups:
+            _, lo, hi = class_bootstrap(avg[name], classes, confidence=confidence, seed=seed)
+            row = {
+                "method": name,
+                "metric": m,
+                "mean": float(np.mean(seed_means[name])),
+                "ci_low": lo,
+                "ci_high": hi,
+                "reference": ref,
+            }
+            if len(seed_means[name]) >= 2:
+                row["seed_ci"] = mean_ci(seed_means[name], confidence)[1]
+            d, dlo, dhi, p = tests.get(name, (0.0, 0.0, 0.0, 1.0))
+            p_holm = float(adjusted.get(name, 1.0))
+            row.update(
+                diff=d,
+                diff_low=dlo,
+                diff_high=dhi,
+                p=p,
+                p_holm=p_holm,
+                tied=bool(p_holm >= alpha),
+                test="seeds" if by_seeds else "classes",
+                verdict=by_seeds,
+            )
+            if by_seeds:
+                row["mdd"] = mdd.get(name, float(np.mean(list(mdd.values()) or [0.0])))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def conclusion(row: Mapping, confidence: float = 0.95) -> str:
+    """One sentence for a ``compare`` row, in percentage points.
+
+    >>> conclusion({"method": "point", "reference": "segment", "metric": "recall@1",
+    ...             "diff": -0.012, "diff_low": -0.02, "diff_high": -0.004, "p_holm": 0.003,
+    ...             "tied": False, "test": "classes"})
+    'point vs segment: -1.2 R@1 (95% CI [-2.0, -0.4]; p = 0.003, paired over test classes)'
+    >>> conclusion({"method": "a", "reference": "b", "metric": "map@r", "diff": 0.001,
+    ...             "diff_low": -0.004, "diff_high": 0.006, "p_holm": 0.7, "tied": True,
+    ...             "test": "seeds"})  # doctest: +ELLIPSIS
+    'a vs b: no significant difference in MAP@R (+0.1, 95% CI [-0.4, 0.6]; p = 0.7, paired ...'
+    """
+    name = LABELS.get(row["metric"], row["metric"])
+    pct = f"{100 * row['diff']:+.1f}"
+    ci = (
+        f"{round(100 * confidence)}% CI [{100 * row['diff_low']:.1f}, {100 * row['diff_high']:.1f}]"
+    )
+    unit = "seeds and test classes" if row["test"] == "seeds" else "test classes"
+    p = f"{format_p(row['p_holm'])}, paired over {unit}"
+    head = f"{row['method']} vs {row['reference']}: "
+    if row["tied"]:
+        return f"{head}no significant difference in {name} ({pct}, {ci}; {p})"
+    return f"{head}{pct} {name} ({ci}; {p})"

@@ -1,1 +1,0 @@
-"""The study pipeline: params validation, notebook runner, run layout and report helpers."""

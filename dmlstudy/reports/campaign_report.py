@@ -1,0 +1,257 @@
+"""The tuning campaign as a report section: the declared search space (``tuning.space``), the
+effort each loss got (equal epochs of search), the best values and their confirmation runs (mean
+validation MAP@R over seeds), read from the record in ``results/tuning/<dataset>/``
+(``summary.csv``, ``trials.csv``, ``winners.csv``, written by :mod:`dmlstudy.study.campaign`)
+or, until that campaign has run, from campaign v1's in ``v1/`` (the values params.yaml holds).
+Values in percent.
+
+>>> space_rows({"train.lr": {"log": [0.0003, 0.003]}, "miner": {"choice": ["all", "hard"]}})
+[('train.lr', 'log-uniform [0.0003, 0.003]'), ('miner', 'one of all, hard')]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dmlstudy.config import StudyConfig
+
+KINDS = {"uniform": "uniform", "log": "log-uniform", "int": "integer"}
+
+
+def space_rows(space: dict[str, dict[str, list[Any]]]) -> list[tuple[str, str]]:
+    """(parameter, distribution in words) of one loss's search dimensions."""
+    rows = []
+    for key, spec in space.items():
+        ((kind, args),) = spec.items()
+        if kind == "choice":
+            rows.append((key, "one of " + ", ".join(map(str, args))))
+        else:
+            rows.append((key, f"{KINDS[kind]} [{args[0]:g}, {args[1]:g}]"))
+    return rows
+
+
+@dataclass
+class CampaignReport:
+    """What the evaluation report shows of the campaign; ``ran`` False: only ``message``."""
+
+    ran: bool
+    message: str
+    space: pd.DataFrame = field(default_factory=pd.DataFrame)
+    effort: pd.DataFrame = field(default_factory=pd.DataFrame)
+    best: pd.DataFrame = field(default_factory=pd.DataFrame)
+    confirmation: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _point(text: str) -> str:
+    values = json.loads(text)
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
+
+
+def used_by_run(point: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Whether a run's settings carry every value of a campaign point (``train.<field>`` keys
+    in the training settings, the others in ``loss_params``).
+
+    >>> used_by_run({"margin": 0.2, "train.lr": 0.001},
+    ...             {"lr": 0.001, "loss_params": {"margin": 0.2, "miner": "all"}})
+    True
+    """
+    for key, value in point.items():
+        where = settings if key.startswith("train.") else settings.get("loss_params", {})
+        if where.get(key.removeprefix("train.")) != value:
+            return False
+    return True
+
+
+def _pct(v: float) -> str:
+    return "—" if pd.isna(v) else f"{100 * v:.1f}"
+
+
+def _tables(
+    confirm: pd.DataFrame, winners: pd.DataFrame, settings: dict[str, dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(best, confirmation) tables from confirmation rows (``trial``: the confirmed search trial)
+    and the winners."""
+    conf = confirm.groupby(["loss", "trial", "point"], as_index=False)["val_map@r"].agg(
+        ["mean", "std", "count"]
+    )
+    chosen = set(zip(winners["loss"], winners["trial"]))
+    confirmation = pd.DataFrame(
+        {
+            "loss": conf["loss"],
+            "trial": conf["trial"],
+            "values": conf["point"].map(_point).replace("", "published defaults"),
+            "val MAP@R (mean over seeds)": conf["mean"].map(_pct),
+            "sd": (100 * conf["std"].fillna(0.0)).map(lambda v: f"{v:.1f}"),
+            "seeds": conf["count"],
+            "chosen": [
+                ("yes" if (lo, tr) in chosen else "") for lo, tr in zip(conf["loss"], conf["trial"])
+            ],
+        }
+    ).set_index(["loss", "trial"])
+    best = pd.DataFrame(
+        {
+            "trial": winners["trial"].to_numpy(),
+            "values": winners["point"].map(_point).replace("", "published defaults").to_numpy(),
+            "val MAP@R (mean over seeds)": winners["mean"].map(_pct).to_numpy(),
+            "used by the evaluated runs": [
+                "yes"
+                if used_by_run(json.loads(pt), settings[lo])
+                else "no: copy the winner into losses.<loss>.per_dataset and rerun"
+                for lo, pt in zip(winners["loss"], winners["point"])
+            ],
+        },
+        index=pd.Index(winners["loss"], name="loss"),
+    )
+    return best, confirmation
+
+
+def campaign_report(
+    config: StudyConfig,
+    dataset: str,
+    tuning_dir: str | Path,
+    settings: dict[str, dict[str, Any]],
+) -> CampaignReport:
+    """The campaign section of ``dataset`` for the losses of ``settings`` (loss → its run's
+    ``metrics.json["settings"]``, to check that the runs used the winners' values), read from
+    ``tuning_dir`` (the Optuna campaign's record, else campaign v1's in ``tuning_dir/v1``)."""
+    t = config.tuning
+    losses: Sequence[str] = list(settings)
+    space = pd.DataFrame(
+        [
+            (loss, key, dist)
+            for loss in losses
+            for key, dist in space_rows({**t.space.get("common", {}), **t.space.get(loss, {})})
+        ],
+        columns=["loss", "parameter", "searched over"],
+    ).set_index(["loss", "parameter"])
+    folder = Path(tuning_dir)
+    v1 = (folder / "v1" / "trials.csv").is_file()
+    if (folder / "summary.csv").is_file():
+        winners = pd.read_csv(folder / "winners.csv")
+        if set(losses) <= set(winners["loss"]) or not v1:
+            return _optuna_report(config, folder, losses, settings, space)
+        # the new campaign is under way: its record is partial, the runs use v1's values
+        report = _v1_report(folder / "v1", losses, settings, space)
+        report.message += " " + _progress(folder, losses, set(winners["loss"]))
+        return report
+    if v1:
+        return _v1_report(folder / "v1", losses, settings, space)
+    return CampaignReport(
+        ran=False,
+        message=(
+            f"The tuning campaign has not been run on {dataset} (no record in the results): "
+            f"every loss uses its published hyper-parameters and the training settings of its "
+            f"family. The campaign (python -m dmlstudy.study.campaign) gives every loss "
+            f"{t.epochs_per_loss} training epochs of validation-only search over the space below."
+        ),
+        space=space,
+    )
+
+
+def _progress(folder: Path, losses: Sequence[str], confirmed: set[str]) -> str:
+    """A sentence on a campaign under way (its record in ``folder``)."""
+    summary = pd.read_csv(folder / "summary.csv").set_index("loss").reindex(losses)
+    searched = summary.index[summary["epochs_spent"].fillna(0) >= summary["epochs_per_loss"]]
+    return (
+        f"The Optuna campaign that replaces it is under way ({folder}): {len(searched)} of "
+        f"{len(losses)} losses searched ({', '.join(searched) or 'none yet'}), "
+        f"{len(confirmed & set(losses))} confirmed; its values reach params.yaml when every "
+        "loss is confirmed."
+    )
+
+
+def _optuna_report(
+    config: StudyConfig,
+    folder: Path,
+    losses: Sequence[str],
+    settings: dict[str, dict[str, Any]],
+    space: pd.DataFrame,
+) -> CampaignReport:
+    t = config.tuning
+    summary = pd.read_csv(folder / "summary.csv", keep_default_na=False, na_values=[""])
+    summary = summary.set_index("loss").reindex(losses)
+    spent = summary["epochs_spent"].fillna(0).astype(int)
+    effort = pd.DataFrame(
+        {
+            "trials": summary["trials"].fillna(0).astype(int),
+            "epochs spent": spent,
+            "complete": summary["complete"].fillna(0).astype(int),
+            "pruned": summary["pruned"].fillna(0).astype(int),
+            "cut by the budget": summary["stopped_by_budget"].fillna(0).astype(int),
+            "collapsed (< 12%)": summary["collapsed"].fillna(0).astype(int),
+            "published val MAP@R": summary["published_val_map@r"].map(_pct),
+            "best search val MAP@R": summary["best_val_map@r"].map(_pct),
+            "boundary hits": summary["boundary_hits"].fillna("").astype(str),
+        }
+    )
+    trials = pd.read_csv(folder / "trials.csv")
+    confirm = trials[(trials["phase"] == "confirm") & (trials["state"] == "COMPLETE")]
+    confirm = confirm[confirm["loss"].isin(losses)].drop(columns="trial")
+    confirm = confirm.rename(columns={"source": "trial"})
+    winners = pd.read_csv(folder / "winners.csv")
+    best, confirmation = _tables(confirm, winners[winners["loss"].isin(losses)], settings)
+    # the budget the record was searched under (params.yaml may since ask for more)
+    budget = (
+        int(summary["epochs_per_loss"].max()) if summary["epochs_per_loss"].notna().any() else 0
+    )
+    short = spent[spent < budget] if budget else spent
+    message = (
+        f"Equal effort: every loss had {budget} training epochs of search (all its "
+        f"trials, pruned ones included; trial 0: the published values; Optuna TPE, Hyperband "
+        f"over the validation rounds), then its best {t.confirm_top} complete trials at the "
+        f"full protocol on seeds {list(t.confirm_seeds)}; all selected on validation MAP@R, "
+        f"never test."
+        if short.empty
+        else "UNEQUAL tuning effort: the search of "
+        + ", ".join(f"{k} ({v} epochs)" for k, v in short.items())
+        + f" has not spent its {budget or t.epochs_per_loss} epochs; rerun the campaign (it "
+        "resumes)."
+    )
+    return CampaignReport(True, message, space, effort, best, confirmation)
+
+
+def _v1_report(
+    folder: Path,
+    losses: Sequence[str],
+    settings: dict[str, dict[str, Any]],
+    space: pd.DataFrame,
+) -> CampaignReport:
+    """Campaign v1 (equal trial counts at a short budget): the record params.yaml's values came
+    from."""
+    trials = pd.read_csv(folder / "trials.csv")
+    trials = trials[trials["loss"].isin(losses)]
+    search, confirm = trials[trials["phase"] == "search"], trials[trials["phase"] == "confirm"]
+    counts = search.groupby("loss").size().reindex(losses, fill_value=0)
+    effort = pd.DataFrame(
+        {
+            "search trials": counts,
+            "confirmation runs": confirm.groupby("loss").size().reindex(losses, fill_value=0),
+            "best search val MAP@R": search.groupby("loss")["val_map@r"].max().map(_pct),
+        }
+    ).reindex(losses)
+    effort["best search val MAP@R"] = effort["best search val MAP@R"].fillna("—")
+    equal = counts.nunique() == 1 and counts.iloc[0] > 0
+    winners_csv = folder / "winners.csv"
+    winners = pd.read_csv(winners_csv) if winners_csv.is_file() else confirm.iloc[:0]
+    best, confirmation = _tables(confirm, winners[winners["loss"].isin(losses)], settings)
+    seeds = sorted(confirm["seed"].unique().tolist())
+    top = confirm.groupby("loss")["trial"].nunique().max() if len(confirm) else 0
+    effort_note = (
+        f"Campaign v1 (the values in use until the Optuna campaign replaces them): every loss "
+        f"had {counts.iloc[0]} search trials (trial 0: the published values) of "
+        f"{int(search['epochs_run'].max())} epochs, then its best {top} confirmed at the full "
+        f"budget on seeds {seeds}; all selected on validation MAP@R, never test."
+        if equal
+        else "UNEQUAL tuning effort: search trials per loss differ ("
+        + ", ".join(f"{k}: {v}" for k, v in counts.items())
+        + "); rerun the campaign for the losses with fewer trials."
+    )
+    return CampaignReport(True, effort_note, space, effort, best, confirmation)

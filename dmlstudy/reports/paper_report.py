@@ -1,0 +1,184 @@
+"""The paper-grade study's tables and verdicts, from its committed compact folders alone.
+
+:func:`write_report` reads ``results/paper/runs/<profile>/<dataset>/`` (:mod:`.paper_study`) and
+writes, below ``results/paper/<dataset>/``:
+
+- ``table.csv``, ``runs.csv``, ``metrics/``, ``findings.json``, ``recall_at_1.csv``,
+  ``recall_at_k.csv``, ``val_curves.csv`` — the main comparison, as the default pipeline's
+  evaluation writes them (:func:`dmlstudy.analysis.study_table.write_results`), over the seeds
+  every loss has finished; with >= 3 seeds its verdicts come from the seeds × classes test;
+- ``ablations/<name>-comparison.csv`` — each ablation whose every arm and seed is done, its arms
+  against the reference arm by the same test;
+- ``transfer.csv`` — with ``transfer=<profile>`` (``wide64``): the one-seed ranking of that
+  profile beside the paper-grade ranking, Kendall's τ and Spearman's ρ between them, and which
+  paper-grade verdicts it contradicts (a loss found below the best that scores at least as
+  high as the best under the other profile);
+- ``status.json`` — what is done and what is pending (a partial study reports its finished part
+  and names the rest; nothing is extrapolated).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from dmlstudy.analysis.compact import is_complete
+from dmlstudy.analysis.compare import compare, conclusion
+from dmlstudy.analysis.study_table import load_study, study_findings, write_results
+from dmlstudy.config import StudyConfig
+from dmlstudy.study.paper import ablation_seeds, arm_dir, main_dir, main_seeds
+from dmlstudy.study.runs import ablation_variants
+
+HEADLINE = "map@r"
+
+
+def finished_seeds(
+    runs: Path, profile: str, dataset: str, losses: Sequence[str], seeds: Sequence[int]
+) -> tuple[list[int], dict[str, list[int]]]:
+    """(the seeds every loss has finished, {loss: its missing seeds}): the study trains seed by
+    seed (``paper_study run``), so a partial study is compared over the seeds all losses have."""
+    pending = {
+        loss: missing
+        for loss in losses
+        if (
+            missing := [
+                s for s in seeds if not is_complete(main_dir(runs, profile, dataset, loss, s))
+            ]
+        )
+    }
+    common = [s for s in seeds if not any(s in m for m in pending.values())]
+    return common, pending
+
+
+def transfer_table(
+    paper: pd.DataFrame, other: pd.DataFrame, metric: str = HEADLINE
+) -> pd.DataFrame:
+    """Per loss: the paper-grade mean and rank, the other profile's score and rank, and whether
+    the other profile contradicts the paper-grade verdict (``below`` the best there, yet at
+    least as high as the paper-grade best here). ``paper``: a ``table.csv`` (percent, with
+    ``<metric>_tied`` and ``<metric>_best``); ``other``: per-loss ``<metric>`` (percent).
+
+    >>> p = pd.DataFrame({"map@r": [50.0, 45.0, 40.0], "map@r_tied": [True, True, False],
+    ...                   "map@r_best": [True, False, False]}, index=["a", "b", "c"])
+    >>> o = pd.DataFrame({"map@r": [44.0, 46.0, 47.0]}, index=["a", "b", "c"])
+    >>> transfer_table(p, o)["contradicts"].tolist()
+    [False, False, True]
+    """
+    common = [loss for loss in paper.index if loss in other.index]
+    t = pd.DataFrame(
+        {
+            "paper": paper.loc[common, metric],
+            "paper_rank": paper.loc[common, metric].rank(ascending=False, method="min"),
+            "other": other.loc[common, metric],
+            "other_rank": other.loc[common, metric].rank(ascending=False, method="min"),
+            "paper_verdict": [
+                "best"
+                if paper.loc[x, f"{metric}_best"]
+                else ("tied" if paper.loc[x, f"{metric}_tied"] else "below")
+                for x in common
+            ],
+        }
+    )
+    best = t.index[t["paper_verdict"] == "best"][0]
+    t["contradicts"] = (t["paper_verdict"] == "below") & (t["other"] >= t.loc[best, "other"])
+    t.index.name = "loss"
+    return t
+
+
+def transfer_sentences(t: pd.DataFrame, other: str) -> list[str]:
+    """Rank correlations and the contradicted verdicts, in words."""
+    tau = stats.kendalltau(t["paper"], t["other"]).statistic
+    rho = stats.spearmanr(t["paper"], t["other"]).statistic
+    out = [
+        f"The one-seed ranking of {len(t)} losses under profile {other} agrees with the "
+        f"paper-grade ranking to Kendall τ = {tau:.2f} (Spearman ρ = {rho:.2f}); one training "
+        "run per loss, so this is a check of transfer, not a verdict."
+    ]
+    bad = list(t.index[t["contradicts"]])
+    best = t.index[t["paper_verdict"] == "best"][0]
+    if bad:
+        out.append(
+            f"It contradicts {len(bad)} paper-grade verdict(s): {', '.join(bad)} "
+            f"(below {best} in the paper-grade study) score(s) at least as high as {best} "
+            f"under {other}."
+        )
+    else:
+        out.append(f"It contradicts no paper-grade 'below {best}' verdict.")
+    return out
+
+
+def _ablations(
+    config: StudyConfig, profile: str, dataset: str, runs: Path, out: Path, status: dict
+) -> list[str]:
+    sentences: list[str] = []
+    if not config.study.ablations:
+        return sentences
+    seeds = ablation_seeds(config, profile)
+    for name in config.study.ablations:
+        arms = [v.label for v in ablation_variants(config, name)]
+        groups = {a: [arm_dir(runs, profile, dataset, name, s, a) for s in seeds] for a in arms}
+        missing = [str(p) for g in groups.values() for p in g if not is_complete(p)]
+        if missing:
+            status["pending"][f"ablation {name}"] = len(missing)
+            continue
+        reference = config.ablations[name].reference or arms[0]
+        table = compare(groups, reference=reference)
+        (out / "ablations").mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "ablations" / f"{name}-comparison.csv", index=False)
+        sentences += [
+            f"{name}: {conclusion(r)}" for _, r in table.iterrows() if r["method"] != reference
+        ]
+        status["done"][f"ablation {name}"] = len(arms) * len(seeds)
+    return sentences
+
+
+def write_report(
+    config: StudyConfig,
+    profile: str,
+    dataset: str,
+    results: Path,
+    *,
+    out: Path | None = None,
+    transfer: str | None = None,
+) -> list[Path]:
+    """Write the paper-grade tables of ``dataset`` (module docstring); returns the files."""
+    runs = results / "runs"
+    out = out or results / dataset
+    out.mkdir(parents=True, exist_ok=True)
+    losses = list(config.study.losses)
+    seeds, pending = finished_seeds(runs, profile, dataset, losses, main_seeds(config, profile))
+    status: dict = {
+        "profile": profile,
+        "seeds": main_seeds(config, profile),
+        "done": {"main seeds": seeds},
+        "pending": {"main": pending} if pending else {},
+    }
+    sentences: list[str] = []
+    written = []
+    table = None
+    if seeds:
+        study = load_study(runs / profile / dataset, losses, seeds)
+        sentences = study_findings(study, dataset)
+        write_results(study, out, sentences)
+        table = study.table
+        written.append(out / "table.csv")
+    sentences += _ablations(config, profile, dataset, runs, out, status)
+    if transfer is not None and table is not None:
+        t_seeds, t_pending = finished_seeds(
+            runs, transfer, dataset, losses, main_seeds(config, transfer)
+        )
+        if t_pending:  # compared once every loss has its run: the best must be among them
+            status["pending"][f"transfer {transfer}"] = t_pending
+        elif len(losses) >= 3:
+            other = load_study(runs / transfer / dataset, losses, t_seeds).table
+            t = transfer_table(table, other)
+            t.round(4).to_csv(out / "transfer.csv")
+            sentences += transfer_sentences(t, transfer)
+            written.append(out / "transfer.csv")
+    (out / "findings.json").write_text(json.dumps({"sentences": sentences}, indent=1))
+    (out / "status.json").write_text(json.dumps(status, indent=1))
+    return [*written, out / "findings.json", out / "status.json"]

@@ -1,0 +1,274 @@
+"""The study's index page, led by its findings: the question, a headline figure (every loss's
+R@1 and MAP@R with intervals, ties with the best marked), the published numbers beside ours,
+computed takeaways, then one section per page with its figure and link.
+
+Everything is read from ``results/`` (percent) and rendered with the Jinja2 template
+``templates/index.html.j2``; figures are embedded as PNG data, links are relative, so the page
+works offline and from any folder.
+
+>>> data_uri(b"abc")
+'data:image/png;base64,YWJj'
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+from matplotlib.figure import Figure
+
+from dmlstudy.analysis.results import LABELS, PUBLISHED_R1, published_note
+from dmlstudy.analysis.study_table import (
+    comparison_frame,
+    display_table,
+    headline_frame,
+    read_table,
+)
+from dmlstudy.config import StudyConfig
+from dmlstudy.plots import headline_figure, interval_plot, recall_at_k
+from dmlstudy.plots.comparison import VS_REFERENCE
+from dmlstudy.study.runs import train_overrides
+
+TEMPLATES = Path(__file__).parent / "templates"
+#: Cells tagged so in a notebook hold its page's key figure (nbconvert writes ``celltag_<tag>``).
+HEADLINE_TAG = "headline"
+_IMG = re.compile(r'<img[^>]*src="(data:image/png;base64,[^"]+)"')
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_uri(fig: Figure, dpi: int = 100) -> str:
+    """A figure as an embeddable PNG data URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return data_uri(buf.getvalue())
+
+
+def page_figure(page: str | Path, tag: str = HEADLINE_TAG) -> str | None:
+    """The first PNG of the cell tagged ``tag`` in a rendered notebook page, as a data URI."""
+    text = Path(page).read_text(encoding="utf-8")
+    at = text.find(f"celltag_{tag}")
+    found = _IMG.search(text, at) if at >= 0 else None
+    return found.group(1) if found else None
+
+
+def report_pages(reports_dir: str | Path) -> dict[str, list[str]]:
+    """Rendered pages below ``reports_dir`` grouped by their first folder ("" for top level),
+    as paths relative to ``reports_dir``; the index itself is left out."""
+    root = Path(reports_dir)
+    groups: dict[str, list[str]] = {}
+    for page in sorted(root.rglob("*.html")):
+        rel = page.relative_to(root)
+        if rel.as_posix() == "index.html":
+            continue
+        groups.setdefault(rel.parts[0] if len(rel.parts) > 1 else "", []).append(rel.as_posix())
+    return groups
+
+
+def _json(path: Path, stage: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run {stage} first (dvc repro {stage})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _csv(path: Path, stage: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run {stage} first (dvc repro {stage})")
+    return pd.read_csv(path)
+
+
+@dataclass
+class IndexPage:
+    """The rendered page and what it is made of (the report notebook shows the parts)."""
+
+    html: str
+    headline: Figure
+    takeaways: list[str]
+    published: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _published(dataset: str, table: pd.DataFrame) -> dict[str, Any]:
+    numbers = PUBLISHED_R1.get(dataset, {})
+    rows = [
+        {
+            "loss": loss,
+            "ours: R@1 (%)": f"{table.loc[loss, 'recall@1']:.1f}",
+            "published R@1 (%)": f"{value:.1f}",
+            "published protocol": source,
+        }
+        for loss, (value, source) in numbers.items()
+        if loss in table.index
+    ]
+    html = pd.DataFrame(rows).to_html(index=False, border=0) if rows else ""
+    return {"dataset": dataset, "note": published_note(dataset), "table": html}
+
+
+def _section(id: str, title: str, text: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "id": id,
+        "title": title,
+        "text": text,
+        "table": "",
+        "figure": None,
+        "links": [],
+        **extra,
+    }
+
+
+def _question(config: StudyConfig) -> tuple[str, str]:
+    s = config.study
+    question = (
+        f"Which of {len(s.losses)} deep metric learning losses retrieves images of unseen classes "
+        f"best when all are trained under one protocol, and which of the differences are real?"
+    )
+    parts = []
+    for d in s.datasets:
+        t = train_overrides(config, d)
+        parts.append(
+            f"{d}: {t.get('backbone')} {'pretrained' if t.get('pretrained') else 'from scratch'}, "
+            f"{t.get('embedding_dim')}-d"
+        )
+    protocol = (
+        f"Datasets {', '.join(parts)}; seeds {list(s.seeds)}; profile {s.profile}. Each run "
+        "trains to its validation plateau and is evaluated at its best validation MAP@R epoch on "
+        "test classes never seen in training. All numbers are percent."
+    )
+    return question, protocol
+
+
+def build_index(config: StudyConfig, results_dir: str | Path, reports_dir: str | Path) -> IndexPage:
+    """Read every result of the study and render the index page."""
+    results, reports = Path(results_dir), Path(reports_dir)
+    study = config.study
+    pages = report_pages(reports)
+    panels, takeaways, published, sections = {}, [], [], []
+    for d in study.datasets:
+        table = read_table(results / d / "table.csv")
+        panels[d] = {LABELS[m]: headline_frame(table, m) for m in ("recall@1", "map@r")}
+        takeaways += _json(results / d / "findings.json", f"evaluate@{d}")["sentences"]
+        published.append(_published(d, table))
+        compact = display_table(table, d)
+        keep = [c for c in compact.columns if c.startswith(("R@1", "MAP@R")) or c == "converged"]
+        curves = _csv(results / d / "recall_at_k.csv", f"evaluate@{d}")
+        sections.append(
+            _section(
+                f"main-{d}",
+                f"{d}: the main comparison",
+                [
+                    "Test-set R@1 and MAP@R of every loss, best MAP@R first; the evaluation "
+                    "page adds R@2-8, R-Precision, NMI, convergence curves, what each loss "
+                    "trained with, the tuning campaign, Recall@K, galleries and a projection."
+                ],
+                table=compact[keep].reset_index().to_html(index=False, border=0),
+                figure=figure_uri(recall_at_k(curves, title=f"{d}: Recall@K (%)")),
+                links=[{"href": f"{d}/evaluate.html", "text": f"{d}: evaluation report"}],
+            )
+        )
+        for name in study.ablations:
+            stage = f"ablation@{d}-{name}"
+            summary = _json(results / d / "ablations" / f"{name}.json", stage)
+            takeaways.append(summary["summary"])
+            cmp = _csv(results / d / "ablations" / f"{name}-comparison.csv", stage)
+            arms = _csv(results / d / "ablations" / f"{name}.csv", stage)
+            fig = interval_plot(
+                comparison_frame(cmp, "map@r", runs=arms, label="variant"),
+                "MAP@R",
+                title=f"{d}: ablation {name} ({summary['loss']})",
+                names=VS_REFERENCE,
+            )
+            sections.append(
+                _section(
+                    f"ablation-{d}-{name}",
+                    f"{d}: ablation {name}",
+                    [summary["question"], *summary["conclusions"]],
+                    figure=figure_uri(fig),
+                    links=[{"href": f"{d}/ablation-{name}.html", "text": "ablation report"}],
+                )
+            )
+        if d in study.multimodal:
+            summary = _json(results / d / "multimodal.json", f"multimodal@{d}")
+            takeaways.append(summary["summary"])
+            cmp = _csv(results / d / "multimodal-comparison.csv", f"multimodal@{d}")
+            mm = _csv(results / d / "multimodal.csv", f"multimodal@{d}")
+            fig = interval_plot(
+                comparison_frame(cmp, "map@r", sort=True, runs=mm),
+                "fine-label MAP@R",
+                title=f"{d}: fine structure kept after coarse-label training",
+            )
+            sections.append(
+                _section(
+                    f"multimodal-{d}",
+                    f"{d}: the multi-modal experiment",
+                    [summary["question"], summary["summary"]],
+                    figure=figure_uri(fig),
+                    links=[{"href": f"{d}/multimodal.html", "text": "multi-modal report"}],
+                )
+            )
+        runs = [p for p in pages.get(d, []) if p.startswith(f"{d}/train/")]
+        sections.append(
+            _section(
+                f"runs-{d}",
+                f"{d}: data and training runs",
+                [f"The prepared dataset and the {len(runs)} training run pages."],
+                links=[{"href": f"{d}/prepare.html", "text": "prepared dataset"}]
+                + [{"href": p, "text": Path(p).stem} for p in runs],
+            )
+        )
+    if "geometry.html" in pages.get("", []):
+        sections.append(
+            _section(
+                "geometry",
+                "What each loss does: gradients on a 2-D toy batch",
+                ["−∂L/∂x of every loss on three seeded classes, and RSW's warp."],
+                figure=page_figure(reports / "geometry.html"),
+                links=[{"href": "geometry.html", "text": "loss geometry report"}],
+            )
+        )
+    sections.append(
+        _section(
+            "report",
+            "This page as a notebook",
+            ["The report notebook that assembled this page, with its inputs."],
+            links=[{"href": "report.html", "text": "report notebook"}],
+        )
+    )
+    title = "dmlstudy: deep metric learning losses under one protocol"
+    headline = headline_figure(panels, title="Test-set R@1 and MAP@R (%) of every loss")
+    question, protocol = _question(config)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    html = env.get_template("index.html.j2").render(
+        title=title,
+        question=question,
+        protocol=protocol,
+        headline={
+            "uri": figure_uri(headline),
+            "alt": "R@1 and MAP@R of every loss with 95% intervals",
+            "caption": "Mean over seeds with the 95% CI of a bootstrap over test classes. Star: "
+            "the best loss; filled: tied with it (Holm-adjusted paired test); hollow: "
+            "significantly below; red names: runs that did not converge.",
+        },
+        takeaways=takeaways,
+        published=published,
+        sections=sections,
+        footer="Generated by dmlstudy from results/ (dvc repro report). All numbers are percent.",
+    )
+    return IndexPage(html, headline, takeaways, published)
+
+
+def write_index(index: IndexPage, path: str | Path) -> Path:
+    """Write the page (folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(index.html, encoding="utf-8")
+    return path

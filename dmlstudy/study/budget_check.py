@@ -1,0 +1,221 @@
+"""Budget check (protocol v2, issue #15): would a longer budget have changed a loss's result?
+
+``python -m dmlstudy.study.budget_check [params.yaml] [--dataset omniglot] [--seed 0]``
+retrains, for every loss of ``study.losses``, one seed of the main comparison
+(``work/runs/<dataset>/<loss>/seed<seed>``) to twice its stop epoch, past the study's cap if
+need be (the point is to train longer on purpose), with the plateau rule's stop disabled
+(``plateau_stop: false``) and every other setting as the main run's ``metrics.json`` stores it.
+Same seed, deterministic training and a plateau schedule that reads only the lr drops taken
+make it the main run, epoch for epoch, up to the stop (the ``same_until_stop`` column checks
+it); after the stop it trains on at the run's final lr (after its last drop), selecting its best
+raw val MAP@R epoch as the main run does. Run folders:
+``work/budget_check/<dataset>/<loss>/seed<seed>`` (resumable and reused as every run folder,
+:mod:`dmlstudy.training.rundir`), so an interrupted check continues where it stopped.
+
+It writes ``results/<dataset>/budget_check.csv`` (percent), one row per loss: the main run's stop
+epoch, the epochs of the extension, val MAP@R selected at the stop and the best of the extension,
+the gain, the extended run's test MAP@R and the main run's class-bootstrap 95% interval
+(``results/<dataset>/table.csv``). A loss *passes* when the gain is at most ``GAIN_LIMIT`` (0.5
+points) and its extended test MAP@R lies inside that interval. A run that hit the cap was not
+stopped by the rule: nothing to extend, it fails ("not converged").
+
+Cost on the 2-core machine: the extension retrains from scratch to ``2 x stop`` epochs, about
+twice the main comparison's training time (README, protocol).
+
+>>> extension_epochs(18), extension_epochs(70)
+(36, 140)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dmlstudy.training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+#: Largest val MAP@R gain (points) a longer budget may bring for the check to pass.
+GAIN_LIMIT = 0.5
+METRIC = "map@r"
+CSV_NAME = "budget_check.csv"
+COLUMNS = [
+    "loss", "seed", "stop_epoch", "converged", "extended_to", "val_at_stop",
+    "val_best_extended", "best_epoch_extended", "gain", "same_until_stop", "test_main",
+    "test_extended", "ci_low", "ci_high", "inside_ci", "passed", "note",
+]  # fmt: skip
+
+
+def extension_epochs(stop_epoch: int) -> int:
+    """Epochs of the extended run: twice the stop epoch (the study's cap does not bound it: a
+    run stopped at 70 of 100 would otherwise be checked over only 30 more epochs)."""
+    return 2 * stop_epoch
+
+
+def extension_settings(main: TrainSettings, stop_epoch: int, out_dir: str | Path) -> TrainSettings:
+    """The main run's settings, to :func:`extension_epochs` without the plateau stop, in
+    ``out_dir``."""
+    values = main.model_dump()
+    values.update(
+        out_dir=Path(out_dir),
+        epochs=extension_epochs(stop_epoch),
+        plateau_stop=False,
+    )
+    return TrainSettings(**values)
+
+
+def _val_curve(metrics: dict[str, Any]) -> dict[int, float]:
+    """``{1-based epoch: val MAP@R in percent}`` of a run's history."""
+    return {
+        r["epoch"] + 1: 100 * r["val"][METRIC] for r in metrics.get("history", []) if "val" in r
+    }
+
+
+def check_loss(
+    main: TrainSettings,
+    main_metrics: dict[str, Any],
+    interval: tuple[float, float],
+    out_dir: str | Path,
+    train: Callable[[TrainSettings], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One row of the check: extend the main run (settings ``main``, its ``metrics.json``) into
+    ``out_dir`` and compare with the main run's class-bootstrap ``interval`` (percent)."""
+    if train is None:
+        from dmlstudy.training import train
+    stop = int(main_metrics["epochs_run"])
+    row: dict[str, Any] = {
+        "loss": main.loss,
+        "seed": main.seed,
+        "stop_epoch": stop,
+        "converged": bool(main_metrics.get("converged", False)),
+        "test_main": 100 * main_metrics["test"][METRIC],
+        "ci_low": interval[0],
+        "ci_high": interval[1],
+    }
+    if stop >= main.epochs:
+        return {
+            **row,
+            "extended_to": stop,
+            "passed": False,
+            "note": "not converged (the rule did not stop it before the cap): nothing to extend",
+        }
+    ext = train(extension_settings(main, stop, out_dir))
+    curve, main_curve = _val_curve(ext), _val_curve(main_metrics)
+    at_stop = max(v for e, v in curve.items() if e <= stop)
+    best_epoch = max(curve, key=lambda e: (curve[e], -e))
+    test_ext = 100 * ext["test"][METRIC]
+    inside = interval[0] <= test_ext <= interval[1]
+    gain = curve[best_epoch] - at_stop
+    return {
+        **row,
+        "extended_to": int(ext["epochs_run"]),
+        "val_at_stop": at_stop,
+        "val_best_extended": curve[best_epoch],
+        "best_epoch_extended": best_epoch,
+        "gain": gain,
+        "same_until_stop": all(
+            abs(curve.get(e, float("nan")) - v) < 1e-6 for e, v in main_curve.items()
+        ),
+        "test_extended": test_ext,
+        "inside_ci": inside,
+        "passed": gain <= GAIN_LIMIT and inside,
+        "note": "",
+    }
+
+
+def check_sentence(table: pd.DataFrame | None, csv_path: str | Path) -> str:
+    """The evaluation report's sentence on the check (``table`` None: not run yet).
+
+    >>> check_sentence(None, "results/x/budget_check.csv")[:44]
+    'Budget check: not run yet (no results/x/budg'
+    >>> t = pd.DataFrame({"loss": ["a", "b"], "passed": [True, False], "gain": [0.1, 0.9],
+    ...                   "inside_ci": [True, True]})
+    >>> check_sentence(t, "c.csv")[:37], check_sentence(t, "c.csv")[-9:]
+    ('Budget check: 1 of 2 losses pass (a l', ' fail: b.')
+    """
+    if table is None:
+        return (
+            f"Budget check: not run yet (no {Path(csv_path).as_posix()}; "
+            "`python -m dmlstudy.study.budget_check` retrains each loss to twice its stop "
+            "epoch and writes it)."
+        )
+    failed = table.loc[~table["passed"].astype(bool), "loss"].tolist()
+    return (
+        f"Budget check: {len(table) - len(failed)} of {len(table)} losses pass (a longer budget "
+        f"gains at most {GAIN_LIMIT} points of val MAP@R and test MAP@R stays inside the main "
+        "run's class-bootstrap interval)" + (f"; fail: {', '.join(failed)}." if failed else ".")
+    )
+
+
+def read_check(results_dir: str | Path) -> tuple[str, pd.DataFrame | None]:
+    """(sentence, table or None) for the evaluation report, from
+    ``results_dir/budget_check.csv``."""
+    path = Path(results_dir) / CSV_NAME
+    table = pd.read_csv(path) if path.is_file() else None
+    return check_sentence(table, path), table
+
+
+def write_check(rows: list[dict[str, Any]], results_dir: str | Path) -> Path:
+    path = Path(results_dir) / CSV_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    frame.round(4).to_csv(path, index=False)
+    return path
+
+
+def main_interval(table_csv: str | Path, loss: str) -> tuple[float, float]:
+    """The main table's class-bootstrap 95% interval of test MAP@R (percent) for ``loss``."""
+    table = pd.read_csv(table_csv).set_index("loss")
+    return float(table.loc[loss, f"{METRIC}_low"]), float(table.loc[loss, f"{METRIC}_high"])
+
+
+def run(
+    params_file: str | Path = "params.yaml",
+    dataset: str | None = None,
+    seed: int | None = None,
+    work: str | Path = "work",
+    results: str | Path = "results",
+) -> pd.DataFrame:
+    """The check for every loss of ``study.losses`` (first study dataset and seed by default);
+    the CSV is rewritten after every loss."""
+    from dmlstudy.config import load_config
+    from dmlstudy.training.rundir import run_path
+
+    config = load_config(params_file)
+    dataset = dataset or config.study.datasets[0]
+    seed = config.study.seeds[0] if seed is None else seed
+    results_dir = Path(results) / dataset
+    rows = []
+    for loss in config.study.losses:
+        main_dir = run_path(Path(work) / "runs" / dataset, loss, seed)
+        metrics = json.loads((main_dir / "metrics.json").read_text())
+        main = TrainSettings(**metrics["settings"])  # exactly the main run's settings
+        interval = main_interval(results_dir / "table.csv", loss)
+        out_dir = run_path(Path(work) / "budget_check" / dataset, loss, seed)
+        rows.append(check_loss(main, metrics, interval, out_dir))
+        write_check(rows, results_dir)
+        log.info("budget check %s: %s", loss, rows[-1])
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("params", nargs="?", default="params.yaml")
+    parser.add_argument("--dataset", default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    table = run(args.params, args.dataset, args.seed)
+    print(check_sentence(table, "budget_check.csv"))
+    return 0 if table["passed"].all() else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

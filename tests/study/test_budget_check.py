@@ -1,0 +1,83 @@
+"""The budget check (protocol v2, issue #15) at the tiny scale: the extension is the main run
+until its stop, then trains on without the stop; its row, CSV and the report's sentence."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dmlstudy.study import budget_check as B
+from dmlstudy.training import train
+
+#: Stops at epoch 3: round 1 improves, round 2 (no gain of min_delta) drops the lr, round 3 stops.
+QUICK_STOP = dict(schedule="plateau", patience=1, min_delta=1.0, plateau_drops=1)
+
+
+@pytest.fixture(scope="module")
+def main_run(tmp_path_factory, make_settings):
+    s = make_settings(tmp_path_factory.mktemp("main") / "run", epochs=8, **QUICK_STOP)
+    metrics = train(s)
+    assert metrics["epochs_run"] == 3 and metrics["converged"]
+    return s, metrics
+
+
+def test_extension_is_the_main_run_until_its_stop_then_trains_on(main_run, tmp_path):
+    s, metrics = main_run
+    ext_settings = B.extension_settings(s, 3, tmp_path / "ext")
+    assert (ext_settings.epochs, ext_settings.plateau_stop) == (6, False)
+    assert ext_settings.model_dump(exclude={"out_dir", "epochs", "plateau_stop"}) == s.model_dump(
+        exclude={"out_dir", "epochs", "plateau_stop"}
+    )
+    row = B.check_loss(s, metrics, (0.0, 100.0), tmp_path / "ext")
+    assert row["extended_to"] == 6 and row["same_until_stop"]
+    vals = [100 * r["val"]["map@r"] for r in metrics["history"]]
+    assert row["val_at_stop"] == pytest.approx(max(vals))
+    assert row["gain"] >= 0 and row["inside_ci"]
+    assert row["passed"] == (row["gain"] <= B.GAIN_LIMIT)
+    # rerun: the finished extension is reused (resumable like every run folder), same row
+    assert B.check_loss(s, metrics, (0.0, 100.0), tmp_path / "ext") == row
+
+
+def test_a_gain_or_a_test_value_outside_the_interval_fails(main_run, tmp_path):
+    s, metrics = main_run
+    fake = {
+        "epochs_run": 6,
+        "test": {"map@r": 0.9},
+        "history": [*metrics["history"], {"epoch": 4, "val": {"map@r": 0.99}}],
+    }
+    row = B.check_loss(s, metrics, (0.0, 100.0), tmp_path / "x", train=lambda _: fake)
+    assert row["gain"] > B.GAIN_LIMIT and not row["passed"]
+    low = 100 * metrics["test"]["map@r"] + 1
+    fake["history"] = metrics["history"]
+    row = B.check_loss(s, metrics, (low, low + 5), tmp_path / "x", train=lambda _: fake)
+    assert row["gain"] == 0 and not row["inside_ci"] and not row["passed"]
+
+
+def test_a_run_that_hit_the_cap_is_not_extended(main_run, tmp_path):
+    s, metrics = main_run
+
+    def refuse(_):
+        raise AssertionError("must not train")
+
+    capped = {**metrics, "epochs_run": s.epochs, "converged": False}
+    row = B.check_loss(s, capped, (0.0, 100.0), tmp_path / "x", train=refuse)
+    assert not row["passed"] and row["note"].startswith("not converged")
+
+
+def test_csv_and_report_sentence(main_run, tmp_path):
+    sentence, table = B.read_check(tmp_path)
+    assert table is None and "not run yet" in sentence
+    rows = [
+        {"loss": "a", "passed": True, "gain": 0.1, "inside_ci": True},
+        {"loss": "b", "passed": False, "gain": 0.9, "inside_ci": True},
+    ]
+    path = B.write_check(rows, tmp_path)
+    assert list(pd.read_csv(path).columns) == B.COLUMNS
+    sentence, table = B.read_check(tmp_path)
+    assert sentence.startswith("Budget check: 1 of 2 losses pass") and sentence.endswith("b.")
+    assert len(table) == 2
+
+
+def test_main_interval_reads_the_committed_table():
+    lo, hi = B.main_interval("results/omniglot/table.csv", "arcface")
+    assert lo < 47.8454 < hi
