@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.tiny_repo import dvc, env
+from tests.support.tiny_repo import REPO, dvc, env
 
 DVC_YAML = {
     "stages": {
@@ -67,3 +67,11 @@ def test_exp_run_removes_the_runs_of_a_removed_loss_and_checkout_restores_them(
     dvc(repo, e, "checkout")
     assert _runs(repo) == ["a", "b", "c"]
     assert (repo / "work/runs/b/seed0/metrics.json").read_text() == "b\n"
+
+
+def test_readme_says_where_the_runs_of_a_removed_loss_went_and_how_to_get_them_back() -> None:
+    """Issue #18 case 8: the runs vanished without a word. DVC deletes them (test above), so
+    README names who deletes them and the recipe the test above runs."""
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "`dvc exp run`, `dvc exp apply` and `dvc checkout` delete the outputs" in readme
+    assert "`git checkout <commit> -- params.yaml dvc.lock && dvc checkout`" in readme

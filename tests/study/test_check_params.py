@@ -163,6 +163,42 @@ def test_a_campaign_trial_the_settings_reject_names_the_trial(tmp_path, capsys):
     assert "proxy_nca_pp" in err and "the merged training settings are invalid" in err
 
 
+@pytest.mark.parametrize(
+    ("loss", "dimension", "spec", "expected"),
+    [
+        (  # the loss constructor rejects the corner (issue #18 case 9)
+            "daal",
+            "prototype",
+            {"choice": ["segment", "point"]},
+            "'prototype': 'point'} under tuning.loss_params.daal: loss 'daal' rejects its "
+            "settings: daal: prototype='point' has no segment",
+        ),
+        (  # TrainSettings rejects the corner
+            "proxy_nca_pp",
+            "train.warmup_epochs",
+            {"choice": [5, 150]},
+            "'train.warmup_epochs': 150} under tuning.loss_params.proxy_nca_pp: the merged "
+            "training settings are invalid: settings: Value error, warmup_epochs (150) must be <",
+        ),
+    ],
+)
+def test_a_search_trial_only_the_campaign_reaches_names_the_trial_and_its_keys(
+    tmp_path, capsys, loss, dimension, spec, expected
+):
+    """Issue #18 case 9: a loss-constructor error reached through a tuning trial named only
+    "tuning search trial 0"; a trial the study's runs never build (a corner of the search space)
+    is named by the space key, its point and tuning.loss_params, before any compute."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["tuning"]["space"][loss][dimension] = spec
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "1 validation error" not in err and "tuning search trial" not in err
+    assert f"tuning search of {loss}: the high corner of tuning.space.{loss} {{" in err, err
+    assert expected in err, err
+
+
 # --- no unfair comparison by accident (issue #17): a study loss needs a search space, and tuned
 # values where its rivals have them unless study.untuned says it is to be tuned first.
 
