@@ -134,6 +134,7 @@ Markdown(campaign.message)
 display(campaign.space)
 if campaign.ran:
     display(campaign.effort, campaign.best, campaign.confirmation)
+    display(Markdown(campaign.first_rung_note), campaign.first_rung)
 
 # %% [markdown]
 # ## Recall@K on the test classes

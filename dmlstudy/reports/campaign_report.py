@@ -19,6 +19,11 @@ from typing import Any
 
 import pandas as pd
 
+from dmlstudy.analysis.campaign_checks import (
+    first_rung_check,
+    p_text,
+    search_trials_at_first_rung,
+)
 from dmlstudy.config import StudyConfig
 
 KINDS = {"uniform": "uniform", "log": "log-uniform", "int": "integer"}
@@ -46,6 +51,9 @@ class CampaignReport:
     effort: pd.DataFrame = field(default_factory=pd.DataFrame)
     best: pd.DataFrame = field(default_factory=pd.DataFrame)
     confirmation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: does the first Hyperband rung prune the low learning rates? (a sentence and its table)
+    first_rung_note: str = ""
+    first_rung: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _point(text: str) -> str:
@@ -193,6 +201,7 @@ def _optuna_report(
         }
     )
     trials = pd.read_csv(folder / "trials.csv")
+    effort.insert(1, "studies (epochs)", _studies(trials, losses))
     confirm = trials[(trials["phase"] == "confirm") & (trials["state"] == "COMPLETE")]
     confirm = confirm[confirm["loss"].isin(losses)].drop(columns="trial")
     confirm = confirm.rename(columns={"source": "trial"})
@@ -206,16 +215,58 @@ def _optuna_report(
     message = (
         f"Equal effort: every loss had {budget} training epochs of search (all its "
         f"trials, pruned ones included; trial 0: the published values; Optuna TPE, Hyperband "
-        f"over the validation rounds), then its best {t.confirm_top} complete trials at the "
-        f"full protocol on seeds {list(t.confirm_seeds)}; all selected on validation MAP@R, "
-        f"never test."
+        f"over the validation rounds) in its latest search space, then its best "
+        f"{t.confirm_top} trials (complete, or cut by the budget while they ran) at the full "
+        f"protocol on seeds {list(t.confirm_seeds)}; all selected on validation MAP@R, never "
+        f"test. A loss whose best point sat on a bound of its space was searched again in a "
+        f"widened space with its own budget: 'studies (epochs)' lists every study."
         if short.empty
         else "UNEQUAL tuning effort: the search of "
         + ", ".join(f"{k} ({v} epochs)" for k, v in short.items())
         + f" has not spent its {budget or t.epochs_per_loss} epochs; rerun the campaign (it "
         "resumes)."
     )
-    return CampaignReport(True, message, space, effort, best, confirmation)
+    note, table = first_rung_section(trials[trials["loss"].isin(losses)], t.pruner)
+    return CampaignReport(True, message, space, effort, best, confirmation, note, table)
+
+
+def _studies(trials: pd.DataFrame, losses: Sequence[str]) -> pd.Series:
+    """Per loss, its search studies with the epochs each spent ("arcface (401), arcface.2 (102)"):
+    a widened space's extra budget in plain sight."""
+    s = trials[(trials["phase"] == "search") & (trials["state"] != "WAITING")]
+    runs = s.assign(run=s["retry_of"].where(s["retry_of"].notna(), s["trial"]))
+    spent = runs.groupby(["loss", "study", "run"])["epochs"].max().groupby(["loss", "study"]).sum()
+    text = {
+        loss: ", ".join(f"{study} ({int(e)})" for (_, study), e in spent.loc[[loss]].items())
+        for loss in spent.index.get_level_values(0).unique()
+    }
+    return pd.Series([text.get(loss, "") for loss in losses], index=list(losses))
+
+
+def first_rung_section(trials: pd.DataFrame, pruner: Any) -> tuple[str, pd.DataFrame]:
+    """Does Hyperband's first rung (``min_resource`` epochs) prune the low learning rates? A
+    sentence with the pooled within-loss effect and its permutation p, and the per-loss table
+    (:mod:`dmlstudy.analysis.campaign_checks`)."""
+    rung = pruner.hyperband.min_resource
+    r = first_rung_check(search_trials_at_first_rung(trials, rung))
+    if r.per_loss.empty:
+        return "", r.per_loss
+    pruned = int(r.per_loss["pruned at rung 1"].sum())
+    met = pruned + int(r.per_loss["trained past it"].sum())
+    head = (
+        f"Fast starters? Hyperband's first rung (epoch {rung}) pruned {pruned} of the {met} "
+        f"search trials that reached it."
+    )
+    if pd.isna(r.effect):
+        return head + " No loss has trials on both sides of it: nothing to compare.", r.per_loss
+    direction = "lower" if r.effect < 0 else "higher"
+    note = (
+        f"{head} Within each loss, the pruned trials' learning rates "
+        f"rank {direction} than the others' by {abs(r.effect):.2f} of the largest possible gap "
+        f"(0: none, 1: complete separation; {p_text(r.p, r.n_perm)}, a permutation test within "
+        f"losses; per-loss Mann-Whitney tests below)."
+    )
+    return note, r.per_loss
 
 
 def _v1_report(

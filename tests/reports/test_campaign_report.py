@@ -130,3 +130,28 @@ def test_a_campaign_under_way_leaves_v1_in_charge_and_says_how_far_it_is(config,
     rep = campaign_report(config, "omniglot", tmp_path / "t", {k: {} for k in LOSSES})
     assert rep.message.startswith("Campaign v1")
     assert f"1 of 2 losses searched ({LOSSES[0]}), 0 confirmed" in rep.message
+
+
+def test_the_report_lists_every_study_and_checks_the_first_rung(config, tmp_path):
+    """A widened space (a second study of contrastive) is disclosed with its epochs; the
+    first-rung check reads the same record (the stand-in's trials all pass the first rung, so
+    the sentence counts them and says there is nothing to compare; the comparison itself is
+    tested on simulated campaigns in tests/analysis/test_campaign_checks.py)."""
+    _write(config, tmp_path / "t")
+    wider = copy.deepcopy(config.tuning.space)
+    wider["contrastive"] = {"neg_margin": {"uniform": [0.1, 1.0]}}
+    tuning = config.tuning.model_copy(update={"space": wider})
+    _write(config.model_copy(update={"tuning": tuning}), tmp_path / "t")
+    rep = campaign_report(config, "omniglot", tmp_path / "t", {k: {} for k in LOSSES})
+    studies = rep.effort["studies (epochs)"]
+    assert studies["contrastive"] == "contrastive (40), contrastive.2 (40)"
+    assert studies["proxy_anchor"] == "proxy_anchor (40)"
+    trials = pd.read_csv(tmp_path / "t" / "trials.csv")
+    search = trials[(trials["phase"] == "search") & ~trials["published"]]
+    assert (search["pruned_at"] != 2).all()
+    assert rep.first_rung_note == (
+        f"Fast starters? Hyperband's first rung (epoch 2) pruned 0 of the "
+        f"{int((search['epochs'] > 2).sum())} search trials that reached it. No loss has trials "
+        "on both sides of it: nothing to compare."
+    )
+    assert set(rep.first_rung.index) <= set(LOSSES)
