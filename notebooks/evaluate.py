@@ -36,6 +36,7 @@ prepared_dir = "work/prepared/omniglot"
 runs_dir = "work/runs/omniglot"
 results_dir = "results/omniglot"
 tuning_dir = "results/tuning/omniglot"
+paper_dir = "results/paper"  # the committed paper-grade study: read, not a DVC dependency
 params_file = "params.yaml"
 gallery_queries = 4
 gallery_k = 6
@@ -45,6 +46,7 @@ gallery_k = 6
 from IPython.display import Markdown
 
 from dmlstudy.analysis import study_table as S
+from dmlstudy.analysis.beside import beside_paper_grade
 from dmlstudy.analysis.convergence import convergence_table
 from dmlstudy.analysis.recipes import recipes
 from dmlstudy.analysis.results import LABELS, percent, published_note
@@ -79,6 +81,18 @@ headline_figure(
     {dataset: {LABELS[m]: S.headline_frame(study.table, m) for m in S.HEADLINE}},
     title=f"{dataset}: every loss with its 95% CI (bootstrap over test classes)",
 )
+
+# %% [markdown]
+# ## Beside the paper-grade study (committed)
+# This page trains one seed: its intervals are over test classes only. The paper-grade study
+# (`make paper`: every loss on several seeds, intervals and tests over seeds and classes) is
+# committed under `paper_dir`; its verdicts are the study's.
+
+# %%
+beside = beside_paper_grade(
+    study.table, runs_dir=runs_dir, seed=seeds[0], paper_root=paper_dir, dataset=dataset
+)
+display(Markdown("\n".join(f"- {s}" for s in beside.sentences)), beside.table.round(2))
 
 # %% [markdown]
 # ## Published numbers
