@@ -25,6 +25,7 @@ from dmlstudy.analysis.campaign_checks import (
     search_trials_at_first_rung,
 )
 from dmlstudy.config import StudyConfig
+from dmlstudy.study.campaign_record import boundary_hits, loss_limits
 
 KINDS = {"uniform": "uniform", "log": "log-uniform", "int": "integer"}
 
@@ -197,10 +198,10 @@ def _optuna_report(
             "collapsed (< 12%)": summary["collapsed"].fillna(0).astype(int),
             "published val MAP@R": summary["published_val_map@r"].map(_pct),
             "best search val MAP@R": summary["best_val_map@r"].map(_pct),
-            "boundary hits": summary["boundary_hits"].fillna("").astype(str),
         }
     )
     trials = pd.read_csv(folder / "trials.csv")
+    effort["boundary hits"] = _boundary_hits(config, folder, summary, trials)
     effort.insert(1, "studies (epochs)", _studies(trials, losses))
     confirm = trials[(trials["phase"] == "confirm") & (trials["state"] == "COMPLETE")]
     confirm = confirm[confirm["loss"].isin(losses)].drop(columns="trial")
@@ -228,6 +229,40 @@ def _optuna_report(
     )
     note, table = first_rung_section(trials[trials["loss"].isin(losses)], t.pruner)
     return CampaignReport(True, message, space, effort, best, confirmation, note, table)
+
+
+def _boundary_hits(
+    config: StudyConfig, folder: Path, summary: pd.DataFrame, trials: pd.DataFrame
+) -> list[str]:
+    """Per loss, the boundary hits of its winner (else its best search trial) in the space of
+    its latest study (the study's own record of it), a hit on a parameter's own limit marked
+    (:func:`dmlstudy.study.campaign_record.boundary_hits`): recomputed here, so that a record
+    written by an earlier campaign version reads the same."""
+    import optuna
+
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    out = []
+    for loss, row in summary.iterrows():
+        trial = row["winner_trial"] if pd.notna(row["winner_trial"]) else row["best_trial"]
+        search = trials[
+            (trials["loss"] == loss)
+            & (trials["study"] == row["study"])
+            & (trials["phase"] == "search")
+            & (trials["trial"] == (int(trial) if pd.notna(trial) else -1))
+        ]
+        if search.empty:
+            out.append("")
+            continue
+        study = optuna.load_study(study_name=row["study"], storage=storage)
+        space = json.loads(study.user_attrs.get("space", "{}"))
+        hits = boundary_hits(
+            json.loads(search.iloc[0]["point"]),
+            space,
+            config.tuning.boundary_margin,
+            loss_limits(str(loss)),
+        )
+        out.append("; ".join(hits))
+    return out
 
 
 def _studies(trials: pd.DataFrame, losses: Sequence[str]) -> pd.Series:
