@@ -38,6 +38,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+#: The per-loss table's columns.
+COLUMNS = [
+    "loss",
+    "pruned at rung 1",
+    "trained past it",
+    "median lr, pruned",
+    "median lr, the rest",
+    "p (Mann-Whitney)",
+]
+
 
 @dataclass(frozen=True)
 class FirstRungCheck:
@@ -101,7 +111,7 @@ def first_rung_check(trials: pd.DataFrame, *, n_perm: int = 9999, seed: int = 0)
             ranks[g.index] = stats.rankdata(g["lr"])
             groups.append(g.index.to_numpy())
         rows.append(row)
-    per_loss = pd.DataFrame(rows).set_index("loss")
+    per_loss = pd.DataFrame(rows, columns=COLUMNS).set_index("loss")
     if not groups:
         return FirstRungCheck(per_loss, np.nan, np.nan, n_perm)
     pruned = frame["pruned_first"].to_numpy(bool)

@@ -50,14 +50,12 @@ def plan(
     rows = []
     for v in ablation_variants(config, ablation):
         for seed in config.study.seeds:
-            s = train_settings(
+            s = v.settings(
                 config,
                 dataset,
-                v.loss,
                 seed,
                 prepared_dir=prepared_dir,
                 out_dir=run_path(runs_dir, v.label, seed),
-                **v.settings_kwargs(dataset),
             )
             rows.append({"variant": v.label, "value": v.value, "seed": seed, "settings": s})
     return pd.DataFrame(rows)
@@ -182,7 +180,7 @@ def reference_is_main_run(config: StudyConfig, ablation: str, dataset: str) -> b
     ref = abl.reference or abl.arm_labels()[0]
     arm = next(v for v in ablation_variants(config, ablation) if v.label == ref)
     paths = {"prepared_dir": ".", "out_dir": "."}
-    mine = train_settings(config, dataset, abl.loss, 0, **paths, **arm.settings_kwargs(dataset))
+    mine = arm.settings(config, dataset, 0, **paths)
     main = train_settings(config, dataset, abl.train_from, 0, **paths)
     defaults = loss_hyperparameters(abl.train_from)
     base = {**defaults, **(mine.loss_params.get("base_params") or {})}

@@ -103,14 +103,12 @@ def units(
         raise ValueError(f"seed {seed} is not in profiles.{profile}.ablation_seeds")
     out = []
     for v in ablation_variants(config, ablation):
-        s = train_settings(
+        s = v.settings(
             config,
             dataset,
-            v.loss,
             seed,
             prepared_dir=prepared_dir,
             out_dir=arm_dir(runs, profile, dataset, ablation, seed, v.label),
-            **v.settings_kwargs(dataset),
         )
         dest = arm_dir(results, profile, dataset, ablation, seed, v.label)
         main = main_dir(results, profile, dataset, v.loss, seed)

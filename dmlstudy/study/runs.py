@@ -206,6 +206,27 @@ class Variant:
             "train_from": self.train_from,
         }
 
+    def settings(
+        self,
+        config: StudyConfig,
+        dataset: str,
+        seed: int,
+        *,
+        prepared_dir: str | Path,
+        out_dir: str | Path,
+    ) -> TrainSettings:
+        """This arm's run on ``dataset`` and ``seed`` (the one way every caller builds it: the
+        ablation stage, the paper-grade study, the checks)."""
+        return train_settings(
+            config,
+            dataset,
+            self.loss,
+            seed,
+            prepared_dir=prepared_dir,
+            out_dir=out_dir,
+            **self.settings_kwargs(dataset),
+        )
+
 
 #: Keys of one named variant: what it changes, and its own tuning (an arm whose loss changes shape).
 VARIANT_KEYS = ("loss_params", "train", "space", "per_dataset")

@@ -90,3 +90,12 @@ def test_the_record_is_read_for_trials_that_met_the_first_rung():
     f = search_trials_at_first_rung(trials, 3)
     assert f["pruned_first"].tolist() == [True, False, False]
     assert f["lr"].tolist() == [1e-4, 1e-3, 1e-3]
+
+
+def test_a_record_without_search_trials_gives_an_empty_table():
+    """A campaign that has not searched yet (make compare's first moments): no rows, no error."""
+    empty = pd.DataFrame(columns=["loss", "lr", "pruned_first"])
+    r = first_rung_check(empty, n_perm=9)
+    assert r.per_loss.empty
+    assert list(r.per_loss.columns)[:2] == ["pruned at rung 1", "trained past it"]
+    assert np.isnan(r.effect) and np.isnan(r.p)

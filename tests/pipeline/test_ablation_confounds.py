@@ -33,7 +33,7 @@ def raw() -> dict:
 
 def arm_settings(config, ablation, label, dataset="omniglot"):
     v = next(v for v in ablation_variants(config, ablation) if v.label == label)
-    return train_settings(config, dataset, v.loss, 0, **PATHS, **v.settings_kwargs(dataset))
+    return v.settings(config, dataset, 0, **PATHS)
 
 
 def test_rsw_warp_arms_change_both_phases(raw):
