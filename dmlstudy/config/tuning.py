@@ -4,6 +4,7 @@ over the validation rounds) over the space declared here, the best trials confir
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -131,3 +132,54 @@ class TuningSection(StrictSection):
                     else:
                         check_loss_params(owner, {key: value}, where)
         return self
+
+
+#: What a hit on a bound that is the parameter's own limit says: widening cannot go further.
+AT_LIMIT = " (the parameter's own limit: nothing beyond it to search)"
+
+
+def boundary_hits(
+    point: dict[str, Any],
+    space: dict[str, dict[str, list[Any]]],
+    margin: float,
+    limits: dict[str, Any] | None = None,
+) -> list[str]:
+    """The numeric dimensions where ``point`` lies within ``margin`` of the range (of the log
+    range for ``log``) from a bound, or beyond it. ``limits`` (a loss's
+    ``hyperparameter_ranges``: key → Range) marks a hit on a bound that is the parameter's own
+    limit (ArcFace's margin at 0 degrees): a finding about the loss, not a space to widen.
+
+    >>> space = {"train.lr": {"log": [0.0003, 0.003]}, "margin": {"uniform": [0.0, 1.0]}}
+    >>> boundary_hits({"train.lr": 0.0029, "margin": 0.2}, space, 0.05)
+    ['train.lr=0.0029 at the high bound 0.003']
+    >>> from dmlstudy.losses import get_loss_class
+    >>> hits = boundary_hits({"margin_degrees": 1.4}, {"margin_degrees": {"uniform": [0.0, 40.0]}},
+    ...                      0.05, get_loss_class("arcface").hyperparameter_ranges)
+    >>> hits == ["margin_degrees=1.4 at the low bound 0" + AT_LIMIT]
+    True
+    """
+    out = []
+    limits = limits or {}
+    for key, spec in space.items():
+        ((kind, args),) = spec.items()
+        if kind == "choice" or key not in point:
+            continue
+        lo, hi, v = float(args[0]), float(args[1]), float(point[key])
+        if kind == "log":
+            lo, hi, v = math.log(lo), math.log(hi), math.log(v)
+        frac = (v - lo) / (hi - lo)
+        limit = limits.get(key)
+        if frac <= margin:
+            own = limit is not None and not limit.low_open and float(args[0]) <= limit.low
+            out.append(f"{key}={point[key]:g} at the low bound {args[0]:g}" + AT_LIMIT * own)
+        elif frac >= 1 - margin:
+            own = limit is not None and float(args[1]) >= limit.high
+            out.append(f"{key}={point[key]:g} at the high bound {args[1]:g}" + AT_LIMIT * own)
+    return out
+
+
+def loss_limits(loss: str) -> dict[str, Any]:
+    """``loss``'s hyper-parameter limits (``hyperparameter_ranges``); {} for an unknown name."""
+    from dmlstudy.losses import get_loss_class, list_losses
+
+    return dict(get_loss_class(loss).hyperparameter_ranges) if loss in list_losses() else {}

@@ -11,7 +11,9 @@ Values in percent.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from dmlstudy.analysis.campaign_checks import (
     search_trials_at_first_rung,
 )
 from dmlstudy.config import StudyConfig
-from dmlstudy.study.campaign_record import boundary_hits, loss_limits
+from dmlstudy.config.tuning import boundary_hits, loss_limits
 
 KINDS = {"uniform": "uniform", "log": "log-uniform", "int": "integer"}
 
@@ -238,9 +240,6 @@ def _boundary_hits(
     its latest study (the study's own record of it), a hit on a parameter's own limit marked
     (:func:`dmlstudy.study.campaign_record.boundary_hits`): recomputed here, so that a record
     written by an earlier campaign version reads the same."""
-    import optuna
-
-    storage = f"sqlite:///{folder / 'optuna.db'}"
     out = []
     for loss, row in summary.iterrows():
         trial = row["winner_trial"] if pd.notna(row["winner_trial"]) else row["best_trial"]
@@ -253,16 +252,29 @@ def _boundary_hits(
         if search.empty:
             out.append("")
             continue
-        study = optuna.load_study(study_name=row["study"], storage=storage)
-        space = json.loads(study.user_attrs.get("space", "{}"))
         hits = boundary_hits(
             json.loads(search.iloc[0]["point"]),
-            space,
+            study_space(folder / "optuna.db", str(row["study"])),
             config.tuning.boundary_margin,
             loss_limits(str(loss)),
         )
         out.append("; ".join(hits))
     return out
+
+
+def study_space(db: Path, study: str) -> dict[str, Any]:
+    """The search space a study of the campaign's storage was created with (its ``space``
+    attribute), read with sqlite3 from Optuna's schema: importing optuna here would import
+    tqdm.auto, whose warning would land on every report page as a stderr block."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        row = con.execute(
+            "SELECT a.value_json FROM study_user_attributes a JOIN studies s "
+            "ON a.study_id = s.study_id WHERE s.study_name = ? AND a.key = 'space'",
+            (study,),
+        ).fetchone()
+    if row is None:
+        raise ValueError(f"{db}: study {study!r} has no recorded space; rerun the campaign")
+    return json.loads(json.loads(row[0]))
 
 
 def _studies(trials: pd.DataFrame, losses: Sequence[str]) -> pd.Series:

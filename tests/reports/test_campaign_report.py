@@ -155,3 +155,27 @@ def test_the_report_lists_every_study_and_checks_the_first_rung(config, tmp_path
         "on both sides of it: nothing to compare."
     )
     assert set(rep.first_rung.index) <= set(LOSSES)
+
+
+def test_the_report_does_not_import_optuna():
+    """optuna imports tqdm.auto, whose "IProgress not found" warning would land on the
+    evaluation page as a stderr block: the campaign section reads the record without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dmlstudy.reports.campaign_report; "
+        "assert 'optuna' not in sys.modules and 'tqdm.auto' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_study_space_reads_what_the_campaign_recorded(config, tmp_path):
+    from dmlstudy.reports.campaign_report import study_space
+
+    _write(config, tmp_path / "t")
+    assert study_space(tmp_path / "t" / "optuna.db", "contrastive") == C.loss_space(
+        config, "contrastive"
+    )
+    with pytest.raises(ValueError, match="has no recorded space"):
+        study_space(tmp_path / "t" / "optuna.db", "nope")
