@@ -31,6 +31,7 @@ from tests.support.photo_study import (
     MULTIMODAL,
     PHOTO,
     STUDY,
+    THREADS,
     WEIGHTS,
     edit_study,
     write_archives,
@@ -49,7 +50,7 @@ def photo_study(tmp_path_factory):
     run_env = env(tmp, write_archives(tmp / "data"))
     # every stage and notebook kernel imports the copy (its datasets expect the miniature
     # counts), not the checkout an editable install or $PYTHONPATH points to
-    run_env.update(PYTHONPATH=str(tmp / "repo"), HF_HUB_OFFLINE="1")
+    run_env.update(PYTHONPATH=str(tmp / "repo"), HF_HUB_OFFLINE="1", **THREADS)
     repo = make_repo(tmp, run_env, study=STUDY, edit=edit_study, campaign=False)
     dvc(repo, run_env, "repro")
     return repo, tmp

@@ -124,6 +124,12 @@ def edit_study(repo: Path, params: dict[str, Any]) -> None:
         )
 
 
+#: One thread per process: OpenMP threads that wait on each other in turn on a busy CPU
+#: (scikit-learn's t-SNE of the evaluation page, torch) were most of some stages' time (14 s for
+#: a t-SNE of 48 points, 0.1 s with one thread); and the rehearsal runs stages side by side.
+THREADS = {"OMP_NUM_THREADS": "1"}
+
+
 STUDY = dict(
     datasets=list(PHOTO),
     losses=LOSSES,
