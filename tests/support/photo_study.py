@@ -130,6 +130,12 @@ def edit_study(repo: Path, params: dict[str, Any]) -> None:
 THREADS = {"OMP_NUM_THREADS": "1"}
 
 
+def dataset_of(stage: str) -> str:
+    """A stage's dataset (``train@sop-multi_similarity-0``: ``sop``), else its name: the unit of
+    :func:`tests.support.tiny_repo.repro_parallel` (one DVC process per dataset's stages)."""
+    return stage.partition("@")[2].split("-")[0] or stage
+
+
 STUDY = dict(
     datasets=list(PHOTO),
     losses=LOSSES,
