@@ -124,6 +124,18 @@ def edit_study(repo: Path, params: dict[str, Any]) -> None:
         )
 
 
+#: One thread per process: OpenMP threads that wait on each other in turn on a busy CPU
+#: (scikit-learn's t-SNE of the evaluation page, torch) were most of some stages' time (14 s for
+#: a t-SNE of 48 points, 0.1 s with one thread); and the rehearsal runs stages side by side.
+THREADS = {"OMP_NUM_THREADS": "1"}
+
+
+def dataset_of(stage: str) -> str:
+    """A stage's dataset (``train@sop-multi_similarity-0``: ``sop``), else its name: the unit of
+    :func:`tests.support.tiny_repo.repro_parallel` (one DVC process per dataset's stages)."""
+    return stage.partition("@")[2].split("-")[0] or stage
+
+
 STUDY = dict(
     datasets=list(PHOTO),
     losses=LOSSES,

@@ -5,10 +5,13 @@ ablation with two arms, the multi-modal experiment. Needs the offline Omniglot a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,97 @@ def dvc(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.Com
             f"dvc {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def repro_parallel(
+    repo: Path,
+    env: dict,
+    log_dir: Path,
+    *,
+    jobs: int = 2,
+    unit: Callable[[str], str] = str,
+    leave: Collection[str] = (),
+) -> dict[str, float]:
+    """``dvc repro`` of ``repo``'s pipeline but the stages in ``leave`` (which nothing else may
+    depend on), ``jobs`` DVC processes at a time. The stages of one ``unit(stage)`` (default:
+    each stage alone) are run by one ``dvc repro --single-item <stage>...`` in pipeline order,
+    started once every stage they depend on outside the unit (``dvc dag``) is done: first the
+    unit with the longest chain of units after it, then the one of most stages. Returns the
+    seconds of the DVC process that ran each stage (``log_dir``: each unit's output,
+    ``timeline.tsv``); raises with a failed unit's output once those still running have ended.
+
+    DVC lets two processes run stages that share no output: each holds read locks on its
+    stage's dependencies and write locks on its outputs (``.dvc/tmp/rwlock``) while the command
+    runs, and takes the repository lock only around its bookkeeping (``--wait-for-lock``: wait
+    for it instead of failing). A plain ``dvc repro`` afterwards runs ``leave`` and finds every
+    other stage unchanged if each was recorded as a serial ``dvc repro`` records it."""
+    dot = dvc(repo, env, "dag", "--dot").stdout
+    order = re.findall(r'^"([^"]+)";$', dot, flags=re.M)
+    upstream: dict[str, set[str]] = {s: set() for s in order}
+    for a, b in re.findall(r'^"([^"]+)" -> "([^"]+)";$', dot, flags=re.M):
+        upstream[b].add(a)
+    assert order and set().union(*upstream.values()) <= set(order), dot
+    assert set(leave) <= set(order), (leave, order)
+    stages: dict[str, list[str]] = {}  # unit -> its stages, each after those it depends on
+    placed: set[str] = set(leave)
+    while len(placed) < len(order):
+        ready = [s for s in order if s not in placed and upstream[s] <= placed]
+        assert ready, f"a cycle among {sorted(set(order) - placed)}"
+        assert not upstream[ready[0]] & set(leave), f"{ready[0]} depends on a stage left to run"
+        stages.setdefault(unit(ready[0]), []).append(ready[0])
+        placed.add(ready[0])
+    of = {s: u for u, members in stages.items() for s in members}
+    needs = {u: {of[d] for s in ss for d in upstream[s]} - {u} for u, ss in stages.items()}
+
+    @cache
+    def chain(u: str) -> int:  # the units on the longest path from ``u`` to the end
+        return 1 + max((chain(v) for v in stages if u in needs[v]), default=0)
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    dvc_bin = str(Path(sys.executable).parent / "dvc")
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    done: dict[str, float] = {}
+    timeline = []  # (unit, start, end): seconds since the first start
+    failed: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        while len(done) < len(stages) and not (failed and not running):
+            ready = [
+                u for u in stages if u not in done and u not in running and needs[u] <= done.keys()
+            ]
+            ready.sort(key=lambda u: (chain(u), len(stages[u])), reverse=True)
+            for u in ready[: 0 if failed else jobs - len(running)]:
+                with open(log_dir / f"{u}.log", "w") as log:
+                    proc = subprocess.Popen(
+                        [dvc_bin, "--wait-for-lock", "repro", "--single-item", *stages[u]],
+                        cwd=repo,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                running[u] = proc, time.perf_counter() - t0
+            assert running, (
+                f"no unit can start: {sorted(set(stages) - set(done))} wait on each other"
+            )
+            time.sleep(0.1)
+            for u, (proc, start) in list(running.items()):
+                if proc.poll() is not None:
+                    del running[u]
+                    timeline.append((u, start, time.perf_counter() - t0))
+                    done[u] = timeline[-1][2] - start
+                    if proc.returncode:
+                        failed.append(u)
+    finally:  # interrupted: no DVC left running (its stage's kernel dies with it)
+        for proc, _ in running.values():
+            proc.kill()
+            proc.wait()
+    (log_dir / "timeline.tsv").write_text(
+        "".join(f"{u}\t{a:.1f}\t{b:.1f}\t{' '.join(stages[u])}\n" for u, a, b in timeline)
+    )
+    if failed:
+        logs = "\n".join(f"{u}:\n{(log_dir / f'{u}.log').read_text()[-4000:]}" for u in failed)
+        raise AssertionError(f"dvc repro --single-item failed: {', '.join(failed)}\n{logs}")
+    return {s: done[u] for u, members in stages.items() for s in members}
 
 
 def _fake_campaign(params: dict, folder: Path) -> None:
