@@ -403,3 +403,13 @@ def test_on_epoch_hook_of_a_real_training_prunes_after_a_validation_round(make_s
     assert [r["epoch"] for r in seen] == [0, 1]
     assert all(math.isfinite(r["val"]["map@r"]) for r in seen)
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_pinned_campaigns_params_tune_what_params_yaml_declares():
+    """The running campaign (README: pinned to an earlier commit's code, which cannot parse
+    today's params.yaml) reads results/tuning/omniglot/campaign-params.yaml: its tuning section
+    must be params.yaml's, or a widened space would reach one and not the other."""
+    repo = Path(__file__).resolve().parents[2]
+    pinned = yaml.safe_load((repo / "results/tuning/omniglot/campaign-params.yaml").read_text())
+    today = yaml.safe_load((repo / "params.yaml").read_text())
+    assert pinned["tuning"] == today["tuning"]
