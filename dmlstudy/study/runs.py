@@ -188,6 +188,7 @@ class Variant:
     where: str = ""  # the params.yaml key of this arm (its own tuning lives below it)
     space: dict[str, Any] = field(default_factory=dict)  # own search space (tuning.space format)
     per_dataset: dict[str, dict[str, Any]] | None = None  # its own tuned values (None: the loss's)
+    ablation: str = ""  # the name of its ablations.<name> section
 
     def own(self, dataset: str) -> Layer | None:
         """This arm's own tuned values on ``dataset`` (key, values), or None where it takes the
@@ -196,15 +197,22 @@ class Variant:
             return None
         return (f"{self.where}.per_dataset.{dataset}", dict(self.per_dataset[dataset] or {}))
 
-    def settings_kwargs(self, dataset: str) -> dict[str, Any]:
-        """What :func:`train_settings` takes for this arm on ``dataset`` besides paths/seed."""
-        return {
-            "loss_params": self.loss_params,
-            "budget": self.budget,
-            "extra": self.train,
-            "own": self.own(dataset),
-            "train_from": self.train_from,
-        }
+    def run_spec(self, dataset: str) -> RunSpec:
+        """This arm on ``dataset`` as one run of the study (with the params.yaml keys behind its
+        arguments): what the ablation stage, the paper-grade study and check_params train."""
+        name, at = self.ablation, self.where
+        return RunSpec(
+            f"ablation {name} ({self.label}) on {dataset}",
+            dataset,
+            self.loss,
+            self.loss_params,
+            self.budget,
+            self.train,
+            sources=Sources(f"{at}.loss_params", f"ablations.{name}.train", f"{at}.train"),
+            where=f"ablations.{name} ({self.label}) on {dataset}",
+            own=self.own(dataset),
+            train_from=self.train_from,
+        )
 
     def settings(
         self,
@@ -215,17 +223,9 @@ class Variant:
         prepared_dir: str | Path,
         out_dir: str | Path,
     ) -> TrainSettings:
-        """This arm's run on ``dataset`` and ``seed`` (the one way every caller builds it: the
-        ablation stage, the paper-grade study, the checks)."""
-        return train_settings(
-            config,
-            dataset,
-            self.loss,
-            seed,
-            prepared_dir=prepared_dir,
-            out_dir=out_dir,
-            **self.settings_kwargs(dataset),
-        )
+        """This arm's run on ``dataset`` and ``seed`` (:meth:`RunSpec.settings` of its
+        :meth:`run_spec`)."""
+        return self.run_spec(dataset).settings(config, seed, prepared_dir, out_dir)
 
 
 #: Keys of one named variant: what it changes, and its own tuning (an arm whose loss changes shape).
@@ -278,6 +278,7 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                 where=at,
                 space=dict(spec.get("space") or {}),
                 per_dataset=dict(spec.get("per_dataset") or {}) if spec.get("space") else None,
+                ablation=name,
             )
         )
     for key, values in abl.sweep.items():
@@ -301,6 +302,7 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                         dict(abl.train),
                         abl.train_from,
                         f"ablations.{name}.sweep",
+                        ablation=name,
                     )
                 )
             else:
@@ -315,6 +317,7 @@ def ablation_variants(config: StudyConfig, name: str) -> list[Variant]:
                         dict(abl.train),
                         abl.train_from,
                         f"ablations.{name}.sweep",
+                        ablation=name,
                     )
                 )
     if not out:
@@ -393,23 +396,7 @@ def study_runs(config: StudyConfig) -> list[RunSpec]:
             for loss in config.study.losses
         ]
         for name in config.study.ablations:
-            for v in ablation_variants(config, name):
-                at = f"ablations.{name}." + (f"variants.{v.label}" if v.value is None else "sweep")
-                sources = Sources(f"{at}.loss_params", f"ablations.{name}.train", f"{at}.train")
-                runs.append(
-                    RunSpec(
-                        f"ablation {name} ({v.label}) on {d}",
-                        d,
-                        v.loss,
-                        v.loss_params,
-                        v.budget,
-                        v.train,
-                        sources=sources,
-                        where=f"ablations.{name} ({v.label}) on {d}",
-                        own=v.own(d),
-                        train_from=v.train_from,
-                    )
-                )
+            runs += [v.run_spec(d) for v in ablation_variants(config, name)]
     for d in config.study.multimodal:
         for loss in config.study.losses:
             sources = Sources(f"multimodal.loss_params.{loss}", "multimodal.train")
