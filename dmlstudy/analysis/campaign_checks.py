@@ -61,6 +61,34 @@ class FirstRungCheck:
     n_perm: int
 
 
+def search_runs(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per search *run* of the campaign record (``trials.csv`` rows or the storage's
+    table): a trial and its retries (``retry_of``, a killed worker's trial resumed) are one run,
+    which trained ``epochs`` (its last retry's count: a retry resumes the folder) and ended as
+    its last retry did. Indexed by (loss, study, run); WAITING trials left out.
+
+    >>> t = pd.DataFrame({"loss": "a", "study": "a", "phase": "search", "trial": [0, 1, 2],
+    ...                   "state": ["COMPLETE", "FAIL", "PRUNED"], "retry_of": ["", "", 1],
+    ...                   "epochs": [50, 8, 20], "stopped": ["", "", "pruner"],
+    ...                   "collapsed": False})
+    >>> search_runs(t)[["epochs", "state"]].values.tolist()
+    [[50, 'COMPLETE'], [20, 'PRUNED']]
+    """
+    s = trials[(trials["phase"] == "search") & (trials["state"] != "WAITING")]
+    retry = s["retry_of"]
+    run = retry.where(retry.notna() & (retry.astype(str) != ""), s["trial"])
+    return (
+        s.assign(run=run.astype(int))
+        .groupby(["loss", "study", "run"])
+        .agg(
+            epochs=("epochs", "max"),
+            state=("state", "last"),
+            stopped=("stopped", "last"),
+            collapsed=("collapsed", "last"),
+        )
+    )
+
+
 def search_trials_at_first_rung(trials: pd.DataFrame, first_rung: int) -> pd.DataFrame:
     """The campaign record's (``trials.csv``) search trials that met the first rung's decision:
     pruned there, or trained past it (complete, cut by the budget or pruned later); trial 0 (the

@@ -24,6 +24,7 @@ import pandas as pd
 from dmlstudy.analysis.campaign_checks import (
     first_rung_check,
     p_text,
+    search_runs,
     search_trials_at_first_rung,
 )
 from dmlstudy.config import StudyConfig
@@ -238,8 +239,8 @@ def _boundary_hits(
 ) -> list[str]:
     """Per loss, the boundary hits of its winner (else its best search trial) in the space of
     its latest study (the study's own record of it), a hit on a parameter's own limit marked
-    (:func:`dmlstudy.study.campaign_record.boundary_hits`): recomputed here, so that a record
-    written by an earlier campaign version reads the same."""
+    (:func:`dmlstudy.config.tuning.boundary_hits`): recomputed here, so that a record written
+    by an earlier campaign version (summary.csv's column, without the limits) reads the same."""
     out = []
     for loss, row in summary.iterrows():
         trial = row["winner_trial"] if pd.notna(row["winner_trial"]) else row["best_trial"]
@@ -280,9 +281,7 @@ def study_space(db: Path, study: str) -> dict[str, Any]:
 def _studies(trials: pd.DataFrame, losses: Sequence[str]) -> pd.Series:
     """Per loss, its search studies with the epochs each spent ("arcface (401), arcface.2 (102)"):
     a widened space's extra budget in plain sight."""
-    s = trials[(trials["phase"] == "search") & (trials["state"] != "WAITING")]
-    runs = s.assign(run=s["retry_of"].where(s["retry_of"].notna(), s["trial"]))
-    spent = runs.groupby(["loss", "study", "run"])["epochs"].max().groupby(["loss", "study"]).sum()
+    spent = search_runs(trials)["epochs"].groupby(["loss", "study"]).sum()
     text = {
         loss: ", ".join(f"{study} ({int(e)})" for (_, study), e in spent.loc[[loss]].items())
         for loss in spent.index.get_level_values(0).unique()

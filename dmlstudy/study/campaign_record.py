@@ -22,6 +22,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from dmlstudy.analysis.campaign_checks import search_runs
 from dmlstudy.config import StudyConfig
 from dmlstudy.config.tuning import boundary_hits, loss_limits
 from dmlstudy.study.campaign import COLLAPSED, CONFIRM, search_studies
@@ -127,16 +128,7 @@ def summary(
             optuna.load_study(study_name=study, storage=storage).user_attrs.get("space", "{}")
         )
         s = trials[(trials["study"] == study) & (trials["phase"] == "search")]
-        started = s[s["state"] != "WAITING"]
-        runs = started.assign(
-            run=started["retry_of"].where(started["retry_of"] != "", started["trial"])
-        )
-        per_run = runs.groupby("run").agg(
-            epochs=("epochs", "max"),
-            state=("state", "last"),
-            stopped=("stopped", "last"),
-            collapsed=("collapsed", "last"),
-        )
+        per_run = search_runs(s)
         complete = s[s["state"] == "COMPLETE"].sort_values(
             ["val_map@r", "trial"], ascending=[False, True]
         )
