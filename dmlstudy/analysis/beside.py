@@ -108,9 +108,9 @@ def beside_paper_grade(
     status_file = paper_table.with_name("status.json")
     status = json.loads(status_file.read_text()) if status_file.is_file() else {}
     out = mine.copy()
+    got = paper.reindex(losses)
+    seeds = got["seeds"].fillna(0).astype(int)
     for m in METRICS:
-        got = paper.reindex(losses)
-        seeds = got["seeds"].fillna(0).astype(int)
         out[f"{m}, paper-grade mean"] = got[m]
         out[f"{m}, paper-grade 95% CI"] = [
             f"[{lo:.1f}, {hi:.1f}]" if pd.notna(lo) else ""
@@ -134,12 +134,10 @@ def beside_paper_grade(
     out["difference (points)"] = (
         out[f"map@r, this run (seed {seed})"] - out[f"map@r, paper-grade seed {seed}"]
     )
-    return Beside(out, _sentences(out, paper, status, seed, source), source)
+    return Beside(out, _sentences(out, status, seed, source), source)
 
 
-def _sentences(
-    out: pd.DataFrame, paper: pd.DataFrame, status: dict, seed: int, source: str
-) -> list[str]:
+def _sentences(out: pd.DataFrame, status: dict, seed: int, source: str) -> list[str]:
     done = status.get("done", {}).get("main seeds")
     pending = status.get("pending", {})
     text = [
