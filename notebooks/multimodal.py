@@ -88,10 +88,10 @@ X.arm_table(
 
 # %% tags=["headline"]
 title = f"{dataset}: character structure kept after alphabet-level training"
-X.metric_plot(comparison, runs, "map@r", "loss", title=title, sort=True)
+X.metric_plot(comparison, runs, "map@r", "loss", title=title, sort=True, prefix="fine-label ")
 
 # %%
-X.metric_plot(comparison, runs, "recall@1", "loss", title=title, sort=True)
+X.metric_plot(comparison, runs, "recall@1", "loss", title=title, sort=True, prefix="fine-label ")
 
 # %% [markdown]
 # The best loss's embeddings of its largest test alphabet, coloured by character.

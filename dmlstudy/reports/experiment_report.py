@@ -27,6 +27,7 @@ from dmlstudy.analysis.results import LABELS, epochs_for_readers, percent
 from dmlstudy.analysis.study_table import BOOTSTRAP, comparison_frame, percent_comparison
 from dmlstudy.config import StudyConfig
 from dmlstudy.plots import interval_plot
+from dmlstudy.plots.comparison import VS_BEST
 
 
 def ablation_question(config: StudyConfig, name: str) -> str:
@@ -177,27 +178,18 @@ def metric_plot(
     label: str,
     *,
     title: str,
-    names: tuple[str, str, str] | None = None,
+    names: tuple[str, str, str] = VS_BEST,
     sort: bool = False,
+    prefix: str = "",
 ) -> Figure:
     """One metric of an experiment page (an ablation's arms, the multi-modal losses): each
     arm's or loss's mean with its interval and its paired difference from the reference, in
-    percent (``label``: the runs' column naming them, "variant" or "loss")."""
+    percent (``label``: the runs' column naming them, "variant" or "loss"; ``prefix`` before
+    the metric's name on the axis, as :func:`arm_table`'s)."""
     frame = comparison_frame(
         percent_comparison(comparison), metric, runs=runs, label=label, sort=sort
     )
-    kw = {} if names is None else {"names": names}
-    return interval_plot(frame, ylabel_for(metric, label), title=title, **kw)
-
-
-def ylabel_for(metric: str, label: str) -> str:
-    """The axis label: "MAP@R", or "fine-label MAP@R" for the multi-modal losses.
-
-    >>> ylabel_for("map@r", "variant"), ylabel_for("recall@1", "loss")
-    ('MAP@R', 'fine-label R@1')
-    """
-    short = LABELS.get(metric, metric)
-    return short if label == "variant" else f"fine-label {short}"
+    return interval_plot(frame, f"{prefix}{LABELS.get(metric, metric)}", title=title, names=names)
 
 
 def what_this_shows(
