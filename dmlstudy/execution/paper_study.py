@@ -4,7 +4,7 @@ run's compact results committed as it finishes (``studies/paper/dvc.yaml``, ``ma
 The default pipeline (``dvc.yaml``) trains ``study.seeds`` and keeps run folders in ``work/``;
 this one trains the seeds of a profile (``profiles.<profile>.seeds`` for the main comparison,
 ``profiles.<profile>.ablation_seeds`` for every arm of ``study.ablations``) and keeps, per run,
-the compact folder of :mod:`.compact` under ``results/paper/runs/`` — committed to
+the compact folder of :mod:`dmlstudy.analysis.compact` under ``results/paper/runs/`` — committed to
 git, so that the tables and tests are recomputed in any clone without retraining, and so that
 an interrupted study resumes in a fresh clone: a unit whose compact folder holds the run asked
 for (same settings, code and data fingerprints) is not trained again.
@@ -21,8 +21,8 @@ One DVC stage per unit (a loss and seed; an ablation and seed, all its arms)::
     python -m dmlstudy.execution.paper_study report params.yaml --profile paper --dataset omniglot
 
 ``report`` writes the comparison tables and findings below ``results/paper/<dataset>/`` from the
-compact folders alone (:mod:`.paper_report`; the ranking-transfer check with ``--transfer
-wide64``).
+compact folders alone (:mod:`dmlstudy.reports.paper_report`; the ranking-transfer check with
+``--transfer wide64``).
 """
 
 from __future__ import annotations
