@@ -28,13 +28,46 @@ def raw() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-def test_shipped_params_are_valid_and_default_to_all_losses_on_omniglot(raw):
+def test_shipped_params_are_valid_the_paper_study_has_every_loss_and_ablation(raw):
+    """The quick default trains a few losses on one seed and no ablation (its 40 minutes); the
+    paper-grade study every registered loss and every ablation; checks cover both."""
     config = load_config(REPO / "params.yaml")
     assert config.study.datasets == ["omniglot"]
-    assert sorted(config.study.losses) == list_losses()  # every registered loss
     assert config.study.profile == "full"
+    assert set(config.study.losses) < set(list_losses())
+    assert (config.study.ablations, config.study.multimodal) == ([], [])
+    paper = config.for_profile("paper")
+    assert sorted(paper.study.losses) == list_losses()  # every registered loss
+    assert sorted(paper.study.ablations) == sorted(ABLATIONS)
+    assert config.everything().study.losses[: len(config.study.losses)] == config.study.losses
+    assert sorted(config.everything().study.losses) == list_losses()
     assert set(config.datasets) == set(DATASETS)
     assert set(config.ablations) == set(ABLATIONS)
+
+
+def test_a_profile_names_its_own_losses_and_ablations(raw):
+    """profiles.<name>.losses/ablations replace study's under that profile; unset, study's stay;
+    a name without its section is refused, naming the key."""
+    r = copy.deepcopy(raw)
+    r["profiles"]["paper"]["losses"] = ["contrastive", "arcface"]
+    r["profiles"]["paper"]["ablations"] = ["daal_parts"]
+    config = config_from_dict(r)
+    paper = config.for_profile("paper")
+    assert paper.study.losses == ["contrastive", "arcface"]
+    assert (paper.study.ablations, paper.study.profile) == (["daal_parts"], "paper")
+    wide = config.for_profile("wide64")
+    assert (wide.study.losses, wide.study.profile) == (config.study.losses, "wide64")
+    assert config.everything().study.losses == [*config.study.losses, "contrastive"]
+    with pytest.raises(ValueError, match=r"no profiles\.papr"):
+        config.for_profile("papr")
+    del r["losses"]["contrastive"]
+    r["study"]["losses"] = [x for x in r["study"]["losses"] if x != "contrastive"]
+    with pytest.raises(ValueError, match=r"profiles\.paper\.losses lists 'contrastive' but params"):
+        config_from_dict(r)
+    r = copy.deepcopy(raw)
+    r["profiles"]["paper"]["losses"] = ["contrastiv"]
+    with pytest.raises(ValueError, match="did you mean 'contrastive'"):
+        config_from_dict(r)
 
 
 def _norm(v):
@@ -288,17 +321,22 @@ def test_every_dataset_runs_under_each_profile(raw, dataset):
         )
 
 
-def test_default_study_runs_every_section(raw):
-    """The shipped default renders every report section: every registered loss, every ablation,
-    and the multi-modal experiment (one coarse-label run per loss) on Omniglot."""
+def test_every_section_runs_with_the_paper_studys_losses_and_ablations(raw):
+    """The shipped params render every report section when the default study takes the paper
+    study's losses and ablations and the multi-modal experiment: every registered loss, every
+    ablation arm, one coarse-label run per loss on Omniglot; the quick default counts its own."""
     from dmlstudy.study.check_params import check_runs
     from dmlstudy.study.runs import ablation_variants
 
-    config = config_from_dict(raw)
-    assert set(config.study.ablations) == set(ABLATIONS) and config.study.multimodal == ["omniglot"]
+    r = copy.deepcopy(raw)
+    paper = r["profiles"]["paper"]
+    r["study"].update(losses=paper["losses"], ablations=paper["ablations"], multimodal=["omniglot"])
+    config = config_from_dict(r)
+    assert set(config.study.ablations) == set(ABLATIONS)
     variants = sum(len(ablation_variants(config, a)) for a in config.study.ablations)
     losses = len(list_losses())
     assert check_runs(config) == losses + variants + losses
+    assert check_runs(config_from_dict(raw)) == len(raw["study"]["losses"])
 
 
 def test_multimodal_needs_a_dataset_with_coarse_labels(raw):

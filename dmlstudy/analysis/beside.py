@@ -134,7 +134,15 @@ def beside_paper_grade(
     out["difference (points)"] = (
         out[f"map@r, this run (seed {seed})"] - out[f"map@r, paper-grade seed {seed}"]
     )
-    return Beside(out, _sentences(out, status, seed, source), source)
+    sentences = _sentences(out, status, seed, source)
+    left_out = [loss for loss in paper.index if loss not in losses]
+    if left_out:
+        sentences.append(
+            f"The paper-grade study also compares {len(left_out)} loss(es) this quick study "
+            f"leaves out ({', '.join(left_out)}); their numbers and verdicts are on its page "
+            f"(reports/paper/{dataset}.html)."
+        )
+    return Beside(out, sentences, source)
 
 
 def _sentences(out: pd.DataFrame, status: dict, seed: int, source: str) -> list[str]:

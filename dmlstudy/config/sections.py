@@ -173,17 +173,40 @@ def split_loss_section(
 
 class ProfileSection(StrictSection):
     """What ``study.profile: <name>`` changes (``prepare``, ``train``, ``loss_overrides``), and
-    the seeds the studies of ``studies/paper/dvc.yaml`` train under this profile (``seeds``:
-    every study loss; ``ablation_seeds``: every arm of ``study.ablations``; the default pipeline
-    trains ``study.seeds``)."""
+    what the studies of ``studies/paper/dvc.yaml`` train under this profile: ``losses`` and
+    ``ablations`` (None: ``study.losses`` / ``study.ablations``, the default pipeline's) on
+    ``seeds`` (every loss) and ``ablation_seeds`` (every arm). The default pipeline trains
+    ``study.losses`` on ``study.seeds``; the paper-grade study is wider than the quick default
+    (``profiles.paper.losses``: every loss, ``study.losses``: a few of them)."""
 
     prepare: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     loss_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    losses: list[str] | None = Field(
+        None, description="studies/paper: the losses it trains (None: study.losses)"
+    )
+    ablations: list[str] | None = Field(
+        None, description="studies/paper: the ablations it trains (None: study.ablations)"
+    )
     seeds: list[int] = Field(default_factory=list, description="studies/paper: main runs' seeds")
     ablation_seeds: list[int] = Field(
         default_factory=list, description="studies/paper: seeds of every ablation arm"
     )
+
+    @field_validator("losses")
+    @classmethod
+    def _losses(cls, v: list[str] | None) -> list[str] | None:
+        from dmlstudy.losses import list_losses  # not at module level: see config/checks.py
+
+        if v is None:
+            return None
+        unique_nonempty(v, "profiles.<name>.losses")
+        return [check_choice(name, list_losses(), "loss") for name in v]
+
+    @field_validator("ablations")
+    @classmethod
+    def _ablations(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [check_choice(a, ABLATIONS, "ablation") for a in v]
 
 
 class AblationSection(StrictSection):

@@ -88,12 +88,55 @@ class StudyConfig(StrictSection):
                 raise ValueError(
                     f"study.losses lists {name!r} but params has no section losses.{name}"
                 )
+        for name, prof in self.profiles.items():
+            for loss in prof.losses or []:
+                if loss not in self.losses:
+                    raise ValueError(
+                        f"profiles.{name}.losses lists {loss!r} but params has no section "
+                        f"losses.{loss}"
+                    )
+            for abl in prof.ablations or []:
+                if abl not in self.ablations:
+                    raise ValueError(
+                        f"profiles.{name}.ablations lists {abl!r} but params has no ablations.{abl}"
+                    )
+        studied = self.everything().study.losses
         for name in self.study.untuned:
-            if name not in self.study.losses:
+            if name not in studied:
                 raise ValueError(
-                    f"study.untuned lists {name!r}, which is not in study.losses: add it to "
-                    f"study.losses or remove it from study.untuned"
+                    f"study.untuned lists {name!r}, which neither study.losses nor a profile's "
+                    f"losses lists: add it to study.losses or remove it from study.untuned"
                 )
+
+    def for_profile(self, profile: str) -> StudyConfig:
+        """This config as ``study.profile: <profile>`` reads it, with the profile's ``losses``
+        and ``ablations`` (where it names them) as ``study.losses`` and ``study.ablations``:
+        what ``studies/paper/dvc.yaml`` trains under that profile."""
+        if profile != "full" and profile not in self.profiles:
+            raise ValueError(
+                f"params.yaml has no profiles.{profile}; valid choices: "
+                f"{', '.join(dict.fromkeys(['full', *self.profiles]))}"
+            )
+        update: dict[str, Any] = {"profile": profile}
+        prof = self.profiles.get(profile)
+        if prof is not None and prof.losses is not None:
+            update["losses"] = list(prof.losses)
+        if prof is not None and prof.ablations is not None:
+            update["ablations"] = list(prof.ablations)
+        return self.model_copy(update={"study": self.study.model_copy(update=update)})
+
+    def everything(self) -> StudyConfig:
+        """``study.losses`` and ``study.ablations`` widened by every profile's (in that order):
+        what check_params, the code fingerprints, the tuning campaign and the budget check
+        cover, so that a loss the paper-grade study trains is tuned and checked though the
+        quick default leaves it out. The profile stays the study's own."""
+        losses = list(self.study.losses)
+        ablations = list(self.study.ablations)
+        for prof in self.profiles.values():
+            losses += [x for x in prof.losses or [] if x not in losses]
+            ablations += [x for x in prof.ablations or [] if x not in ablations]
+        study = self.study.model_copy(update={"losses": losses, "ablations": ablations})
+        return self.model_copy(update={"study": study})
 
     def _check_losses(self) -> None:
         from dmlstudy.losses import list_losses  # not at module level: see config/checks.py

@@ -38,7 +38,9 @@ def loss_record(config: StudyConfig, loss: str) -> dict[str, Any]:
 
 
 def fingerprinted_losses(config: StudyConfig) -> list[str]:
-    """The losses the study trains: ``study.losses`` and those of ``study.ablations``."""
+    """The losses a study of params.yaml trains: ``study.losses``, the profiles' losses (the
+    paper-grade study's stages depend on these files too) and those of their ablations."""
+    config = config.everything()
     ablation_losses = [config.ablations[name].loss for name in config.study.ablations]
     return list(dict.fromkeys([*config.study.losses, *ablation_losses]))
 

@@ -37,12 +37,14 @@ class CompareError(RuntimeError):
     """A step of the comparison failed; the message names the step and the fix."""
 
 
-def check_loss(config: StudyConfig, loss: str) -> None:
-    """The loss is in the study with a search space (docs/adding-a-loss.md, steps 1-2)."""
-    if loss not in config.study.losses:
+def check_loss(config: StudyConfig, loss: str, profile: str = "paper") -> None:
+    """The loss is in the profile's study with a search space (docs/adding-a-loss.md, steps
+    1-2)."""
+    if loss not in config.for_profile(profile).study.losses:
         raise CompareError(
-            f"{loss!r} is not in study.losses: add it there (and to study.untuned until it is "
-            "tuned) with its losses.<name> section — docs/adding-a-loss.md, step 2"
+            f"{loss!r} is not in profiles.{profile}.losses (the study it is compared in): add it "
+            "there (and to study.untuned until it is tuned) with its losses.<name> section — "
+            "docs/adding-a-loss.md, step 2"
         )
     if loss not in config.tuning.space:
         raise CompareError(
@@ -163,7 +165,7 @@ def compare_loss(params_file: Path, loss: str, profile: str = "paper") -> None:
     """Steps 1-4 of the module docstring, run in the checkout (the current directory)."""
     root = Path.cwd()
     config = load_config(params_file)
-    check_loss(config, loss)
+    check_loss(config, loss, profile)
     dataset = config.tuning.dataset
     py = sys.executable
     _run([py, "-m", "dmlstudy.study.check_params", str(params_file)], "check_params", root)

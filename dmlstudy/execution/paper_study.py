@@ -1,9 +1,10 @@
 """The paper-grade study: every loss on several seeds, every ablation arm on several seeds, each
 run's compact results committed as it finishes (``studies/paper/dvc.yaml``, ``make paper``).
 
-The default pipeline (``dvc.yaml``) trains ``study.seeds`` and keeps run folders in ``work/``;
-this one trains the seeds of a profile (``profiles.<profile>.seeds`` for the main comparison,
-``profiles.<profile>.ablation_seeds`` for every arm of ``study.ablations``) and keeps, per run,
+The default pipeline (``dvc.yaml``) trains ``study.losses`` on ``study.seeds`` and keeps run
+folders in ``work/``; this one trains a profile's losses and ablations
+(``profiles.<profile>.losses`` on ``profiles.<profile>.seeds``, every arm of
+``profiles.<profile>.ablations`` on ``profiles.<profile>.ablation_seeds``) and keeps, per run,
 the compact folder of :mod:`dmlstudy.analysis.compact` under ``results/paper/runs/`` — committed to
 git, so that the tables and tests are recomputed in any clone without retraining, and so that
 an interrupted study resumes in a fresh clone: a unit whose compact folder holds the run asked

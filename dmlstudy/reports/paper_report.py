@@ -146,6 +146,7 @@ def write_report(
     transfer: str | None = None,
 ) -> list[Path]:
     """Write the paper-grade tables of ``dataset`` (module docstring); returns the files."""
+    config = config.for_profile(profile)  # its losses and ablations (profiles.<profile>)
     runs = results / "runs"
     out = out or results / dataset
     out.mkdir(parents=True, exist_ok=True)

@@ -689,7 +689,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prepared-dir", required=True)
     ap.add_argument("--out-dir", required=True, help="run folders and the live storage")
     ap.add_argument("--results", help="the committed record (default: tuning.storage's folder)")
-    ap.add_argument("--loss", action="append", help="only these losses (default study.losses)")
+    ap.add_argument(
+        "--loss",
+        action="append",
+        help="only these losses (default: every study's, StudyConfig.everything)",
+    )
     ap.add_argument("--workers", type=int, default=1, help="worker processes side by side")
     ap.add_argument(
         "--cpu-threads", type=int, help="torch threads per run (default: 1 with --workers > 1)"
@@ -707,7 +711,7 @@ def main(argv: list[str] | None = None) -> None:
         results=Path(a.results or Path(config.tuning.storage_path()).parent),
         cpu_threads=threads,
     )
-    losses = list(a.loss or config.study.losses)
+    losses = list(a.loss or config.everything().study.losses)  # the paper study's too
     if a.worker:
         campaign.work(losses)
         return

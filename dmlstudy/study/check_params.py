@@ -9,6 +9,8 @@ so that cross-field errors (``batch_size`` not a multiple of ``m_per_class``…)
 checks that every study dataset's archives are local or downloadable (:func:`check_data`) and
 every pretrained backbone's weights are in a local file, the hub cache, or a reachable hub
 (:func:`check_weights`; ``HF_HUB_OFFLINE`` forbids the hub).
+Everything is checked for every loss and ablation a study of ``params.yaml`` trains: the quick
+default's (``study``) and the paper-grade study's (``profiles.paper.losses``/``ablations``).
 ``make study`` runs it before DVC parses dvc.yaml. With a marker path it writes a constant
 marker on success: downstream stages depend on it for ordering only, so a valid params edit
 never invalidates them through it.
@@ -90,11 +92,12 @@ def built(where: str, make: Callable[[], TrainSettings]) -> TrainSettings:
 def check_runs(config: StudyConfig, prepared_root: str | Path | None = "work/prepared") -> int:
     """Build every run's TrainSettings and check it against its dataset's training split and its
     model (:mod:`.run_checks`; counts from ``prepared_root/<dataset>`` when prepared with the
-    active settings); return how many runs the study defines."""
+    active settings), for every loss and ablation a study of params.yaml trains
+    (:meth:`~dmlstudy.config.StudyConfig.everything`); return how many runs ``config.study``
+    (the default pipeline) defines."""
     counts: dict[str, SplitCounts] = {}
     warned: set[str] = set()
-    runs = study_runs(config)
-    for run in runs:
+    for run in study_runs(config.everything()):
         s = built(run.where, partial(run.settings, config, 0, ".", "."))
         check_loss_builds(s, run.where)
         sources = key_sources(config, run)
@@ -105,7 +108,7 @@ def check_runs(config: StudyConfig, prepared_root: str | Path | None = "work/pre
                 warned.add(warning)
                 print(f"WARNING: {warning}", file=sys.stderr)
         check_model_builds(s, run.where, get_spec(run.dataset).channels, sources)
-    return len(runs) * len(config.study.seeds)
+    return len(study_runs(config)) * len(config.study.seeds)
 
 
 def check_weights(config: StudyConfig, probe: Callable[[str], str | None] | None = None) -> None:
@@ -115,7 +118,7 @@ def check_weights(config: StudyConfig, probe: Callable[[str], str | None] | None
     (:func:`dmlstudy.study.run_checks.check_pretrained_weights`)."""
     seen: dict = {}
     errors: dict[tuple[str, str | None], str] = {}
-    for run in study_runs(config):
+    for run in study_runs(config.everything()):
         s = built(run.where, partial(run.settings, config, 0, ".", "."))
         channels = get_spec(run.dataset).channels
         try:
@@ -129,7 +132,8 @@ def check_weights(config: StudyConfig, probe: Callable[[str], str | None] | None
 def check_campaign(config: StudyConfig) -> int:
     """Build the tuning campaign's runs before any compute: per loss, trial 0 (the published
     values) and both corners of its space, as search trials and at the full protocol (the
-    confirmation); trial 0 must fit the space's choices and the budget a full run."""
+    confirmation); trial 0 must fit the space's choices and the budget a full run. Every loss a
+    study of params.yaml trains (:meth:`~dmlstudy.config.StudyConfig.everything`)."""
     from dmlstudy.study.campaign import (
         confirm_settings,
         corner_points,
@@ -139,7 +143,7 @@ def check_campaign(config: StudyConfig) -> int:
     )
 
     t, n = config.tuning, 0
-    for loss in config.study.losses:
+    for loss in config.everything().study.losses:
         space = loss_space(config, loss)
         published = published_point(config, loss)
         for key, spec in space.items():
@@ -186,12 +190,19 @@ def check_tuning_coverage(config: StudyConfig) -> list[str]:
     dataset where any of them has tuned values (``losses.<loss>.per_dataset.<dataset>``; an
     empty entry counts: the published values won) every one has them, unless ``study.untuned``
     lists it (it trains at its published values until the campaign has run for it). Return a
-    warning per untuned run; a listed loss tuned on every study dataset is an error (stale)."""
+    warning per untuned run; a listed loss tuned on every study dataset is an error (stale).
+    ``study.losses`` here are every study's (:meth:`~dmlstudy.config.StudyConfig.everything`):
+    the paper-grade study's losses are compared too."""
+    lists = {"study.losses": config.study.losses} | {
+        f"profiles.{name}.losses": p.losses for name, p in config.profiles.items() if p.losses
+    }
+    config = config.everything()
     study = config.study
     for loss in study.losses:
         if loss not in config.tuning.space:
+            where = next(key for key, names in lists.items() if loss in names)
             raise ParamsError(
-                f"study.losses lists {loss!r} but tuning.space has no {loss} entry: every loss "
+                f"{where} lists {loss!r} but tuning.space has no {loss} entry: every loss "
                 f"of the study is tuned over its own space with the same budget. Add "
                 f"tuning.space.{loss} with its hyper-parameters' ranges (margins, scales, e.g. "
                 f"'scale: {{log: [8.0, 64.0]}}'; '{loss}: {{}}' searches tuning.space.common "

@@ -131,7 +131,9 @@ def edit_effects(
 def check_edits(config: StudyConfig, params_path: str | Path) -> list[str]:
     """Lines for check_params to print: what each edit since the last commit changes, run by run
     (with a warning where more specific keys override it in some runs). Raises ``ParamsError``
-    for an edit no run takes, naming the keys that shadow it."""
+    for an edit no run takes, naming the keys that shadow it. The runs are every study's
+    (:meth:`~dmlstudy.config.StudyConfig.everything`: the paper-grade study's losses too)."""
+    config = config.everything()
     committed = committed_params(params_path)
     lines: list[str] = []
     if committed is None:

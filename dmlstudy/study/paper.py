@@ -23,16 +23,6 @@ RESULTS_ROOT = Path("results/paper")  # compact folders in runs/, the report in 
 RUNS_ROOT = Path("work/paper")  # run folders (checkpoints, embeddings): never committed
 
 
-def with_profile(config: StudyConfig, profile: str) -> StudyConfig:
-    """``config`` as ``study.profile: <profile>`` reads it (a profile params.yaml must have)."""
-    if profile not in config.profiles:
-        raise ValueError(
-            f"params.yaml has no profiles.{profile}; valid choices: {', '.join(config.profiles)}"
-        )
-    study = config.study.model_copy(update={"profile": profile})
-    return config.model_copy(update={"study": study})
-
-
 def _seeds(config: StudyConfig, profile: str, key: str) -> list[int]:
     """``profiles.<profile>.<key>`` (refused when empty: the study would train nothing)."""
     seeds = getattr(config.profiles[profile], key)
@@ -87,10 +77,12 @@ def units(
     """The runs of one stage: ``loss`` on ``seed``, or every arm of ``ablation`` on ``seed``."""
     if (loss is None) == (ablation is None):
         raise ValueError("give one of --loss and --ablation")
-    config = with_profile(config, profile)
+    config = config.for_profile(profile)
     if loss is not None:
         if loss not in config.study.losses:
-            raise ValueError(f"{loss!r} is not in study.losses: {', '.join(config.study.losses)}")
+            raise ValueError(
+                f"{loss!r} is not in profiles.{profile}.losses: {', '.join(config.study.losses)}"
+            )
         if seed not in main_seeds(config, profile):
             raise ValueError(f"seed {seed} is not in profiles.{profile}.seeds")
         out = main_dir(runs, profile, dataset, loss, seed)
@@ -98,7 +90,9 @@ def units(
         dest = main_dir(results, profile, dataset, loss, seed)
         return [Unit(f"{dataset}/{loss}/seed{seed}", s, dest)]
     if ablation not in config.study.ablations:
-        raise ValueError(f"{ablation!r} is not in study.ablations: {config.study.ablations}")
+        raise ValueError(
+            f"{ablation!r} is not in profiles.{profile}.ablations: {config.study.ablations}"
+        )
     if seed not in ablation_seeds(config, profile):
         raise ValueError(f"seed {seed} is not in profiles.{profile}.ablation_seeds")
     out = []
@@ -145,7 +139,9 @@ DVCFILE = "studies/paper/dvc.yaml"
 def stage_order(config: StudyConfig) -> list[str]:
     """The study's stages in the order :func:`run_study` takes them: the main runs seed by seed
     (after each seed every loss has as many seeds: a partial study is still a fair comparison),
-    then the ablation arms seed by seed, the transfer runs, the report."""
+    then the ablation arms seed by seed, the transfer runs, the report. Its losses and ablations
+    are ``profiles.paper``'s (:meth:`~dmlstudy.config.StudyConfig.for_profile`)."""
+    config = config.for_profile("paper")
     d, losses = config.study.datasets, config.study.losses
     out = [
         f"main@{ds}-{loss}-{seed}"

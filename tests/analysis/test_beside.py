@@ -114,3 +114,18 @@ def test_a_loss_the_paper_grade_study_lacks_is_named(tmp_path, make_run):
     r = beside_paper_grade(table, runs_dir=runs, seed=0, paper_root=root, dataset="omniglot")
     assert r.table.loc["d", "map@r, paper-grade verdict"] == "not in the paper-grade study"
     assert r.table.loc["d", "same run as the paper-grade one?"] == "no: not committed"
+
+
+def test_the_losses_the_quick_study_leaves_out_are_named_with_their_page(tmp_path, make_run):
+    runs, table = _default_study(tmp_path, make_run)
+    root = _commit_paper(tmp_path, runs, seeds=5)
+    r = beside_paper_grade(
+        table.drop(index="c"), runs_dir=runs, seed=0, paper_root=root, dataset="omniglot"
+    )
+    assert list(r.table.index) == ["a", "b"]
+    assert r.sentences[-1] == (
+        "The paper-grade study also compares 1 loss(es) this quick study leaves out (c); their "
+        "numbers and verdicts are on its page (reports/paper/omniglot.html)."
+    )
+    full = beside_paper_grade(table, runs_dir=runs, seed=0, paper_root=root, dataset="omniglot")
+    assert not any("leaves out" in x for x in full.sentences)

@@ -71,5 +71,7 @@ def test_a_loss_outside_the_study_or_without_a_space_is_refused_naming_the_step(
     from pathlib import Path
 
     config = load_config(Path(__file__).resolve().parents[2] / "params.yaml")
-    with pytest.raises(CompareError, match=r"not in study\.losses.*adding-a-loss\.md, step 2"):
+    match = r"not in profiles\.paper\.losses.*adding-a-loss\.md, step 2"
+    with pytest.raises(CompareError, match=match):
         check_loss(config, "norm_softmax")
+    check_loss(config, "npair")  # compared in the paper-grade study, not in the quick default

@@ -27,7 +27,8 @@ LOSSES = ["contrastive", "triplet", "arcface"]
 def _raw(**study) -> dict:
     raw = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["study"].update({"losses": LOSSES, "ablations": [], "multimodal": [], **study})
-    raw["profiles"]["paper"]["seeds"] = [0, 1, 2]
+    paper = {"losses": raw["study"]["losses"], "ablations": raw["study"]["ablations"]}
+    raw["profiles"]["paper"].update(seeds=[0, 1, 2], **paper)
     return raw
 
 
@@ -127,7 +128,7 @@ def test_units_train_the_profile_and_refuse_what_the_study_does_not_define(tmp_p
     assert {a.compact.parent.name for a in arms} == {"seed1"}
     with pytest.raises(ValueError, match=r"seed 7 is not in profiles\.paper\.seeds"):
         PS.units(config, "paper", "omniglot", 7, prepared_dir="p", loss="arcface")
-    with pytest.raises(ValueError, match=r"'npair' is not in study\.losses"):
+    with pytest.raises(ValueError, match=r"'npair' is not in profiles\.paper\.losses"):
         PS.units(config, "paper", "omniglot", 0, prepared_dir="p", loss="npair")
     with pytest.raises(ValueError, match=r"no profiles\.papr; valid choices"):
         PS.units(config, "papr", "omniglot", 0, prepared_dir="p", loss="arcface")
@@ -148,7 +149,9 @@ def test_stage_order_covers_every_stage_of_the_dvc_file():
     order = PS.stage_order(config)
     assert sorted(order) == sorted(f"{PS.DVCFILE}:{n.split(':')[-1]}" for n in listed)
     main = [s for s in order if ":main@" in s]
-    assert main[0].endswith("-0") and main[len(config.study.losses)].endswith("-1")  # seed-major
+    losses = config.for_profile("paper").study.losses  # every loss, not the quick default's
+    assert len(main) == len(losses) * len(config.profiles["paper"].seeds) > len(config.study.losses)
+    assert main[0].endswith("-0") and main[len(losses)].endswith("-1")  # seed-major
     assert order[-1].endswith("report@omniglot")
 
 
@@ -171,6 +174,7 @@ def paper_repo(tiny_study, tmp_path_factory):
     tiny = params["profiles"]["tiny"]["train"]
     params["study"]["ablations"] = []
     params["profiles"]["paper"].update(train=dict(tiny), seeds=[0], ablation_seeds=[0])
+    params["profiles"]["paper"]["ablations"] = []
     params["profiles"]["wide64"]["train"].update(tiny)
     params["tuning"].update(epochs_per_loss=4, confirm_top=1, confirm_seeds=[0, 1])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -190,7 +194,7 @@ def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(paper_re
 
     repo, run_env, _ = paper_repo
     git = ["git", "-C", str(repo)]
-    losses = yaml.safe_load((repo / "params.yaml").read_text())["study"]["losses"]
+    losses = yaml.safe_load((repo / "params.yaml").read_text())["profiles"]["paper"]["losses"]
     for profile in ("paper", "wide64"):
         for loss in losses:
             assert (
@@ -230,8 +234,8 @@ def test_make_compare_tunes_trains_and_reports_a_new_loss_without_retraining_the
     (repo / "dmlstudy" / "losses" / "norm_softmax.py").write_text(module)
     snippet = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)[0])
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    others = list(params["study"]["losses"])
-    params["study"]["losses"].append("norm_softmax")
+    others = list(params["profiles"]["paper"]["losses"])
+    params["profiles"]["paper"]["losses"].append("norm_softmax")  # compared in the paper study
     params["study"]["untuned"] = ["norm_softmax"]
     params["losses"]["norm_softmax"] = snippet["losses"]["norm_softmax"]
     params["tuning"]["space"]["norm_softmax"] = snippet["tuning"]["space"]["norm_softmax"]

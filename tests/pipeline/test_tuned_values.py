@@ -22,7 +22,8 @@ V1_TRIALS, V1_CONFIRMATIONS = 8, 2 * 2  # v1: 8 search trials, top 2 on seeds 0 
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(REPO / "params.yaml")
+    """Every loss a study of params.yaml trains (the quick default's and the paper study's)."""
+    return load_config(REPO / "params.yaml").everything()
 
 
 @pytest.fixture(scope="module")

@@ -214,6 +214,12 @@ def make_repo(
         params["ablations"]["m_per_class"]["sweep"] = {"train.m_per_class": [2, 4]}
     else:
         params["study"].update(study)
+    # the paper-grade study of the copy is its tiny study (not every loss): check_params and
+    # the code fingerprints cover the paper study's losses too
+    paper = params["profiles"]["paper"]
+    paper.update(
+        losses=list(params["study"]["losses"]), ablations=list(params["study"]["ablations"])
+    )
     if edit is not None:
         edit(repo, params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -303,7 +303,7 @@ def test_healthy_tiny_profile_runs_of_every_loss_stay_far_above_chance(
         max_classes_per_split=p.max_classes_per_split, work_dir=tmp_path / "work", download=False,
     )  # fmt: skip
     ratios = {}
-    for loss in config.study.losses:
+    for loss in config.everything().study.losses:  # every loss of a study
         s = train_settings(
             config, "omniglot", loss, 0, prepared_dir=prepared, out_dir=tmp_path / loss
         ).model_copy(update={"progress": False, "cpu_threads": 1, "evaluate_test": False})

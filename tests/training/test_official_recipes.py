@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(REPO / "params.yaml")
+    return load_config(REPO / "params.yaml").everything()  # the paper study's losses too
 
 
 def _settings(config, loss: str, tuned: bool) -> TrainSettings:
