@@ -1,8 +1,10 @@
 """Budget check (protocol v2, issue #15): would a longer budget have changed a loss's result?
 
-``python -m dmlstudy.study.budget_check [params.yaml] [--dataset omniglot] [--seed 0]``
-retrains, for every loss of ``study.losses``, one seed of the main comparison
-(``work/runs/<dataset>/<loss>/seed<seed>``) to twice its stop epoch, past the study's cap if
+``python -m dmlstudy.study.budget_check [params.yaml] [--dataset omniglot] [--seed 0]
+[--profile paper]`` retrains, for every loss of ``study.losses``, one seed of the main comparison
+(``work/runs/<dataset>/<loss>/seed<seed>``) — with ``--profile paper``, every loss of the
+paper-grade study, from its committed compact folder (``results/paper/runs/paper/...``; the CSV
+then goes to ``results/paper/<dataset>/``) — to twice its stop epoch, past the study's cap if
 need be (the point is to train longer on purpose), with the plateau rule's stop disabled
 (``plateau_stop: false``) and every other setting as the main run's ``metrics.json`` stores it.
 Same seed, deterministic training and a plateau schedule that reads only the lr drops taken
@@ -176,29 +178,74 @@ def main_interval(table_csv: str | Path, loss: str) -> tuple[float, float]:
     return float(table.loc[loss, f"{METRIC}_low"]), float(table.loc[loss, f"{METRIC}_high"])
 
 
+def paper_interval(compact: str | Path) -> tuple[float, float]:
+    """The class-bootstrap 95% interval of test MAP@R (percent) of one committed paper-grade run,
+    from its compact folder's per-query AP@R (the interval a one-seed table gives it)."""
+    from dmlstudy.analysis.compact import load_per_query
+    from dmlstudy.evaluation.significance import class_bootstrap
+
+    pq = load_per_query(compact)
+    _, lo, hi = class_bootstrap(100 * pq[METRIC], pq["labels"])
+    return lo, hi
+
+
+def main_runs(
+    config: Any, dataset: str, seed: int, profile: str | None, work: Path, results: Path
+) -> tuple[list[tuple[str, dict[str, Any], tuple[float, float], Path]], Path]:
+    """``([(loss, main metrics.json, interval, extension folder)], results folder)``.
+
+    ``profile`` None: the default pipeline's runs (``study.losses``, ``work/runs``, the interval
+    from ``results/<dataset>/table.csv``). A profile (``paper``): that study's losses from the
+    committed compact folders (``results/paper/runs/<profile>/...``: settings and validation
+    curve in their ``metrics.json``), so a fresh clone checks every loss without its runs."""
+    from dmlstudy.study.paper import main_dir
+    from dmlstudy.training.rundir import run_path
+
+    out = []
+    if profile is None:
+        folder = results / dataset
+        for loss in config.study.losses:
+            main = run_path(work / "runs" / dataset, loss, seed)
+            metrics = json.loads((main / "metrics.json").read_text())
+            interval = main_interval(folder / "table.csv", loss)
+            out.append(
+                (loss, metrics, interval, run_path(work / "budget_check" / dataset, loss, seed))
+            )
+        return out, folder
+    paper = results / "paper"
+    for loss in config.for_profile(profile).study.losses:
+        compact = main_dir(paper / "runs", profile, dataset, loss, seed)
+        if not (compact / "metrics.json").is_file():
+            raise FileNotFoundError(
+                f"{compact} is not committed: the paper-grade study has not trained {loss} on "
+                f"seed {seed} yet (make paper)"
+            )
+        metrics = json.loads((compact / "metrics.json").read_text())
+        ext = main_dir(work / "budget_check", profile, dataset, loss, seed)
+        out.append((loss, metrics, paper_interval(compact), ext))
+    return out, paper / dataset
+
+
 def run(
     params_file: str | Path = "params.yaml",
     dataset: str | None = None,
     seed: int | None = None,
     work: str | Path = "work",
     results: str | Path = "results",
+    profile: str | None = None,
 ) -> pd.DataFrame:
-    """The check for every loss of ``study.losses`` (first study dataset and seed by default);
-    the CSV is rewritten after every loss."""
+    """The check for every loss of ``study.losses``, or of a profile's study (``paper``: every
+    loss, from its committed compact results; first study dataset and seed by default); the CSV
+    is rewritten after every loss."""
     from dmlstudy.config import load_config
-    from dmlstudy.training.rundir import run_path
 
     config = load_config(params_file)
     dataset = dataset or config.study.datasets[0]
     seed = config.study.seeds[0] if seed is None else seed
-    results_dir = Path(results) / dataset
+    todo, results_dir = main_runs(config, dataset, seed, profile, Path(work), Path(results))
     rows = []
-    for loss in config.study.losses:
-        main_dir = run_path(Path(work) / "runs" / dataset, loss, seed)
-        metrics = json.loads((main_dir / "metrics.json").read_text())
+    for loss, metrics, interval, out_dir in todo:
         main = TrainSettings(**metrics["settings"])  # exactly the main run's settings
-        interval = main_interval(results_dir / "table.csv", loss)
-        out_dir = run_path(Path(work) / "budget_check" / dataset, loss, seed)
         rows.append(check_loss(main, metrics, interval, out_dir))
         write_check(rows, results_dir)
         log.info("budget check %s: %s", loss, rows[-1])
@@ -210,10 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("params", nargs="?", default="params.yaml")
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="check a profile's study from its committed compact results (paper: every loss); "
+        "default: the default pipeline's runs in work/runs",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    table = run(args.params, args.dataset, args.seed)
-    print(check_sentence(table, "budget_check.csv"))
+    table = run(args.params, args.dataset, args.seed, profile=args.profile)
+    print(check_sentence(table, CSV_NAME))
     return 0 if table["passed"].all() else 1
 
 

@@ -18,6 +18,7 @@ from dmlstudy.data.splits import widen_coarse_validation
 from dmlstudy.reports.experiment_report import stopping_time_note
 from dmlstudy.study import ablation as A
 from dmlstudy.study.runs import ablation_variants, study_runs, train_settings
+from tests.support.params import paper_design
 
 REPO = Path(__file__).resolve().parents[2]
 PATHS = {"prepared_dir": "p", "out_dir": "o"}
@@ -26,7 +27,7 @@ NAMING = {"out_dir", "loss", "loss_params"}
 
 @pytest.fixture(scope="module")
 def raw() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = paper_design(yaml.safe_load((REPO / "params.yaml").read_text()))
     params.pop("tuning", None)  # the campaign's section: not what these tests read
     return params
 

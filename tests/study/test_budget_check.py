@@ -81,3 +81,30 @@ def test_csv_and_report_sentence(main_run, tmp_path):
 def test_main_interval_reads_the_committed_table():
     lo, hi = B.main_interval("results/omniglot/table.csv", "arcface")
     assert lo < 47.8454 < hi
+
+
+def test_the_paper_profile_checks_every_loss_from_its_committed_compact_folders(main_run, tmp_path):
+    """`--profile paper`: every loss of profiles.paper.losses, its settings and curve from the
+    committed compact folder, the interval a class bootstrap of its per-query AP@R."""
+    import shutil
+    from pathlib import Path
+
+    from dmlstudy.analysis.compact import export
+    from dmlstudy.config import load_config
+    from dmlstudy.study.paper import main_dir
+
+    s, metrics = main_run
+    config = load_config(Path(__file__).resolve().parents[2] / "params.yaml")
+    losses = config.for_profile("paper").study.losses
+    results, work = tmp_path / "results", tmp_path / "work"
+    with pytest.raises(FileNotFoundError, match=r"not committed.*\(make paper\)"):
+        B.main_runs(config, "omniglot", 0, "paper", work, results)
+    first = export(s.out_dir, tmp_path / "compact")
+    for loss in losses:
+        shutil.copytree(first, main_dir(results / "paper" / "runs", "paper", "omniglot", loss, 0))
+    todo, folder = B.main_runs(config, "omniglot", 0, "paper", work, results)
+    assert [t[0] for t in todo] == losses and folder == results / "paper" / "omniglot"
+    loss, m, (lo, hi), ext = todo[0]
+    assert m["epochs_run"] == 3 and m["settings"] == metrics["settings"]
+    assert lo < 100 * metrics["test"]["map@r"] < hi
+    assert ext == work / "budget_check" / "paper" / "omniglot" / loss / "seed0"

@@ -22,13 +22,14 @@ from dmlstudy.config import ParamsError, config_from_dict
 from dmlstudy.study import campaign as C
 from dmlstudy.study import campaign_record as R
 from tests.support.campaign_stand_in import Killed, StandIn
+from tests.support.params import one_study
 
 REPO = Path(__file__).resolve().parents[2]
 LOSSES = ["contrastive", "proxy_anchor"]
 
 
 def _raw(**tuning: Any) -> dict:
-    raw = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
+    raw = one_study(copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text())))
     raw["study"]["losses"] = LOSSES
     raw["tuning"] = {
         "dataset": "omniglot",

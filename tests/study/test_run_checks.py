@@ -16,6 +16,7 @@ from dmlstudy.data import prepare_dataset
 from dmlstudy.study.check_params import main
 from dmlstudy.study.run_checks import LevelCounts, SplitCounts, check_batches, split_counts
 from dmlstudy.training import TrainSettings
+from tests.support.params import paper_design
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,8 @@ def data_env(tmp_path, monkeypatch, shared_omniglot_dir):
 
 
 def _raw(profile: str = "full") -> dict:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    """params.yaml with every kind of run as its study (paper_design), at ``profile``."""
+    raw = paper_design(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["study"]["profile"] = profile
     return raw
 
