@@ -64,6 +64,7 @@ def main() -> None:
     params["study"]["profile"] = "tiny"
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rows: dict[str, list[float]] = {}
+    cells: dict[str, list[float]] = {}
     for i in range(a.repeats):
         out = tmp / f"run{i}"
         cmd = [
@@ -100,6 +101,8 @@ def main() -> None:
             work
         )
         rows.setdefault("  of which overhead", []).append(total - work)
+        for cell_name, seconds in cell_durations(tmp / f"train{i}.ipynb"):
+            cells.setdefault(cell_name, []).append(seconds)
         rows.setdefault("driver: interpreter + papermill/jupytext imports", []).append(
             timed(
                 [PY, "-c", "import dmlstudy.execution.run_notebook, papermill, jupytext"], REPO, env
@@ -131,7 +134,22 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f}; median of {a.repeats} (seconds)")
     for name, values in rows.items():
         print(f"{statistics.median(values):7.2f}  {name}")
+    print("the stage's notebook, cell by cell (papermill's durations; the training cell included):")
+    for name, values in sorted(cells.items(), key=lambda kv: -statistics.median(kv[1]))[:8]:
+        print(f"{statistics.median(values):7.2f}  {name}")
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cell_durations(notebook: Path) -> list[tuple[str, float]]:
+    """(cell number and first code line, seconds) of each code cell papermill executed."""
+    cells = json.loads(notebook.read_text())["cells"]
+    out = []
+    for i, cell in enumerate(cells):
+        seconds = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if cell["cell_type"] == "code" and seconds is not None:
+            src = "".join(cell["source"]).strip().splitlines() or [""]
+            out.append((f"cell {i}: {src[0][:70]}", float(seconds)))
+    return out
 
 
 if __name__ == "__main__":

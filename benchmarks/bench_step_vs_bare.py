@@ -1,14 +1,15 @@
 """The study's training step against a bare PyTorch loop of the same network, loss and batch.
 
 Study step: :func:`dmlstudy.training.epoch.train_epoch` (uint8 cache gather → batched device
-augmentation → embedder → loss → backward → optimizer step, per-step seeding), with the batches
-made ahead in a background thread ("study") and, for the overlap's gain, made inside the step
-("inline", ``prefetch=0``: the data path before the overlap). Bare loop: the same model, loss
-and optimizer on float tensors already in memory (``model(x); loss; backward; step``). The arms
-are timed in rotating blocks in one process, so load changes on a shared machine hit all alike;
-study/bare (goal >= 0.9) is the data path's efficiency, study/inline the overlap's gain. The
-median over blocks of each block's ratio is printed too (robust to a noisy neighbour). Prints
-figures; asserts nothing::
+augmentation → embedder → loss → backward → optimizer step, per-step seeding) as the study runs
+it on this device ("study": batches made at :func:`~dmlstudy.training.datapath.default_depth`,
+in the step on the CPU, 2 ahead in a background thread on CUDA), and with the other choice
+("ahead": 2 ahead on the CPU; "inline": in the step on CUDA), for what the default gains. Bare
+loop: the same model, loss and optimizer on float tensors already in memory (``model(x); loss;
+backward; step``). The arms are timed in rotating blocks in one process, so load changes on a
+shared machine hit all alike; study/bare (goal >= 0.9) is the data path's efficiency. The median
+over blocks of each block's ratio is printed too (robust to a noisy neighbour). Prints figures;
+asserts nothing::
 
     python benchmarks/bench_step_vs_bare.py --backbone convnet4 --threads 1 [--cpu-amp]
 """
@@ -28,6 +29,7 @@ from dmlstudy.losses import build_loss
 from dmlstudy.models import build_embedder
 from dmlstudy.training import TrainSettings
 from dmlstudy.training.augment import Preprocess, default_mean_std
+from dmlstudy.training.datapath import default_depth
 from dmlstudy.training.divergence import DivergenceMonitor
 from dmlstudy.training.epoch import train_epoch
 from dmlstudy.training.inference import autocast
@@ -43,6 +45,8 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=28, help="training crop")
     ap.add_argument("--cache-size", type=int, default=None, help="cached images (default: crop)")
     ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--crop-min", type=float, default=1.0, help="resized crops of this area up")
+    ap.add_argument("--max-shift", type=int, default=2, help="random shifts (px; Omniglot's 2)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--loss", default="cosface")
     ap.add_argument("--sampler", default="random", choices=["random", "m_per_class"])
@@ -69,7 +73,9 @@ def main() -> None:
         embedding_dim=a.embedding_dim,
         batch_size=a.batch_size,
         sampler=a.sampler,
-        crop_scale=(0.7, 1.0),
+        crop_scale=(a.crop_min, 1.0),
+        crop_ratio=(1.0, 1.0) if a.crop_min == 1.0 else (3 / 4, 4 / 3),
+        max_shift=a.max_shift,
         hflip=False,
         cpu_amp=a.cpu_amp,
         progress=False,
@@ -90,7 +96,9 @@ def main() -> None:
         model.to(memory_format=torch.channels_last).train()
         return model, loss, build_optimizer(model, loss, s)
 
-    arms = {name: build() for name in ("study", "inline", "bare")}
+    depth = default_depth(device)
+    other = "inline" if depth else "ahead"  # the depth the study does not use on this device
+    arms = {name: build() for name in ("study", other, "bare")}
     monitors = {name: DivergenceMonitor.from_state(a.loss, None) for name in arms}
     pre = Preprocess(a.image_size, cache, *default_mean_std(a.channels))
     batches = build_sampler(a.sampler, labels, a.batch_size, 4, 0).epoch_batches(0)
@@ -118,11 +126,11 @@ def main() -> None:
             epoch=block,
             device=device,
             monitor=monitors[name],
-            prefetch=0 if name == "inline" else 2,
+            prefetch={"study": depth, "inline": 0, "ahead": 2}[name],
         )
 
-    def inline(block: int) -> None:
-        study(block, "inline")
+    def alternative(block: int) -> None:
+        study(block, other)
 
     def bare(block: int) -> None:
         bare_model, bare_loss, bare_opt = arms["bare"]
@@ -134,7 +142,7 @@ def main() -> None:
             value.backward()
             bare_opt.step()
 
-    fns = {"study": study, "inline": inline, "bare": bare}
+    fns = {"study": study, other: alternative, "bare": bare}
     for fn in fns.values():
         fn(0)  # warm-up (oneDNN primitive caches)
     spent: dict[str, list[float]] = {name: [] for name in fns}
@@ -153,17 +161,19 @@ def main() -> None:
     print(
         f"backbone={a.backbone} d={a.embedding_dim} batch={a.batch_size} loss={a.loss} "
         f"sampler={a.sampler} cache={cache}x{cache}x{a.channels} crop={a.image_size} "
+        f"crop_min={a.crop_min} max_shift={a.max_shift} "
         f"threads={torch.get_num_threads()} cpu_amp={a.cpu_amp} load={os.getloadavg()[0]:.1f}"
     )
     print(
-        f"study step {rate['study']:,.0f} img/s; inline data path {rate['inline']:,.0f} img/s; "
-        f"bare loop {rate['bare']:,.0f} img/s"
+        f"study step (batches made {depth} ahead) {rate['study']:,.0f} img/s; {other} "
+        f"({2 if other == 'ahead' else 0} ahead) {rate[other]:,.0f} img/s; bare loop "
+        f"{rate['bare']:,.0f} img/s"
     )
     print(
         f"study/bare {rate['study'] / rate['bare']:.2f} (median of blocks "
-        f"{median_ratio('study', 'bare'):.2f}); inline/bare {rate['inline'] / rate['bare']:.2f} "
-        f"({median_ratio('inline', 'bare'):.2f}); overlap gain study/inline "
-        f"{rate['study'] / rate['inline']:.3f} ({median_ratio('study', 'inline'):.3f})"
+        f"{median_ratio('study', 'bare'):.2f}); {other}/bare {rate[other] / rate['bare']:.2f} "
+        f"({median_ratio(other, 'bare'):.2f}); study/{other} "
+        f"{rate['study'] / rate[other]:.3f} ({median_ratio('study', other):.3f})"
     )
 
 

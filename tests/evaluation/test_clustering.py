@@ -68,3 +68,27 @@ def test_kmeans_assign_uses_every_cluster_and_no_subsampling():
         ValueError, match="n_clusters=9 must be between 1 and the number of points 8"
     ):
         kmeans_assign(x[:8].astype(np.float32), 9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_normalized_mutual_info_is_scikit_learns(seed):
+    """The numpy score against scikit-learn's (the oracle) on random labellings of every shape,
+    and on its special cases: both constant, one constant, independent, identical, permuted."""
+    from dmlstudy.evaluation.clustering import normalized_mutual_info
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    a = rng.integers(0, int(rng.integers(1, 60)), n) * 7 - 3  # any label values
+    b = rng.integers(0, int(rng.integers(1, 60)), n)
+    cases = [
+        (a, b),
+        (a, a),
+        (a, 100 - a),
+        (a, np.zeros(n, int)),
+        (np.zeros(n, int), np.ones(n, int)),
+        (np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])),
+    ]
+    for x, y in cases:
+        assert normalized_mutual_info(x, y) == pytest.approx(
+            normalized_mutual_info_score(x, y), abs=1e-12
+        )
