@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fingerprints": ("dmlstudy.execution.code_fingerprints", "each loss's code fingerprint (DVC)"),
     "notebook": ("dmlstudy.execution.run_notebook", "run a jupytext notebook, render its HTML"),
     "campaign": ("dmlstudy.study.campaign", "the Optuna tuning campaign (equal budgets)"),
+    "apply-winners": ("dmlstudy.study.apply_winners", "the campaign's winners into params.yaml"),
     "paper": ("dmlstudy.execution.paper_study", "the paper-grade study (make paper)"),
     "compare": ("dmlstudy.execution.compare_loss", "tune, train and report a new loss"),
     "fanout": ("dmlstudy.execution.fanout", "train out-of-date runs on dask workers"),

@@ -1,0 +1,149 @@
+"""Edits of params.yaml made in its text, so that its comments and layout stay (a YAML round
+trip reflows the whole file): the tuning campaign's winners written into ``losses.<loss>.
+per_dataset.<dataset>`` (``make compare``, :mod:`dmlstudy.study.apply_winners`). Every edit is
+parsed back and must be exactly the change asked for, else nothing is written and the error says
+what to set by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsEditError(ValueError):
+    """An edit that could not be made safely; the message says what to set by hand."""
+
+
+def _flow(values: dict[str, Any]) -> str:
+    """``values`` as one flow mapping, params.yaml's style (``{lr: 0.001, train: {...}}``)."""
+    return yaml.safe_dump(values, default_flow_style=True, width=10**6, sort_keys=False).strip()
+
+
+def _block_end(lines: list[str], start: int, indent: int) -> int:
+    """Index after the last line of the block opened at ``start`` (lines indented deeper than
+    ``indent``; blank and comment lines inside it belong to it, trailing ones do not)."""
+    end = start + 1
+    for i in range(start + 1, len(lines)):
+        stripped = lines[i].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        depth = len(lines[i]) - len(lines[i].lstrip())
+        if depth < indent or (depth == indent and not stripped.startswith("- ")):
+            break  # (a `- ` item at the key's own indent: the key's indentless sequence)
+        end = i + 1
+    return end
+
+
+def _find(lines: list[str], key: str, indent: int, lo: int, hi: int) -> int | None:
+    pattern = re.compile(rf"^ {{{indent}}}{re.escape(key)}:(\s|$)")
+    return next((i for i in range(lo, hi) if pattern.match(lines[i])), None)
+
+
+def write_winner(
+    params_file: Path,
+    loss: str,
+    dataset: str,
+    values: dict[str, Any],
+    comment: str | None = None,
+) -> None:
+    """``losses.<loss>.per_dataset.<dataset> = values`` and ``loss`` out of ``study.untuned``
+    (``comment``: the ``per_dataset:`` line's comment, replacing the one there)."""
+    text = params_file.read_text()
+    expected = yaml.safe_load(text)
+    section = expected["losses"][loss]
+    per_dataset = dict(section.get("per_dataset") or {})
+    per_dataset[dataset] = values
+    section["per_dataset"] = per_dataset
+    if loss in (expected["study"].get("untuned") or []):
+        expected["study"]["untuned"] = [x for x in expected["study"]["untuned"] if x != loss]
+    lines = text.splitlines(keepends=True)
+    top = _find(lines, "losses", 0, 0, len(lines))
+    at = None if top is None else _find(lines, loss, 2, top + 1, _block_end(lines, top, 0))
+    if at is None:
+        raise ParamsEditError(f"params.yaml has no block `losses:` / `  {loss}:` to edit")
+    end = _block_end(lines, at, 2)
+    pd_at = _find(lines, "per_dataset", 4, at + 1, end)
+    if pd_at is None:
+        lines[end:end] = ["    per_dataset:\n", f"      {dataset}: {_flow(values)}\n"]
+    else:
+        pd_end = _block_end(lines, pd_at, 4)
+        if pd_end == pd_at + 1:  # inline (`per_dataset: {}` / `{omniglot: ...}`) or empty
+            lines[pd_at] = f"    per_dataset: {_flow(per_dataset)}\n"
+        else:
+            d_at = _find(lines, dataset, 6, pd_at + 1, pd_end)
+            entry = f"      {dataset}: {_flow(values)}\n"
+            if d_at is None:
+                lines.insert(pd_end, entry)
+            else:
+                lines[d_at : _block_end(lines, d_at, 6)] = [entry]
+    study = _find(lines, "study", 0, 0, len(lines))
+    if study is not None and "untuned" in expected["study"]:
+        u = _find(lines, "untuned", 2, study + 1, _block_end(lines, study, 0))
+        if u is not None:
+            note = lines[u].split("#", 1)[1] if "#" in lines[u] else ""
+            kept = f"  untuned: [{', '.join(expected['study']['untuned'])}]"
+            line = f"{kept}  # {note.strip()}\n" if note else f"{kept}\n"
+            lines[u : _block_end(lines, u, 2)] = [line]
+    if comment is not None:
+        pd_at = _find(lines, "per_dataset", 4, at + 1, _block_end(lines, at, 2))
+        assert pd_at is not None  # written above
+        lines[pd_at] = _with_comment(lines[pd_at], comment)
+    by_hand = (
+        f"set losses.{loss}.per_dataset.{dataset} to {_flow(values)} and take {loss} out of "
+        "study.untuned"
+    )
+    _checked_write(params_file, lines, expected, by_hand)
+
+
+def _with_comment(line: str, comment: str) -> str:
+    """``line`` with its trailing ``# ...`` comment replaced by ``comment`` (aligned as
+    params.yaml aligns them, at column 34 when the line is shorter)."""
+    code = line.rstrip("\n").split(" #", 1)[0].rstrip()
+    return f"{code:<33} # {comment}\n" if len(code) < 33 else f"{code}  # {comment}\n"
+
+
+def write_tuning_loss_params(params_file: Path, loss: str, values: dict[str, Any]) -> None:
+    """``tuning.loss_params.<loss> = values`` (what every search trial of ``loss`` trains with:
+    a regularizer's tuned ``base_params``), edited in the text as :func:`write_winner`."""
+    text = params_file.read_text()
+    expected = yaml.safe_load(text)
+    tuning = expected.get("tuning") or {}
+    loss_params = dict(tuning.get("loss_params") or {})
+    loss_params[loss] = values
+    tuning["loss_params"] = loss_params
+    lines = text.splitlines(keepends=True)
+    top = _find(lines, "tuning", 0, 0, len(lines))
+    at = None if top is None else _find(lines, "loss_params", 2, top + 1, _block_end(lines, top, 0))
+    if at is None:
+        raise ParamsEditError("params.yaml has no `tuning:` / `  loss_params:` line to edit")
+    end = _block_end(lines, at, 2)
+    if end == at + 1:  # inline (`loss_params: {}`): the whole mapping on its line
+        note = lines[at].rstrip("\n").split(" #", 1)
+        line = f"  loss_params: {_flow(loss_params)}\n"
+        lines[at] = _with_comment(line, note[1].strip()) if len(note) == 2 else line
+    else:
+        entry = f"    {loss}: {_flow(values)}\n"
+        e_at = _find(lines, loss, 4, at + 1, end)
+        if e_at is None:
+            lines.insert(end, entry)
+        else:
+            lines[e_at : _block_end(lines, e_at, 4)] = [entry]
+    by_hand = f"set tuning.loss_params.{loss} to {_flow(values)}"
+    _checked_write(params_file, lines, expected, by_hand)
+
+
+def _checked_write(path: Path, lines: list[str], expected: Any, by_hand: str) -> None:
+    """Write ``lines`` to ``path`` if they parse to ``expected``; else write nothing and say
+    ``by_hand``."""
+    result = "".join(lines)
+    try:
+        same = yaml.safe_load(result) == expected
+    except yaml.YAMLError:
+        same = False
+    if not same:
+        raise ParamsEditError(f"could not edit params.yaml safely: {by_hand} by hand")
+    path.write_text(result)
