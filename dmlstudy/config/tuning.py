@@ -108,6 +108,16 @@ class TuningSection(StrictSection):
         """The storage file of ``dataset`` (``storage`` with ``{dataset}`` replaced)."""
         return self.storage.replace("{dataset}", self.dataset)
 
+    def loss_space(self, loss: str) -> dict[str, dict[str, list[Any]]]:
+        """What the campaign searches for ``loss``: ``space.common`` updated by ``space.<loss>``.
+
+        >>> TuningSection(space={"common": {"train.lr": {"log": [1e-4, 1e-2]}},
+        ...                      "triplet": {"margin": {"uniform": [0.02, 0.4]}}}
+        ...               ).loss_space("triplet")  # doctest: +NORMALIZE_WHITESPACE
+        {'train.lr': {'log': [0.0001, 0.01]}, 'margin': {'uniform': [0.02, 0.4]}}
+        """
+        return {**self.space.get("common", {}), **self.space.get(loss, {})}
+
     @model_validator(mode="after")
     def _check(self) -> TuningSection:
         from dmlstudy.losses import list_losses

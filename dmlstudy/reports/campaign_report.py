@@ -137,11 +137,7 @@ def campaign_report(
     t = config.tuning
     losses: Sequence[str] = list(settings)
     space = pd.DataFrame(
-        [
-            (loss, key, dist)
-            for loss in losses
-            for key, dist in space_rows({**t.space.get("common", {}), **t.space.get(loss, {})})
-        ],
+        [(loss, key, dist) for loss in losses for key, dist in space_rows(t.loss_space(loss))],
         columns=["loss", "parameter", "searched over"],
     ).set_index(["loss", "parameter"])
     folder = Path(tuning_dir)

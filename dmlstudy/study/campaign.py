@@ -97,9 +97,8 @@ def _train(settings: TrainSettings, on_epoch: Callable[[dict[str, Any]], None] |
 
 
 def loss_space(config: StudyConfig, loss: str) -> dict[str, dict[str, list[Any]]]:
-    """``tuning.space.common`` updated by ``tuning.space.<loss>``."""
-    t = config.tuning
-    return {**t.space.get("common", {}), **t.space.get(loss, {})}
+    """``tuning.space.common`` updated by ``tuning.space.<loss>`` (TuningSection.loss_space)."""
+    return config.tuning.loss_space(loss)
 
 
 def published_point(config: StudyConfig, loss: str) -> dict[str, Any]:
