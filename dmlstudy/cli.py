@@ -5,7 +5,7 @@ dvc.yaml and the Makefile call) runs the same function. ``dmlstudy`` alone lists
 ``dmlstudy <command> --help`` gives a command's own arguments.
 
 >>> sorted(COMMANDS)[:3]
-['budget-check', 'campaign', 'check-params']
+['apply-winners', 'budget-check', 'campaign']
 """
 
 from __future__ import annotations
