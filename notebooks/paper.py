@@ -19,8 +19,9 @@
 # survive a wider network?
 #
 # **Purpose.** Read the committed compact results of `studies/paper/dvc.yaml`
-# (`results/paper/runs/`; nothing is retrained here) and write the study's tables and verdicts
-# (`dmlstudy.reports.paper_report`). A partial study reports its finished part and names the rest.
+# (`studies/paper/results/runs/`; nothing is retrained here) and write the study's tables and
+# verdicts (`dmlstudy.reports.paper_report`). A partial study reports its finished part and
+# names the rest.
 #
 # **Inputs.** `params.yaml` (`study`, `profiles.<profile>`, `ablations`); `results_dir/runs/`.
 #
@@ -31,7 +32,7 @@
 params_file = "params.yaml"
 profile = "paper"
 dataset = "omniglot"
-results_dir = "results/paper"
+results_dir = "studies/paper/results"
 transfer = "wide64"
 
 # %%

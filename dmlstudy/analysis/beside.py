@@ -2,9 +2,9 @@
 
 The default ``dvc repro`` trains ``study.seeds`` (one seed): its intervals are over test classes
 only and it draws no verdict between losses. The paper-grade study (``make paper``,
-``studies/paper/dvc.yaml``) commits its table under ``results/paper/<dataset>/`` (seeds ×
+``studies/paper/dvc.yaml``) commits its table under ``studies/paper/results/<dataset>/`` (seeds ×
 classes intervals, tied/below verdicts) and each run's compact folder under
-``results/paper/runs/<profile>/<dataset>/<loss>/seed<k>/``. This puts them side by side, per
+``studies/paper/results/runs/<profile>/<dataset>/<loss>/seed<k>/``. This puts them side by side, per
 loss of the default study: its own value, the paper-grade mean with its interval and verdict,
 and the paper-grade run of the same seed — with the same settings, code and data it is the same
 run, so the difference says whether this machine reproduced it.
@@ -88,7 +88,7 @@ def beside_paper_grade(
 ) -> Beside:
     """The comparison for the default study's ``table`` (``table.csv``'s frame, percent, indexed
     by loss; its runs in ``runs_dir``, ``seed`` the seed shown) against the paper-grade study
-    committed under ``paper_root`` (``results/paper``)."""
+    committed under ``paper_root`` (``studies/paper/results``)."""
     losses = list(table.index)
     mine = table[list(METRICS)].rename(columns=lambda m: f"{m}, this run (seed {seed})")
     paper_table = Path(paper_root) / dataset / "table.csv"

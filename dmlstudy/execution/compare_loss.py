@@ -97,9 +97,10 @@ def compare_loss(params_file: Path, loss: str, profile: str = "paper") -> None:
     config = load_config(params_file)
     stages = [f"{DVCFILE}:main@{dataset}-{loss}-{s}" for s in main_seeds(config, profile)]
     _run([py, "-m", "dvc", "repro", *stages], "paper-grade runs", root)
-    # --single-item: the report alone (its dependency, results/paper/runs, is every stage's output)
+    # --single-item: the report alone (its dependency, studies/paper/results/runs, is every
+    # stage's output)
     _run([py, "-m", "dvc", "repro", "-s", f"{DVCFILE}:report@{dataset}"], "report", root)
-    print(f"== report: reports/paper/{dataset}.html, results/paper/{dataset}/table.csv")
+    print(f"== report: reports/paper/{dataset}.html, studies/paper/results/{dataset}/table.csv")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,15 +5,17 @@ The default pipeline (``dvc.yaml``) trains ``study.losses`` on ``study.seeds`` a
 folders in ``work/``; this one trains a profile's losses and ablations
 (``profiles.<profile>.losses`` on ``profiles.<profile>.seeds``, every arm of
 ``profiles.<profile>.ablations`` on ``profiles.<profile>.ablation_seeds``) and keeps, per run,
-the compact folder of :mod:`dmlstudy.analysis.compact` under ``results/paper/runs/`` — committed to
-git, so that the tables and tests are recomputed in any clone without retraining, and so that
-an interrupted study resumes in a fresh clone: a unit whose compact folder holds the run asked
-for (same settings, code and data fingerprints) is not trained again.
+the compact folder of :mod:`dmlstudy.analysis.compact` under ``studies/paper/results/runs/`` —
+committed to git (outside ``results/``, which the default pipeline's report stage depends on
+whole: DVC would make ``dvc repro`` run this study), so that the tables and tests are
+recomputed in any clone without retraining, and so that an interrupted study resumes in a fresh
+clone: a unit whose compact folder holds the run asked for (same settings, code and data
+fingerprints) is not trained again.
 
 Layout (:func:`main_dir`, :func:`arm_dir`)::
 
-    results/paper/runs/<profile>/<dataset>/<loss>/seed<k>/                   a main run
-    results/paper/runs/<profile>/<dataset>/ablations/<name>/seed<k>/<arm>/   an ablation arm
+    studies/paper/results/runs/<profile>/<dataset>/<loss>/seed<k>/                   a main run
+    studies/paper/results/runs/<profile>/<dataset>/ablations/<name>/seed<k>/<arm>/   an ablation arm
 
 One DVC stage per unit (a loss and seed; an ablation and seed, all its arms)::
 
@@ -21,9 +23,9 @@ One DVC stage per unit (a loss and seed; an ablation and seed, all its arms)::
         --loss arcface --seed 3 --prepared-dir work/prepared/omniglot
     python -m dmlstudy.execution.paper_study report params.yaml --profile paper --dataset omniglot
 
-``report`` writes the comparison tables and findings below ``results/paper/<dataset>/`` from the
-compact folders alone (:mod:`dmlstudy.reports.paper_report`; the ranking-transfer check with
-``--transfer wide64``).
+``report`` writes the comparison tables and findings below ``studies/paper/results/<dataset>/``
+from the compact folders alone (:mod:`dmlstudy.reports.paper_report`; the ranking-transfer
+check with ``--transfer wide64``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def run_study(root: Path, config: StudyConfig, *, commit: bool) -> int:
             print(f"{stage} failed; fix it and run the same command again", flush=True)
             return 1
         if commit:
-            paths = ["results/paper", "studies/paper/dvc.lock", "dvc.lock"]
+            paths = ["studies/paper/results", "studies/paper/dvc.lock", "dvc.lock"]
             subprocess.run(["git", "add", "--", *paths], cwd=root, check=True)
             staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *paths], cwd=root)
             if staged.returncode:

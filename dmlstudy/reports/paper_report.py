@@ -1,7 +1,7 @@
 """The paper-grade study's tables and verdicts, from its committed compact folders alone.
 
-:func:`write_report` reads ``results/paper/runs/<profile>/<dataset>/``
-(:mod:`dmlstudy.study.paper`) and writes, below ``results/paper/<dataset>/``:
+:func:`write_report` reads ``studies/paper/results/runs/<profile>/<dataset>/``
+(:mod:`dmlstudy.study.paper`) and writes, below ``studies/paper/results/<dataset>/``:
 
 - ``table.csv``, ``runs.csv``, ``metrics/``, ``findings.json``, ``recall_at_1.csv``,
   ``recall_at_k.csv``, ``val_curves.csv`` — the main comparison, as the default pipeline's

@@ -3,9 +3,10 @@
 ``python -m dmlstudy.study.budget_check [params.yaml] [--dataset omniglot] [--seed 0]
 [--profile paper]`` retrains, for every loss of ``study.losses``, one seed of the main comparison
 (``work/runs/<dataset>/<loss>/seed<seed>``) — with ``--profile paper``, every loss of the
-paper-grade study, from its committed compact folder (``results/paper/runs/paper/...``; the CSV
-then goes to ``results/paper/<dataset>/``) — to twice its stop epoch, past the study's cap if
-need be (the point is to train longer on purpose), with the plateau rule's stop disabled
+paper-grade study, from its committed compact folder (``studies/paper/results/runs/paper/...``;
+the CSV then goes to ``studies/paper/results/<dataset>/``) — to twice its stop epoch, past the
+study's cap if need be (the point is to train longer on purpose), with the plateau rule's stop
+disabled
 (``plateau_stop: false``) and every other setting as the main run's ``metrics.json`` stores it.
 Same seed, deterministic training and a plateau schedule that reads only the lr drops taken
 make it the main run, epoch for epoch, up to the stop (the ``same_until_stop`` column checks
@@ -195,9 +196,10 @@ def main_runs(
     """``([(loss, main metrics.json, interval, extension folder)], results folder)``.
 
     ``profile`` None: the default pipeline's runs (``study.losses``, ``work/runs``, the interval
-    from ``results/<dataset>/table.csv``). A profile (``paper``): that study's losses from the
-    committed compact folders (``results/paper/runs/<profile>/...``: settings and validation
-    curve in their ``metrics.json``), so a fresh clone checks every loss without its runs."""
+    from ``<results>/<dataset>/table.csv``). A profile (``paper``): that study's losses from the
+    committed compact folders under ``results`` (the paper study's, ``studies/paper/results``:
+    ``runs/<profile>/...``, settings and validation curve in their ``metrics.json``), so a fresh
+    clone checks every loss without its runs."""
     from dmlstudy.study.paper import main_dir
     from dmlstudy.training.rundir import run_path
 
@@ -212,9 +214,8 @@ def main_runs(
                 (loss, metrics, interval, run_path(work / "budget_check" / dataset, loss, seed))
             )
         return out, folder
-    paper = results / "paper"
     for loss in config.for_profile(profile).study.losses:
-        compact = main_dir(paper / "runs", profile, dataset, loss, seed)
+        compact = main_dir(results / "runs", profile, dataset, loss, seed)
         if not (compact / "metrics.json").is_file():
             raise FileNotFoundError(
                 f"{compact} is not committed: the paper-grade study has not trained {loss} on "
@@ -223,7 +224,7 @@ def main_runs(
         metrics = json.loads((compact / "metrics.json").read_text())
         ext = main_dir(work / "budget_check", profile, dataset, loss, seed)
         out.append((loss, metrics, paper_interval(compact), ext))
-    return out, paper / dataset
+    return out, results / dataset
 
 
 def run(
@@ -231,7 +232,7 @@ def run(
     dataset: str | None = None,
     seed: int | None = None,
     work: str | Path = "work",
-    results: str | Path = "results",
+    results: str | Path | None = None,
     profile: str | None = None,
 ) -> pd.DataFrame:
     """The check for every loss of ``study.losses``, or of a profile's study (``paper``: every
@@ -242,6 +243,10 @@ def run(
     config = load_config(params_file)
     dataset = dataset or config.study.datasets[0]
     seed = config.study.seeds[0] if seed is None else seed
+    if results is None:  # the default pipeline's results, or the paper-grade study's
+        from dmlstudy.study.paper import RESULTS_ROOT
+
+        results = "results" if profile is None else RESULTS_ROOT
     todo, results_dir = main_runs(config, dataset, seed, profile, Path(work), Path(results))
     rows = []
     for loss, metrics, interval, out_dir in todo:

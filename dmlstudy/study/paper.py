@@ -3,8 +3,8 @@ a seed; an ablation's arms on a seed), where each unit's run folder and committe
 are, and the order its stages are taken in. Running it is :mod:`dmlstudy.execution.paper_study`;
 its report, :mod:`dmlstudy.reports.paper_report`.
 
->>> main_dir(Path("results/paper/runs"), "paper", "omniglot", "arcface", 3).as_posix()
-'results/paper/runs/paper/omniglot/arcface/seed3'
+>>> main_dir(Path("studies/paper/results/runs"), "paper", "omniglot", "arcface", 3).as_posix()
+'studies/paper/results/runs/paper/omniglot/arcface/seed3'
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dmlstudy.config import StudyConfig
 from dmlstudy.study.runs import ablation_variants, train_settings
 from dmlstudy.training.settings import TrainSettings
 
-RESULTS_ROOT = Path("results/paper")  # compact folders in runs/, the report in <dataset>/
+RESULTS_ROOT = Path("studies/paper/results")  # compact folders in runs/, the report in <dataset>/
 RUNS_ROOT = Path("work/paper")  # run folders (checkpoints, embeddings): never committed
 
 

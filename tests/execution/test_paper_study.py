@@ -120,7 +120,7 @@ def test_units_train_the_profile_and_refuse_what_the_study_does_not_define(tmp_p
     config = config_from_dict(raw)
     (u,) = PS.units(config, "wide64", "omniglot", 0, prepared_dir="p", loss="arcface")
     assert (u.settings.backbone, u.settings.embedding_dim) == ("convnet4", 64)
-    assert u.compact == Path("results/paper/runs/wide64/omniglot/arcface/seed0")
+    assert u.compact == Path("studies/paper/results/runs/wide64/omniglot/arcface/seed0")
     (p,) = PS.units(config, "paper", "omniglot", 2, prepared_dir="p", loss="arcface")
     assert p.settings.backbone == config.datasets["omniglot"].train["backbone"]
     arms = PS.units(config, "paper", "omniglot", 1, prepared_dir="p", ablation="m_per_class")
@@ -204,10 +204,12 @@ def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(paper_re
     assert log.count("paper study: main@") == len(losses)
     assert "paper study: report@omniglot" in log
     dirty = subprocess.run(
-        [*git, "status", "--porcelain", "results/paper", "studies"], capture_output=True, text=True
+        [*git, "status", "--porcelain", "studies"],
+        capture_output=True,
+        text=True,
     ).stdout
     assert dirty == ""  # everything the study made is committed
-    table = pd.read_csv(repo / "results/paper/omniglot/table.csv", index_col="loss")
+    table = pd.read_csv(repo / "studies/paper/results/omniglot/table.csv", index_col="loss")
     assert set(table.index) == set(losses) and "map@r_mdd" not in table.columns  # one seed
 
     clone = tmp_path / "clone"
@@ -250,7 +252,7 @@ def test_make_compare_tunes_trains_and_reports_a_new_loss_without_retraining_the
     assert "norm_softmax" not in after["study"]["untuned"]
     trials = pd.read_csv(repo / "results/tuning/omniglot/trials.csv")
     assert set(others) < set(trials["loss"]) and "norm_softmax" in set(trials["loss"])  # merged
-    table = pd.read_csv(repo / "results/paper/omniglot/table.csv", index_col="loss")
+    table = pd.read_csv(repo / "studies/paper/results/omniglot/table.csv", index_col="loss")
     assert set(table.index) == {*others, "norm_softmax"}
     trained = re.findall(r"omniglot/(\w+)/seed\d+: trained", proc.stdout)
     assert trained == ["norm_softmax"]  # the study's losses: their committed compact results

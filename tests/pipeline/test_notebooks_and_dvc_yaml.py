@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -380,3 +382,32 @@ def test_stages_that_read_the_published_numbers_depend_on_their_file():
         deps = stage.get("do", stage).get("deps", [])
         if "dmlstudy/analysis/results.py" in deps:
             assert "dmlstudy/analysis/published.yaml" in deps, name
+
+
+def test_the_default_dvc_repro_reaches_no_stage_of_the_paper_grade_study():
+    """`dvc repro` runs dvc.yaml's stages and every stage upstream of them; DVC joins
+    studies/paper/dvc.yaml into the same graph, so a root stage that depends on a folder holding
+    the paper study's outputs pulls it in (the report's `results` dependency did while those lay
+    in results/paper/: `make study` started the ~10-h paper-grade study after its geometry)."""
+    from collections import defaultdict
+
+    dot = subprocess.run(
+        [sys.executable, "-m", "dvc", "dag", "--full", "--dot"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    parents = defaultdict(set)
+    for up, down in re.findall(r'"([^"]+)" -> "([^"]+)"', dot):
+        parents[down].add(up)
+    todo = [n for n in set(parents) | {p for ps in parents.values() for p in ps}]
+    todo = [n for n in todo if not n.startswith("studies/")]
+    assert "report" in todo and any(n.startswith("train@") for n in todo)
+    seen: set[str] = set()
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo += parents[node]
+    assert not [n for n in seen if n.startswith("studies/")]

@@ -96,14 +96,14 @@ def test_the_paper_profile_checks_every_loss_from_its_committed_compact_folders(
     s, metrics = main_run
     config = load_config(Path(__file__).resolve().parents[2] / "params.yaml")
     losses = config.for_profile("paper").study.losses
-    results, work = tmp_path / "results", tmp_path / "work"
+    results, work = tmp_path / "paper_results", tmp_path / "work"
     with pytest.raises(FileNotFoundError, match=r"not committed.*\(make paper\)"):
         B.main_runs(config, "omniglot", 0, "paper", work, results)
     first = export(s.out_dir, tmp_path / "compact")
     for loss in losses:
-        shutil.copytree(first, main_dir(results / "paper" / "runs", "paper", "omniglot", loss, 0))
+        shutil.copytree(first, main_dir(results / "runs", "paper", "omniglot", loss, 0))
     todo, folder = B.main_runs(config, "omniglot", 0, "paper", work, results)
-    assert [t[0] for t in todo] == losses and folder == results / "paper" / "omniglot"
+    assert [t[0] for t in todo] == losses and folder == results / "omniglot"
     loss, m, (lo, hi), ext = todo[0]
     assert m["epochs_run"] == 3 and m["settings"] == metrics["settings"]
     assert lo < 100 * metrics["test"]["map@r"] < hi
