@@ -127,9 +127,9 @@ class StudyConfig(StrictSection):
 
     def everything(self) -> StudyConfig:
         """``study.losses`` and ``study.ablations`` widened by every profile's (in that order):
-        what check_params, the code fingerprints, the tuning campaign and the budget check
-        cover, so that a loss the paper-grade study trains is tuned and checked though the
-        quick default leaves it out. The profile stays the study's own."""
+        what check_params, the code fingerprints and the tuning campaign cover, so that a loss
+        the paper-grade study trains is tuned and checked though the quick default leaves it
+        out. The profile stays the study's own."""
         losses = list(self.study.losses)
         ablations = list(self.study.ablations)
         for prof in self.profiles.values():
