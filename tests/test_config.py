@@ -68,6 +68,10 @@ def test_a_profile_names_its_own_losses_and_ablations(raw):
     r["profiles"]["paper"]["losses"] = ["contrastiv"]
     with pytest.raises(ValueError, match="did you mean 'contrastive'"):
         config_from_dict(r)
+    r = copy.deepcopy(raw)
+    del r["profiles"]["paper"]["ablations"]  # dvc.yaml reads it: refused before DVC fails
+    with pytest.raises(ValueError, match=r"profiles\.paper needs `losses` and `ablations`"):
+        config_from_dict(r)
 
 
 def _norm(v):

@@ -100,6 +100,13 @@ class StudyConfig(StrictSection):
                     raise ValueError(
                         f"profiles.{name}.ablations lists {abl!r} but params has no ablations.{abl}"
                     )
+        paper = self.profiles.get("paper")
+        if paper is not None and (paper.losses is None or paper.ablations is None):
+            raise ValueError(
+                "profiles.paper needs `losses` and `ablations` (`[]` for none): "
+                "studies/paper/dvc.yaml and dvc.yaml's fingerprint stage read them (DVC fails "
+                "on a missing key)"
+            )
         studied = self.everything().study.losses
         for name in self.study.untuned:
             if name not in studied:

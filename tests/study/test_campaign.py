@@ -29,8 +29,9 @@ LOSSES = ["contrastive", "proxy_anchor"]
 
 
 def _raw(**tuning: Any) -> dict:
-    raw = one_study(copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text())))
+    raw = copy.deepcopy(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw["study"]["losses"] = LOSSES
+    one_study(raw)
     raw["tuning"] = {
         "dataset": "omniglot",
         "seed": 0,

@@ -17,9 +17,14 @@ def paper_design(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def one_study(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` (changed in place and returned) with no profile naming its own losses or
-    ablations: every check covers ``study.losses`` and ``study.ablations`` alone."""
-    for profile in raw["profiles"].values():
+    """``raw`` (changed in place and returned) whose paper-grade study trains what ``study``
+    lists, at the time of the call (no other profile names losses or ablations): every check
+    covers ``study.losses`` and ``study.ablations`` alone."""
+    for name, profile in raw["profiles"].items():
         profile.pop("losses", None)
         profile.pop("ablations", None)
+        if name == "paper":
+            profile.update(
+                losses=list(raw["study"]["losses"]), ablations=list(raw["study"]["ablations"])
+            )
     return raw
