@@ -74,25 +74,24 @@ def units(
     results: Path = RESULTS_ROOT / "runs",
     runs: Path = RUNS_ROOT,
 ) -> list[Unit]:
-    """The runs of one stage: ``loss`` on ``seed``, or every arm of ``ablation`` on ``seed``."""
+    """The runs of one stage: ``loss`` on ``seed``, or every arm of ``ablation`` on ``seed``,
+    trained under ``profile``'s settings (``wide64`` for the transfer check); which losses and
+    ablations the study has is ``profiles.paper``'s whatever the profile."""
     if (loss is None) == (ablation is None):
         raise ValueError("give one of --loss and --ablation")
+    study = config.for_profile("paper").study
     config = config.for_profile(profile)
     if loss is not None:
-        if loss not in config.study.losses:
-            raise ValueError(
-                f"{loss!r} is not in profiles.{profile}.losses: {', '.join(config.study.losses)}"
-            )
+        if loss not in study.losses:
+            raise ValueError(f"{loss!r} is not in profiles.paper.losses: {', '.join(study.losses)}")
         if seed not in main_seeds(config, profile):
             raise ValueError(f"seed {seed} is not in profiles.{profile}.seeds")
         out = main_dir(runs, profile, dataset, loss, seed)
         s = train_settings(config, dataset, loss, seed, prepared_dir=prepared_dir, out_dir=out)
         dest = main_dir(results, profile, dataset, loss, seed)
         return [Unit(f"{dataset}/{loss}/seed{seed}", s, dest)]
-    if ablation not in config.study.ablations:
-        raise ValueError(
-            f"{ablation!r} is not in profiles.{profile}.ablations: {config.study.ablations}"
-        )
+    if ablation not in study.ablations:
+        raise ValueError(f"{ablation!r} is not in profiles.paper.ablations: {study.ablations}")
     if seed not in ablation_seeds(config, profile):
         raise ValueError(f"seed {seed} is not in profiles.{profile}.ablation_seeds")
     out = []

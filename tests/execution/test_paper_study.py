@@ -132,6 +132,11 @@ def test_units_train_the_profile_and_refuse_what_the_study_does_not_define(tmp_p
         PS.units(config, "paper", "omniglot", 0, prepared_dir="p", loss="npair")
     with pytest.raises(ValueError, match=r"no profiles\.papr; valid choices"):
         PS.units(config, "papr", "omniglot", 0, prepared_dir="p", loss="arcface")
+    # the transfer stage: every loss of the paper study under wide64, not only the quick default's
+    shipped = config_from_dict(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert "npair" not in shipped.study.losses
+    (t,) = PS.units(shipped, "wide64", "omniglot", 0, prepared_dir="p", loss="npair")
+    assert (t.settings.loss, t.settings.backbone) == ("npair", "convnet4")
 
 
 def test_stage_order_covers_every_stage_of_the_dvc_file():
