@@ -85,7 +85,11 @@ def apply(
             continue
         tuned_base = config.losses[base].get("per_dataset", {}).get(dataset, {})
         base_values = base_params(values[base] if base in rows else tuned_base)
-        own = values[loss] if loss in rows else dict(_tuned(params_file, loss, dataset))
+        own = (
+            values[loss]
+            if loss in rows
+            else config.losses[loss].get("per_dataset", {}).get(dataset, {})
+        )
         entry = {k: v for k, v in own.items() if k != "base_params"}
         if base_values:
             entry = {**entry, "base_params": base_values}
@@ -102,10 +106,6 @@ def apply(
                 f"the campaign for it (--loss {loss}) and apply again"
             )
     return done
-
-
-def _tuned(params_file: Path, loss: str, dataset: str) -> dict[str, Any]:
-    return load_config(params_file).losses[loss].get("per_dataset", {}).get(dataset, {})
 
 
 def main(argv: list[str] | None = None) -> int:

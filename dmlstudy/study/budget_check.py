@@ -6,10 +6,9 @@
 paper-grade study, from its committed compact folder (``studies/paper/results/runs/paper/...``;
 the CSV then goes to ``studies/paper/results/<dataset>/``) — to twice its stop epoch, past the
 study's cap if need be (the point is to train longer on purpose), with the plateau rule's stop
-disabled
-(``plateau_stop: false``) and every other setting as the main run's ``metrics.json`` stores it.
-Same seed, deterministic training and a plateau schedule that reads only the lr drops taken
-make it the main run, epoch for epoch, up to the stop (the ``same_until_stop`` column checks
+disabled (``plateau_stop: false``) and every other setting as the main run's ``metrics.json``
+stores it. Same seed, deterministic training and a plateau schedule that reads only the lr drops
+taken make it the main run, epoch for epoch, up to the stop (the ``same_until_stop`` column checks
 it); after the stop it trains on at the run's final lr (after its last drop), selecting its best
 raw val MAP@R epoch as the main run does. Run folders:
 ``work/budget_check/<dataset>/<loss>/seed<seed>`` (resumable and reused as every run folder,
