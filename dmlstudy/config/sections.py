@@ -48,6 +48,14 @@ def unique_nonempty(values: list[Any], key: str) -> list[Any]:
     return values
 
 
+def registered_losses(names: list[str], key: str) -> list[str]:
+    """``names`` (the list at ``key``): unique, not empty, each a registered loss."""
+    from dmlstudy.losses import list_losses  # not at module level: see config/checks.py
+
+    unique_nonempty(names, key)
+    return [check_choice(name, list_losses(), "loss") for name in names]
+
+
 class StrictSection(BaseModel):
     """Base of every section: known keys only (with "did you mean"), strict types, frozen."""
 
@@ -103,10 +111,7 @@ class StudySection(StrictSection):
     @field_validator("losses")
     @classmethod
     def _losses(cls, v: list[str]) -> list[str]:
-        from dmlstudy.losses import list_losses  # not at module level: see config/checks.py
-
-        unique_nonempty(v, "study.losses")
-        return [check_choice(name, list_losses(), "loss") for name in v]
+        return registered_losses(v, "study.losses")
 
     @field_validator("seeds")
     @classmethod
@@ -196,12 +201,7 @@ class ProfileSection(StrictSection):
     @field_validator("losses")
     @classmethod
     def _losses(cls, v: list[str] | None) -> list[str] | None:
-        from dmlstudy.losses import list_losses  # not at module level: see config/checks.py
-
-        if v is None:
-            return None
-        unique_nonempty(v, "profiles.<name>.losses")
-        return [check_choice(name, list_losses(), "loss") for name in v]
+        return None if v is None else registered_losses(v, "profiles.<name>.losses")
 
     @field_validator("ablations")
     @classmethod
