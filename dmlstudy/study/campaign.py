@@ -96,11 +96,6 @@ def _train(settings: TrainSettings, on_epoch: Callable[[dict[str, Any]], None] |
 # --- the space --------------------------------------------------------------------------------
 
 
-def loss_space(config: StudyConfig, loss: str) -> dict[str, dict[str, list[Any]]]:
-    """``tuning.space.common`` updated by ``tuning.space.<loss>`` (TuningSection.loss_space)."""
-    return config.tuning.loss_space(loss)
-
-
 def published_point(config: StudyConfig, loss: str) -> dict[str, Any]:
     """Trial 0: every dimension of the loss's space at its published value — ``train.<field>``
     the protocol's (the dataset's training settings with the loss's own, untuned), a loss
@@ -109,7 +104,7 @@ def published_point(config: StudyConfig, loss: str) -> dict[str, Any]:
     protocol = train_overrides(config, dataset, loss, tuned=False)
     published = {**loss_hyperparameters(loss), **config.published_loss_params(loss)}
     out: dict[str, Any] = {}
-    for key in loss_space(config, loss):
+    for key in config.tuning.loss_space(loss):
         if key.startswith("train."):
             field = key.removeprefix("train.")
             out[key] = protocol.get(field, TrainSettings.model_fields[field].default)
@@ -380,7 +375,7 @@ class Campaign:
 
     def current_study(self, loss: str) -> str:
         """The search study of the declared space (created with trial 0 enqueued when new)."""
-        space = loss_space(self.config, loss)
+        space = self.config.tuning.loss_space(loss)
         with self.locked():
             names = search_studies(self.storage, loss)
             for name in reversed(names):
@@ -427,7 +422,8 @@ class Campaign:
             attrs = trial.user_attrs
             published = bool(attrs.get("published"))
             drawn = {
-                k: _suggest(trial, k, spec) for k, spec in loss_space(self.config, loss).items()
+                k: _suggest(trial, k, spec)
+                for k, spec in self.config.tuning.loss_space(loss).items()
             }
             point = attrs.get("point") or (
                 drawn if published else {k: _readable(v) for k, v in drawn.items()}

@@ -137,14 +137,13 @@ def check_campaign(config: StudyConfig) -> int:
     from dmlstudy.study.campaign import (
         confirm_settings,
         corner_points,
-        loss_space,
         published_point,
         search_settings,
     )
 
     t, n = config.tuning, 0
     for loss in config.everything().study.losses:
-        space = loss_space(config, loss)
+        space = t.loss_space(loss)
         published = published_point(config, loss)
         for key, spec in space.items():
             choices = spec.get("choice")

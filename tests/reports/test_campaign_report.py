@@ -174,8 +174,8 @@ def test_study_space_reads_what_the_campaign_recorded(config, tmp_path):
     from dmlstudy.reports.campaign_report import study_space
 
     _write(config, tmp_path / "t")
-    assert study_space(tmp_path / "t" / "optuna.db", "contrastive") == C.loss_space(
-        config, "contrastive"
+    assert study_space(tmp_path / "t" / "optuna.db", "contrastive") == config.tuning.loss_space(
+        "contrastive"
     )
     with pytest.raises(ValueError, match="has no recorded space"):
         study_space(tmp_path / "t" / "optuna.db", "nope")

@@ -211,7 +211,7 @@ def test_boundary_hits_and_the_summary_against_published(config, tmp_path):
     point = json.loads(
         R.winners(camp.storage, config).set_index("loss").loc["contrastive", "point"]
     )
-    hits = R.boundary_hits(point, C.loss_space(config, "contrastive"), 0.05)
+    hits = R.boundary_hits(point, config.tuning.loss_space("contrastive"), 0.05)
     assert sorted(row["boundary_hits"].split("; ")) == sorted(hits) and hits
     assert row["published_val_map@r"] == pytest.approx(0.1 * (1 - 0.5**10))  # lr 0.001
     assert row["best_val_map@r"] >= row["published_val_map@r"]
