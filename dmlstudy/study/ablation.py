@@ -115,7 +115,7 @@ class TuningTarget:
     (``tuning.space`` format: loss keywords and ``train.<field>``); the winner on a dataset goes
     to ``<writes_to>.<dataset>``."""
 
-    name: str  # "<ablation>.<arm>"
+    name: str  # "<ablation>/<arm>": its name in the campaign (study.campaign.subject)
     loss: str
     loss_params: dict[str, Any]
     space: dict[str, Any]
@@ -126,7 +126,7 @@ def tuning_targets(config: StudyConfig) -> list[TuningTarget]:
     """The arms of ``study.ablations`` with their own search space."""
     return [
         TuningTarget(
-            f"{name}.{v.label}",
+            f"{name}/{v.label}",
             v.loss,
             dict(v.loss_params),
             dict(v.space),

@@ -13,7 +13,9 @@ the trial and its confirmed val MAP@R. A regularizer of a base loss (``direction
 in its ``per_dataset`` entry (its runs train over the tuned base) and in
 ``tuning.loss_params.<loss>`` (its own campaign searches over the tuned base); without a winner
 of its own in the record its other values predate that base, and the output says to run its
-campaign and apply again. The edits are made in the text (comments and layout kept) and each is
+campaign and apply again. An ablation arm with its own search space (``<ablation>/<arm>`` in the
+record: DAAL's point proxy) gets its winner in ``ablations.<ablation>.variants.<arm>.per_dataset.
+<dataset>``. The edits are made in the text (comments and layout kept) and each is
 parsed back (:mod:`dmlstudy.study.params_text`). Deciding which winners may be applied (a
 winner on the edge of its space widens the space first: README, the campaign) comes before.
 """
@@ -29,7 +31,12 @@ from typing import Any
 import pandas as pd
 
 from dmlstudy.config import load_config
-from dmlstudy.study.params_text import ParamsEditError, write_tuning_loss_params, write_winner
+from dmlstudy.study.params_text import (
+    ParamsEditError,
+    write_arm_winner,
+    write_tuning_loss_params,
+    write_winner,
+)
 
 
 def base_params(values: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +65,7 @@ def apply(
     params_file: Path, record: Path, losses: Sequence[str] | None = None, label: str = "campaign"
 ) -> list[str]:
     """Write the winners (module docstring); returns what was done, one line each."""
-    from dmlstudy.study.campaign import winner_overrides
+    from dmlstudy.study.campaign import ARM, subject, winner_overrides
 
     config = load_config(params_file)
     dataset = config.tuning.dataset
@@ -78,6 +85,13 @@ def apply(
     }
     done = []
     for loss in [x for x in rows if x not in regularizers]:
+        if ARM in loss:  # an ablation arm with its own search space
+            ablation, arm = loss.split(ARM)
+            write_arm_winner(
+                params_file, ablation, arm, dataset, values[loss], comment(rows[loss], label)
+            )
+            done.append(f"{subject(config, loss).writes_to}.{dataset} = {values[loss]}")
+            continue
         write_winner(params_file, loss, dataset, values[loss], comment(rows[loss], label))
         done.append(f"losses.{loss}.per_dataset.{dataset} = {values[loss]}")
     for loss, base in regularizers.items():

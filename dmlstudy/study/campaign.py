@@ -22,7 +22,12 @@ with ``trials.csv``, ``summary.csv`` and ``winners.csv`` beside it (:mod:`.campa
 fresh clone starts from the committed copy. A trial left RUNNING by a killed worker is failed
 once its heartbeat is stale and retried: it resumes its run folder (training/rundir.py).
 ``--workers 2`` runs two one-thread worker processes on the same storage (SQLite is the queue;
-no scheduler), ``--loss X`` only that loss, merged into the same storage::
+no scheduler), ``--loss X`` only that loss, merged into the same storage.
+
+An ablation arm whose loss changes shape declares its own search space
+(``ablations.<name>.variants.<arm>.space``: DAAL's point proxy) and is tuned like a loss under
+the name ``<ablation>/<arm>`` (:func:`subject`): the arm's ``loss_params`` fixed, trial 0 the
+published values of its loss, the winner to ``ablations.<name>.variants.<arm>.per_dataset``::
 
     python -m dmlstudy.study.campaign params.yaml --prepared-dir work/prepared/omniglot \\
         --out-dir work/tuning/omniglot --workers 2
@@ -65,6 +70,8 @@ COLLAPSED = 0.12
 #: retries of a trial whose worker died (a chain of at most this many retries).
 MAX_RETRY = 3
 CONFIRM = ":confirm"
+#: between the ablation and the arm in the campaign name of an arm with its own search space
+ARM = "/"
 
 #: the retry of a dead worker's trial (RetryFailedTrialCallback before optuna 4.9)
 _Retry = (
@@ -96,15 +103,61 @@ def _train(settings: TrainSettings, on_epoch: Callable[[dict[str, Any]], None] |
 # --- the space --------------------------------------------------------------------------------
 
 
-def published_point(config: StudyConfig, loss: str) -> dict[str, Any]:
-    """Trial 0: every dimension of the loss's space at its published value — ``train.<field>``
-    the protocol's (the dataset's training settings with the loss's own, untuned), a loss
-    hyper-parameter ``losses.<loss>`` or else the constructor's default."""
+@dataclass(frozen=True)
+class Subject:
+    """What one campaign name tunes: a loss (``name`` = ``loss``), or an ablation arm with its own
+    search space (``<ablation>/<arm>``), trained as ``loss`` with the arm's ``arm_params`` fixed.
+    The winner goes to ``<writes_to>.<dataset>``."""
+
+    name: str
+    loss: str
+    space: dict[str, dict[str, list[Any]]]
+    arm_params: dict[str, Any]
+    writes_to: str
+
+
+def subject(config: StudyConfig, name: str) -> Subject:
+    """The loss or ablation arm a campaign name tunes (every study of params.yaml: the paper
+    study's ablations too); an arm without a search space of its own is refused, naming those
+    that have one."""
+    if ARM not in name:
+        return Subject(name, name, config.tuning.loss_space(name), {}, f"losses.{name}.per_dataset")
+    from dmlstudy.study.ablation import tuning_targets
+
+    targets = {t.name: t for t in tuning_targets(config.everything())}
+    if name not in targets:
+        raise ValueError(
+            f"{name!r} is no ablation arm with a search space of its own "
+            f"(ablations.<name>.variants.<arm>.space); valid: {', '.join(targets) or 'none'}"
+        )
+    t = targets[name]
+    return Subject(name, t.loss, t.space, dict(t.loss_params), t.writes_to)
+
+
+def subjects(config: StudyConfig) -> list[str]:
+    """Every campaign name of params.yaml's studies: their losses, then the ablation arms with
+    their own search space (what the campaign tunes when no ``--loss`` is given)."""
+    from dmlstudy.study.ablation import tuning_targets
+
+    every = config.everything()
+    return [*every.study.losses, *(t.name for t in tuning_targets(every))]
+
+
+def published_point(config: StudyConfig, name: str) -> dict[str, Any]:
+    """Trial 0: every dimension of the space at its published value — ``train.<field>`` the
+    protocol's (the dataset's training settings with the loss's own, untuned), a loss
+    hyper-parameter the arm's fixed one, ``losses.<loss>`` or else the constructor's default."""
     dataset = config.tuning.dataset
+    subj = subject(config, name)
+    loss = subj.loss
     protocol = train_overrides(config, dataset, loss, tuned=False)
-    published = {**loss_hyperparameters(loss), **config.published_loss_params(loss)}
+    published = {
+        **loss_hyperparameters(loss),
+        **config.published_loss_params(loss),
+        **subj.arm_params,
+    }
     out: dict[str, Any] = {}
-    for key in config.tuning.loss_space(loss):
+    for key in subj.space:
         if key.startswith("train."):
             field = key.removeprefix("train.")
             out[key] = protocol.get(field, TrainSettings.model_fields[field].default)
@@ -166,24 +219,26 @@ def _split(point: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def search_settings(
     config: StudyConfig,
-    loss: str,
+    name: str,
     point: dict[str, Any],
     out_dir: str | Path,
     prepared_dir: str | Path,
     fixed: dict[str, Any] | None = None,
 ) -> TrainSettings:
-    """A search trial: the real protocol (untuned: the campaign starts from the published
-    values) with ``tuning.loss_params.<loss>`` and the point, validation only."""
+    """A search trial of the loss or arm ``name``: the real protocol (untuned: the campaign
+    starts from the published values) with ``tuning.loss_params.<loss>``, the arm's fixed
+    values and the point, validation only."""
     t = config.tuning
+    subj = subject(config, name)
     loss_params, train = _split(point)
     return train_settings(
         config,
         t.dataset,
-        loss,
+        subj.loss,
         t.seed,
         prepared_dir=prepared_dir,
         out_dir=out_dir,
-        loss_params={**t.loss_params.get(loss, {}), **loss_params},
+        loss_params={**t.loss_params.get(subj.loss, {}), **subj.arm_params, **loss_params},
         extra={**train, **(fixed or {}), "evaluate_test": False},
         tuned=False,
     )
@@ -191,24 +246,25 @@ def search_settings(
 
 def confirm_settings(
     config: StudyConfig,
-    loss: str,
+    name: str,
     point: dict[str, Any],
     seed: int,
     out_dir: str | Path,
     prepared_dir: str | Path,
     fixed: dict[str, Any] | None = None,
 ) -> TrainSettings:
-    """A point as the study would train it (the protocol's loss values under it), validation
-    only."""
+    """A point as the study would train it (the protocol's loss values under it, an arm's fixed
+    values), validation only."""
+    subj = subject(config, name)
     loss_params, train = _split(point)
     return train_settings(
         config,
         config.tuning.dataset,
-        loss,
+        subj.loss,
         seed,
         prepared_dir=prepared_dir,
         out_dir=out_dir,
-        loss_params=loss_params,
+        loss_params={**subj.arm_params, **loss_params},
         extra={**train, **(fixed or {}), "evaluate_test": False},
         tuned=False,
     )
@@ -375,7 +431,7 @@ class Campaign:
 
     def current_study(self, loss: str) -> str:
         """The search study of the declared space (created with trial 0 enqueued when new)."""
-        space = self.config.tuning.loss_space(loss)
+        space = subject(self.config, loss).space
         with self.locked():
             names = search_studies(self.storage, loss)
             for name in reversed(names):
@@ -422,8 +478,7 @@ class Campaign:
             attrs = trial.user_attrs
             published = bool(attrs.get("published"))
             drawn = {
-                k: _suggest(trial, k, spec)
-                for k, spec in self.config.tuning.loss_space(loss).items()
+                k: _suggest(trial, k, spec) for k, spec in subject(self.config, loss).space.items()
             }
             point = attrs.get("point") or (
                 drawn if published else {k: _readable(v) for k, v in drawn.items()}
@@ -641,13 +696,15 @@ class Campaign:
 
 
 def winner_overrides(config: StudyConfig, best: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """``losses.<loss>.per_dataset.<dataset>`` values of the winners: the points' values that
-    differ from the published defaults (training settings under ``train``)."""
+    """``losses.<loss>.per_dataset.<dataset>`` values of the winners (an arm's:
+    ``<writes_to>.<dataset>``, :class:`Subject`): the points' values that differ from the
+    published defaults (training settings under ``train``), keyed by campaign name."""
     out: dict[str, dict[str, Any]] = {}
     for _, r in best.iterrows():
         loss_params, train = _split(json.loads(r["point"]))
-        published = config.published_loss_params(r["loss"])
-        protocol = train_overrides(config, config.tuning.dataset, r["loss"], tuned=False)
+        loss = subject(config, r["loss"]).loss
+        published = config.published_loss_params(loss)
+        protocol = train_overrides(config, config.tuning.dataset, loss, tuned=False)
         default = TrainSettings.model_fields
         values = {k: v for k, v in loss_params.items() if published.get(k) != v}
         train = {k: v for k, v in train.items() if protocol.get(k, default[k].default) != v}
@@ -687,7 +744,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--loss",
         action="append",
-        help="only these losses (default: every study's, StudyConfig.everything)",
+        help="only these losses, or ablation arms with their own search space as "
+        "<ablation>/<arm> (default: every study's, StudyConfig.everything, and every such arm)",
     )
     ap.add_argument("--workers", type=int, default=1, help="worker processes side by side")
     ap.add_argument(
@@ -706,7 +764,9 @@ def main(argv: list[str] | None = None) -> None:
         results=Path(a.results or Path(config.tuning.storage_path()).parent),
         cpu_threads=threads,
     )
-    losses = list(a.loss or config.everything().study.losses)  # the paper study's too
+    losses = list(a.loss or subjects(config))  # the paper study's too
+    for name in losses:
+        subject(config, name)  # an unknown arm fails here, naming the valid ones
     if a.worker:
         campaign.work(losses)
         return

@@ -135,28 +135,37 @@ def check_campaign(config: StudyConfig) -> int:
     confirmation); trial 0 must fit the space's choices and the budget a full run. Every loss a
     study of params.yaml trains (:meth:`~dmlstudy.config.StudyConfig.everything`)."""
     from dmlstudy.study.campaign import (
+        ARM,
         confirm_settings,
         corner_points,
         published_point,
         search_settings,
+        subject,
+        subjects,
     )
 
     t, n = config.tuning, 0
-    for loss in config.everything().study.losses:
-        space = t.loss_space(loss)
+    for loss in subjects(config):  # and the ablation arms with their own search space
+        subj = subject(config, loss)
+        space = subj.space
+        space_key = (
+            subj.writes_to.removesuffix(".per_dataset") + ".space"
+            if ARM in loss
+            else f"tuning.space.{loss}"
+        )
         published = published_point(config, loss)
         for key, spec in space.items():
             choices = spec.get("choice")
             if choices is not None and key in published and published[key] not in choices:
                 raise ParamsError(
-                    f"tuning.space: {loss}'s published {key} = {published[key]!r} is not among "
+                    f"{space_key}: {loss}'s published {key} = {published[key]!r} is not among "
                     f"the choices {choices} (trial 0 runs the published values)"
                 )
         low, high = corner_points(space)
         for what, point in (
-            (f"trial 0 (the published losses.{loss} values)", published),
-            (f"the low corner of tuning.space.{loss}", low),
-            (f"the high corner of tuning.space.{loss}", high),
+            (f"trial 0 (the published losses.{subj.loss} values)", published),
+            (f"the low corner of {space_key}", low),
+            (f"the high corner of {space_key}", high),
         ):
             where = f"tuning search of {loss}: {what} {point} under tuning.loss_params.{loss}"
             s = built(where, partial(search_settings, config, loss, point, ".", "."))

@@ -65,21 +65,7 @@ def write_winner(
     at = None if top is None else _find(lines, loss, 2, top + 1, _block_end(lines, top, 0))
     if at is None:
         raise ParamsEditError(f"params.yaml has no block `losses:` / `  {loss}:` to edit")
-    end = _block_end(lines, at, 2)
-    pd_at = _find(lines, "per_dataset", 4, at + 1, end)
-    if pd_at is None:
-        lines[end:end] = ["    per_dataset:\n", f"      {dataset}: {_flow(values)}\n"]
-    else:
-        pd_end = _block_end(lines, pd_at, 4)
-        if pd_end == pd_at + 1:  # inline (`per_dataset: {}` / `{omniglot: ...}`) or empty
-            lines[pd_at] = f"    per_dataset: {_flow(per_dataset)}\n"
-        else:
-            d_at = _find(lines, dataset, 6, pd_at + 1, pd_end)
-            entry = f"      {dataset}: {_flow(values)}\n"
-            if d_at is None:
-                lines.insert(pd_end, entry)
-            else:
-                lines[d_at : _block_end(lines, d_at, 6)] = [entry]
+    _set_per_dataset(lines, at, 2, dataset, values, per_dataset)
     study = _find(lines, "study", 0, 0, len(lines))
     if study is not None and "untuned" in expected["study"]:
         u = _find(lines, "untuned", 2, study + 1, _block_end(lines, study, 0))
@@ -96,6 +82,70 @@ def write_winner(
         f"set losses.{loss}.per_dataset.{dataset} to {_flow(values)} and take {loss} out of "
         "study.untuned"
     )
+    _checked_write(params_file, lines, expected, by_hand)
+
+
+def _set_per_dataset(
+    lines: list[str],
+    at: int,
+    indent: int,
+    dataset: str,
+    values: dict[str, Any],
+    per_dataset: dict[str, Any],
+) -> None:
+    """In the block whose key line is ``lines[at]`` (at ``indent``): its ``per_dataset`` mapping
+    with ``dataset: values`` (``per_dataset``: the whole mapping after the edit)."""
+    pad, deeper = " " * (indent + 2), " " * (indent + 4)
+    end = _block_end(lines, at, indent)
+    pd_at = _find(lines, "per_dataset", indent + 2, at + 1, end)
+    if pd_at is None:
+        lines[end:end] = [f"{pad}per_dataset:\n", f"{deeper}{dataset}: {_flow(values)}\n"]
+        return
+    pd_end = _block_end(lines, pd_at, indent + 2)
+    if pd_end == pd_at + 1:  # inline (`per_dataset: {}` / `{omniglot: ...}`) or empty
+        lines[pd_at] = f"{pad}per_dataset: {_flow(per_dataset)}\n"  # (its comment goes)
+        return
+    d_at = _find(lines, dataset, indent + 4, pd_at + 1, pd_end)
+    entry = f"{deeper}{dataset}: {_flow(values)}\n"
+    if d_at is None:
+        lines.insert(pd_end, entry)
+    else:
+        lines[d_at : _block_end(lines, d_at, indent + 4)] = [entry]
+
+
+def write_arm_winner(
+    params_file: Path,
+    ablation: str,
+    arm: str,
+    dataset: str,
+    values: dict[str, Any],
+    comment: str | None = None,
+) -> None:
+    """``ablations.<ablation>.variants.<arm>.per_dataset.<dataset> = values``: the campaign's
+    winner for an ablation arm with its own search space (``comment``: the ``per_dataset:``
+    line's comment, replacing the one there)."""
+    text = params_file.read_text()
+    expected = yaml.safe_load(text)
+    variant = expected["ablations"][ablation]["variants"][arm]
+    per_dataset = dict(variant.get("per_dataset") or {})
+    per_dataset[dataset] = values
+    variant["per_dataset"] = per_dataset
+    lines = text.splitlines(keepends=True)
+    at: int | None = 0
+    lo, hi = 0, len(lines)
+    for depth, key in enumerate(("ablations", ablation, "variants", arm)):
+        at = _find(lines, key, 2 * depth, lo, hi)
+        if at is None:
+            break
+        lo, hi = at + 1, _block_end(lines, at, 2 * depth)
+    by_hand = f"set ablations.{ablation}.variants.{arm}.per_dataset.{dataset} to {_flow(values)}"
+    if at is None:
+        raise ParamsEditError(f"params.yaml has no block for ablations.{ablation}: {by_hand}")
+    _set_per_dataset(lines, at, 6, dataset, values, per_dataset)
+    if comment is not None:
+        pd_at = _find(lines, "per_dataset", 8, at + 1, _block_end(lines, at, 6))
+        assert pd_at is not None  # written above
+        lines[pd_at] = _with_comment(lines[pd_at], comment)
     _checked_write(params_file, lines, expected, by_hand)
 
 

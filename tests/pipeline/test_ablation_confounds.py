@@ -109,10 +109,11 @@ def test_point_proxy_arm_gets_its_own_tuning(raw):
     config = config_from_dict(raw)
     daal_tuned = raw["losses"]["daal"]["per_dataset"]["omniglot"]
     (target,) = A.tuning_targets(config)
-    assert target.name == "daal_parts.point_proxy" and target.loss == "daal"
+    assert target.name == "daal_parts/point_proxy" and target.loss == "daal"
     assert target.loss_params == {"prototype": "point", "elastic": False, "density": False}
     assert target.writes_to == "ablations.daal_parts.variants.point_proxy.per_dataset"
-    assert {"scale", "margin", "train.lr"} <= set(target.space)
+    tuning = config_from_dict(yaml.safe_load((REPO / "params.yaml").read_text())).tuning
+    assert target.space == tuning.loss_space("daal")  # DAAL's own search space: equal effort
     # not tuned yet: the segment-tuned values, and the page says so
     s = arm_settings(config, "daal_parts", "point_proxy")
     assert s.loss_params["scale"] == daal_tuned["scale"]

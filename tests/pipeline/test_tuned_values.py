@@ -81,3 +81,22 @@ def test_a_loss_added_after_the_campaign_is_named_not_a_key_error(monkeypatch):
         recorded_losses(config_from_dict(raw), recorded)
     raw["study"]["untuned"] = ["norm_softmax"]
     assert "norm_softmax" not in recorded_losses(config_from_dict(raw), recorded)
+
+
+def test_ablation_arms_with_their_own_space_carry_the_campaigns_winners(config, results):
+    """An arm tuned as ``<ablation>/<arm>`` (DAAL's point proxy) has exactly its winner in its
+    ``per_dataset``; an arm the record has not tuned has none (it trains with its loss's values,
+    and its page says so: study.ablation.tuning_notes)."""
+    from dmlstudy.study.ablation import tuning_targets
+    from dmlstudy.study.campaign import ARM
+    from dmlstudy.study.runs import ablation_variants
+
+    _, winners = results
+    dataset = config.tuning.dataset
+    arms = winners[winners["loss"].str.contains(ARM, regex=False)]
+    expected = winner_overrides(config, arms)
+    for target in tuning_targets(config):
+        ablation, label = target.name.split(ARM)
+        (arm,) = [v for v in ablation_variants(config, ablation) if v.label == label]
+        own = (arm.per_dataset or {}).get(dataset)
+        assert own == expected.get(target.name), (target.name, own)

@@ -415,3 +415,67 @@ def test_the_pinned_campaigns_params_tune_what_params_yaml_declares():
     pinned = yaml.safe_load((repo / "results/tuning/omniglot/campaign-params.yaml").read_text())
     today = yaml.safe_load((repo / "params.yaml").read_text())
     assert pinned["tuning"] == today["tuning"]
+
+
+def test_an_ablation_arm_with_its_own_space_is_tuned_like_a_loss_and_applied(tmp_path):
+    """DAAL's point-proxy arm (issue #15, item 5): its own campaign as ``daal_parts/point_proxy``
+    — every trial trains DAAL with the arm's values fixed, trial 0 is DAAL's published values,
+    the record names the arm — and apply_winners writes the winner into the arm's per_dataset,
+    from which the arm then trains."""
+    from dmlstudy.study.ablation import tuning_targets
+    from dmlstudy.study.apply_winners import apply
+    from dmlstudy.study.runs import ablation_variants
+
+    raw = _raw()
+    raw["study"].update(losses=["daal"], ablations=["daal_parts"])
+    one_study(raw)
+    raw["tuning"]["space"]["daal"] = {"margin": {"uniform": [0.0, 0.8]}}
+    config = config_from_dict(raw)
+    name = "daal_parts/point_proxy"
+    assert C.subjects(config) == ["daal", name]
+    (target,) = tuning_targets(config)
+    with pytest.raises(
+        ValueError, match=r"no ablation arm with a search space of its own.*valid: "
+    ):
+        C.subject(config, "daal_parts/full")
+    seen = []
+
+    def trainer(s, on_epoch):
+        seen.append((s.loss, {k: s.loss_params[k] for k in ("prototype", "elastic", "density")}))
+        return stand_in(s, on_epoch)
+
+    stand_in = StandIn({"daal": 8})
+    camp = _campaign(config, tmp_path, trainer)
+    camp.work([name])
+    assert seen and set(map(json.dumps, seen)) == {
+        json.dumps(["daal", {"prototype": "point", "elastic": False, "density": False}])
+    }
+    first = _search(camp.storage, name)[0]
+    assert first.user_attrs["published"] and first.user_attrs["point"] == {
+        "train.lr": 0.001,
+        "scale": raw["losses"]["daal"]["scale"],
+        "margin": raw["losses"]["daal"]["margin"],
+        "proxy_lr_multiplier": raw["losses"]["daal"]["proxy_lr_multiplier"],
+        "train.layer_norm": False,
+    }
+    assert set(first.user_attrs["point"]) == set(target.space)
+    record = tmp_path / "results"
+    assert set(pd.read_csv(record / "trials.csv")["loss"]) == {name}
+    winners = pd.read_csv(record / "winners.csv")
+    assert list(winners["loss"]) == [name]
+    assert (tmp_path / "runs" / "daal_parts" / "point_proxy" / "published").is_dir()
+
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO / "params.yaml").read_text())
+    (line,) = apply(params, record, [name])
+    assert line.startswith("ablations.daal_parts.variants.point_proxy.per_dataset.omniglot = ")
+    after = yaml.safe_load(params.read_text())
+    own = after["ablations"]["daal_parts"]["variants"]["point_proxy"]["per_dataset"]["omniglot"]
+    shipped = config_from_dict(after)
+    assert own == C.winner_overrides(shipped, winners)[name]
+    (arm,) = [v for v in ablation_variants(shipped, "daal_parts") if v.label == "point_proxy"]
+    s = arm.settings(shipped, "omniglot", 0, prepared_dir="p", out_dir=tmp_path / "arm")
+    point = json.loads(winners["point"].iloc[0])
+    assert s.lr == pytest.approx(point["train.lr"]) and s.loss_params["prototype"] == "point"
+    below = params.read_text().split("point_proxy:")[1].splitlines()
+    assert "# campaign trial" in next(x for x in below if "per_dataset:" in x)
