@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dmlstudy.analysis.campaign_checks import search_runs
 from dmlstudy.config import StudyConfig
 from dmlstudy.config.tuning import boundary_hits, loss_limits
-from dmlstudy.study.campaign import ARM, COLLAPSED, CONFIRM, search_studies, subject
+from dmlstudy.study.campaign import COLLAPSED, CONFIRM, search_studies, subject
 
 TRIAL_COLUMNS = [
     "loss", "study", "phase", "trial", "state", "stopped", "retry_of", "published", "source",
@@ -123,10 +123,6 @@ def summary(
     trials = trials_table(storage) if trials is None else trials
     best_by_loss = winners(storage, config, trials).set_index("loss")
     rows = []
-
-    def of(name: str) -> str:  # the loss an ablation arm's study trains
-        return subject(config, name).loss if ARM in name else name
-
     for loss, study in _losses(storage).items():
         space = json.loads(
             optuna.load_study(study_name=study, storage=storage).user_attrs.get("space", "{}")
@@ -168,7 +164,10 @@ def summary(
                 "published_confirmed_mean": pub_conf["mean"].iloc[0] if len(pub_conf) else math.nan,
                 "boundary_hits": "; ".join(
                     boundary_hits(
-                        point, space, config.tuning.boundary_margin, loss_limits(of(loss))
+                        point,
+                        space,
+                        config.tuning.boundary_margin,
+                        loss_limits(subject(config, loss).loss),
                     )
                 ),
             }

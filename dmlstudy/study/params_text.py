@@ -43,6 +43,19 @@ def _find(lines: list[str], key: str, indent: int, lo: int, hi: int) -> int | No
     return next((i for i in range(lo, hi) if pattern.match(lines[i])), None)
 
 
+def _find_path(lines: list[str], keys: tuple[str, ...]) -> int | None:
+    """The line of the last of ``keys``, each a block key inside the one before it (indented 0,
+    2, 4, ...: params.yaml's layout), or None."""
+    at: int | None = None
+    lo, hi = 0, len(lines)
+    for depth, key in enumerate(keys):
+        at = _find(lines, key, 2 * depth, lo, hi)
+        if at is None:
+            return None
+        lo, hi = at + 1, _block_end(lines, at, 2 * depth)
+    return at
+
+
 def write_winner(
     params_file: Path,
     loss: str,
@@ -61,11 +74,10 @@ def write_winner(
     if loss in (expected["study"].get("untuned") or []):
         expected["study"]["untuned"] = [x for x in expected["study"]["untuned"] if x != loss]
     lines = text.splitlines(keepends=True)
-    top = _find(lines, "losses", 0, 0, len(lines))
-    at = None if top is None else _find(lines, loss, 2, top + 1, _block_end(lines, top, 0))
+    at = _find_path(lines, ("losses", loss))
     if at is None:
         raise ParamsEditError(f"params.yaml has no block `losses:` / `  {loss}:` to edit")
-    _set_per_dataset(lines, at, 2, dataset, values, per_dataset)
+    _set_per_dataset(lines, at, 2, dataset, values, per_dataset, comment)
     study = _find(lines, "study", 0, 0, len(lines))
     if study is not None and "untuned" in expected["study"]:
         u = _find(lines, "untuned", 2, study + 1, _block_end(lines, study, 0))
@@ -74,10 +86,6 @@ def write_winner(
             kept = f"  untuned: [{', '.join(expected['study']['untuned'])}]"
             line = f"{kept}  # {note.strip()}\n" if note else f"{kept}\n"
             lines[u : _block_end(lines, u, 2)] = [line]
-    if comment is not None:
-        pd_at = _find(lines, "per_dataset", 4, at + 1, _block_end(lines, at, 2))
-        assert pd_at is not None  # written above
-        lines[pd_at] = _with_comment(lines[pd_at], comment)
     by_hand = (
         f"set losses.{loss}.per_dataset.{dataset} to {_flow(values)} and take {loss} out of "
         "study.untuned"
@@ -92,25 +100,29 @@ def _set_per_dataset(
     dataset: str,
     values: dict[str, Any],
     per_dataset: dict[str, Any],
+    comment: str | None,
 ) -> None:
     """In the block whose key line is ``lines[at]`` (at ``indent``): its ``per_dataset`` mapping
-    with ``dataset: values`` (``per_dataset``: the whole mapping after the edit)."""
+    with ``dataset: values`` (``per_dataset``: the whole mapping after the edit; ``comment``: the
+    ``per_dataset:`` line's comment, replacing the one there)."""
     pad, deeper = " " * (indent + 2), " " * (indent + 4)
     end = _block_end(lines, at, indent)
     pd_at = _find(lines, "per_dataset", indent + 2, at + 1, end)
     if pd_at is None:
+        pd_at = end
         lines[end:end] = [f"{pad}per_dataset:\n", f"{deeper}{dataset}: {_flow(values)}\n"]
-        return
-    pd_end = _block_end(lines, pd_at, indent + 2)
-    if pd_end == pd_at + 1:  # inline (`per_dataset: {}` / `{omniglot: ...}`) or empty
+    elif _block_end(lines, pd_at, indent + 2) == pd_at + 1:  # inline (`{}`, `{omniglot: ...}`)
         lines[pd_at] = f"{pad}per_dataset: {_flow(per_dataset)}\n"  # (its comment goes)
-        return
-    d_at = _find(lines, dataset, indent + 4, pd_at + 1, pd_end)
-    entry = f"{deeper}{dataset}: {_flow(values)}\n"
-    if d_at is None:
-        lines.insert(pd_end, entry)
     else:
-        lines[d_at : _block_end(lines, d_at, indent + 4)] = [entry]
+        pd_end = _block_end(lines, pd_at, indent + 2)
+        d_at = _find(lines, dataset, indent + 4, pd_at + 1, pd_end)
+        entry = f"{deeper}{dataset}: {_flow(values)}\n"
+        if d_at is None:
+            lines.insert(pd_end, entry)
+        else:
+            lines[d_at : _block_end(lines, d_at, indent + 4)] = [entry]
+    if comment is not None:
+        lines[pd_at] = _with_comment(lines[pd_at], comment)
 
 
 def write_arm_winner(
@@ -131,21 +143,11 @@ def write_arm_winner(
     per_dataset[dataset] = values
     variant["per_dataset"] = per_dataset
     lines = text.splitlines(keepends=True)
-    at: int | None = 0
-    lo, hi = 0, len(lines)
-    for depth, key in enumerate(("ablations", ablation, "variants", arm)):
-        at = _find(lines, key, 2 * depth, lo, hi)
-        if at is None:
-            break
-        lo, hi = at + 1, _block_end(lines, at, 2 * depth)
+    at = _find_path(lines, ("ablations", ablation, "variants", arm))
     by_hand = f"set ablations.{ablation}.variants.{arm}.per_dataset.{dataset} to {_flow(values)}"
     if at is None:
         raise ParamsEditError(f"params.yaml has no block for ablations.{ablation}: {by_hand}")
-    _set_per_dataset(lines, at, 6, dataset, values, per_dataset)
-    if comment is not None:
-        pd_at = _find(lines, "per_dataset", 8, at + 1, _block_end(lines, at, 6))
-        assert pd_at is not None  # written above
-        lines[pd_at] = _with_comment(lines[pd_at], comment)
+    _set_per_dataset(lines, at, 6, dataset, values, per_dataset, comment)
     _checked_write(params_file, lines, expected, by_hand)
 
 
@@ -166,8 +168,7 @@ def write_tuning_loss_params(params_file: Path, loss: str, values: dict[str, Any
     loss_params[loss] = values
     tuning["loss_params"] = loss_params
     lines = text.splitlines(keepends=True)
-    top = _find(lines, "tuning", 0, 0, len(lines))
-    at = None if top is None else _find(lines, "loss_params", 2, top + 1, _block_end(lines, top, 0))
+    at = _find_path(lines, ("tuning", "loss_params"))
     if at is None:
         raise ParamsEditError("params.yaml has no `tuning:` / `  loss_params:` line to edit")
     end = _block_end(lines, at, 2)
