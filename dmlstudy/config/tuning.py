@@ -144,6 +144,10 @@ class TuningSection(StrictSection):
         return self
 
 
+#: val MAP@R below this (as a fraction) marks a collapsed trial in the campaign's record (chance
+#: level on Omniglot is about 1%).
+COLLAPSED = 0.12
+
 #: What a hit on a bound that is the parameter's own limit says: widening cannot go further.
 AT_LIMIT = " (the parameter's own limit: nothing beyond it to search)"
 

@@ -28,7 +28,7 @@ from dmlstudy.analysis.campaign_checks import (
     search_trials_at_first_rung,
 )
 from dmlstudy.config import StudyConfig
-from dmlstudy.config.tuning import boundary_hits, loss_limits
+from dmlstudy.config.tuning import COLLAPSED, boundary_hits, loss_limits
 
 KINDS = {"uniform": "uniform", "log": "log-uniform", "int": "integer"}
 
@@ -194,7 +194,7 @@ def _optuna_report(
             "complete": summary["complete"].fillna(0).astype(int),
             "pruned": summary["pruned"].fillna(0).astype(int),
             "cut by the budget": summary["stopped_by_budget"].fillna(0).astype(int),
-            "collapsed (< 12%)": summary["collapsed"].fillna(0).astype(int),
+            f"collapsed (< {COLLAPSED:.0%})": summary["collapsed"].fillna(0).astype(int),
             "published val MAP@R": summary["published_val_map@r"].map(_pct),
             "best search val MAP@R": summary["best_val_map@r"].map(_pct),
         }

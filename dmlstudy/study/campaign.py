@@ -65,8 +65,6 @@ from dmlstudy.study.runs import train_overrides, train_settings
 from dmlstudy.training.divergence import TrainingDivergedError
 from dmlstudy.training.settings import TrainSettings
 
-#: val MAP@R below this (as a fraction) marks a collapsed trial (chance level on Omniglot ~1%).
-COLLAPSED = 0.12
 #: retries of a trial whose worker died (a chain of at most this many retries).
 MAX_RETRY = 3
 CONFIRM = ":confirm"

@@ -24,8 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dmlstudy.analysis.campaign_checks import search_runs
 from dmlstudy.config import StudyConfig
-from dmlstudy.config.tuning import boundary_hits, loss_limits
-from dmlstudy.study.campaign import COLLAPSED, CONFIRM, search_studies, subject
+from dmlstudy.config.tuning import COLLAPSED, boundary_hits, loss_limits
+from dmlstudy.study.campaign import CONFIRM, search_studies, subject
 
 TRIAL_COLUMNS = [
     "loss", "study", "phase", "trial", "state", "stopped", "retry_of", "published", "source",
