@@ -120,6 +120,7 @@ class TuningTarget:
     loss_params: dict[str, Any]
     space: dict[str, Any]
     writes_to: str  # "ablations.<name>.variants.<arm>.per_dataset"
+    space_at: str  # "ablations.<name>.variants.<arm>.space": where params.yaml declares the space
 
 
 def tuning_targets(config: StudyConfig) -> list[TuningTarget]:
@@ -131,6 +132,7 @@ def tuning_targets(config: StudyConfig) -> list[TuningTarget]:
             dict(v.loss_params),
             dict(v.space),
             f"{v.where}.per_dataset",
+            f"{v.where}.space",
         )
         for name in config.study.ablations
         for v in ablation_variants(config, name)

@@ -105,13 +105,14 @@ def _train(settings: TrainSettings, on_epoch: Callable[[dict[str, Any]], None] |
 class Subject:
     """What one campaign name tunes: a loss (``name`` = ``loss``), or an ablation arm with its own
     search space (``<ablation>/<arm>``), trained as ``loss`` with the arm's ``arm_params`` fixed.
-    The winner goes to ``<writes_to>.<dataset>``."""
+    The winner goes to ``<writes_to>.<dataset>``; params.yaml declares the space at ``space_at``."""
 
     name: str
     loss: str
     space: dict[str, dict[str, list[Any]]]
     arm_params: dict[str, Any]
     writes_to: str
+    space_at: str
 
 
 def subject(config: StudyConfig, name: str) -> Subject:
@@ -119,7 +120,14 @@ def subject(config: StudyConfig, name: str) -> Subject:
     study's ablations too); an arm without a search space of its own is refused, naming those
     that have one."""
     if ARM not in name:
-        return Subject(name, name, config.tuning.loss_space(name), {}, f"losses.{name}.per_dataset")
+        return Subject(
+            name,
+            name,
+            config.tuning.loss_space(name),
+            {},
+            f"losses.{name}.per_dataset",
+            f"tuning.space.{name}",
+        )
     from dmlstudy.study.ablation import tuning_targets
 
     targets = {t.name: t for t in tuning_targets(config.everything())}
@@ -129,7 +137,7 @@ def subject(config: StudyConfig, name: str) -> Subject:
             f"(ablations.<name>.variants.<arm>.space); valid: {', '.join(targets) or 'none'}"
         )
     t = targets[name]
-    return Subject(name, t.loss, t.space, dict(t.loss_params), t.writes_to)
+    return Subject(name, t.loss, t.space, dict(t.loss_params), t.writes_to, t.space_at)
 
 
 def subjects(config: StudyConfig) -> list[str]:

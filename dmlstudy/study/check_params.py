@@ -135,7 +135,6 @@ def check_campaign(config: StudyConfig) -> int:
     confirmation); trial 0 must fit the space's choices and the budget a full run. Every loss a
     study of params.yaml trains (:meth:`~dmlstudy.config.StudyConfig.everything`)."""
     from dmlstudy.study.campaign import (
-        ARM,
         confirm_settings,
         corner_points,
         published_point,
@@ -148,11 +147,7 @@ def check_campaign(config: StudyConfig) -> int:
     for loss in subjects(config):  # and the ablation arms with their own search space
         subj = subject(config, loss)
         space = subj.space
-        space_key = (
-            subj.writes_to.removesuffix(".per_dataset") + ".space"
-            if ARM in loss
-            else f"tuning.space.{loss}"
-        )
+        space_key = subj.space_at
         published = published_point(config, loss)
         for key, spec in space.items():
             choices = spec.get("choice")
