@@ -149,6 +149,7 @@ display(campaign.space)
 if campaign.ran:
     display(campaign.effort, campaign.best, campaign.confirmation)
     display(Markdown(campaign.first_rung_note), campaign.first_rung)
+    display(Markdown(campaign.margins_note), campaign.margins)
 
 # %% [markdown]
 # ## Recall@K on the test classes

@@ -22,7 +22,9 @@ from typing import Any
 import pandas as pd
 
 from dmlstudy.analysis.campaign_checks import (
+    confirmation_margins,
     first_rung_check,
+    margins_sentence,
     p_text,
     search_runs,
     search_trials_at_first_rung,
@@ -58,6 +60,9 @@ class CampaignReport:
     #: does the first Hyperband rung prune the low learning rates? (a sentence and its table)
     first_rung_note: str = ""
     first_rung: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: is each confirmed choice a measured difference? (a sentence and its table)
+    margins_note: str = ""
+    margins: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _point(text: str) -> str:
@@ -227,7 +232,19 @@ def _optuna_report(
         "resumes)."
     )
     note, table = first_rung_section(trials[trials["loss"].isin(losses)], t.pruner)
-    return CampaignReport(True, message, space, effort, best, confirmation, note, table)
+    margins = confirmation_margins(confirm, winners[winners["loss"].isin(losses)])
+    return CampaignReport(
+        True,
+        message,
+        space,
+        effort,
+        best,
+        confirmation,
+        note,
+        table,
+        margins_sentence(margins),
+        margins.round(2),
+    )
 
 
 def _boundary_hits(

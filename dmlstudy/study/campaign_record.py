@@ -93,12 +93,32 @@ def trials_table(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
 
-def _winner(confirm: pd.DataFrame, seeds: int) -> pd.DataFrame:
-    done = confirm[confirm["state"] == "COMPLETE"]
+def confirmed(confirm: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """The confirmed candidates (``trials.csv``'s confirmation rows: ``source`` the confirmed
+    search trial) of every loss whose candidates are *all* confirmed on ``seeds`` seeds, best
+    mean val MAP@R first: loss, trial, point, mean, std, count. A loss with a candidate still
+    waiting, running or retried has none yet — the best of some candidates is no winner (a
+    record exported while the last confirmations run must not name one).
+
+    >>> c = pd.DataFrame({"loss": "a", "source": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
+    ...                   "point": "{}", "val_map@r": [0.5, 0.5, 0.6, float("nan")],
+    ...                   "state": ["COMPLETE"] * 3 + ["RUNNING"]})
+    >>> len(confirmed(c, 2)), len(confirmed(c.assign(state="COMPLETE", **{"val_map@r": 0.6}), 2))
+    (0, 2)
+    """
+    done = confirm[confirm["state"] == "COMPLETE"].drop_duplicates(
+        ["loss", "source", "seed"], keep="last"
+    )
     agg = done.groupby(["loss", "source", "point"], as_index=False)["val_map@r"].agg(
         ["mean", "std", "count"]
     )
-    agg = agg[agg["count"] == seeds].rename(columns={"source": "trial"})
+    agg = agg[agg["count"] == seeds]
+    candidates = confirm.groupby("loss")["source"].nunique()
+    decided = candidates.index[
+        agg.groupby("loss")["source"].nunique().reindex(candidates.index, fill_value=0)
+        == candidates
+    ]
+    agg = agg[agg["loss"].isin(decided)].rename(columns={"source": "trial"})
     return agg.sort_values(["loss", "mean", "trial"], ascending=[True, False, True])
 
 
@@ -111,7 +131,7 @@ def winners(
     trials = trials_table(storage) if trials is None else trials
     latest = _losses(storage)
     confirm = trials[(trials["phase"] == "confirm") & trials["study"].isin(latest.values())]
-    best = _winner(confirm, len(config.tuning.confirm_seeds))
+    best = confirmed(confirm, len(config.tuning.confirm_seeds))
     best = best.groupby("loss", sort=False).head(1).reset_index(drop=True)
     return best[["loss", "trial", "point", "mean", "std", "count"]]
 
@@ -134,7 +154,7 @@ def summary(
         )
         published = s[s["published"] & (s["state"] == "COMPLETE")]
         conf = trials[(trials["study"] == study) & (trials["phase"] == "confirm")]
-        pub_conf = _winner(
+        pub_conf = confirmed(
             conf[conf["source"].isin(published["trial"])], len(config.tuning.confirm_seeds)
         )
         won = best_by_loss.loc[loss] if loss in best_by_loss.index else None

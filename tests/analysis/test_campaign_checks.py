@@ -1,4 +1,5 @@
-"""The first-rung check of the tuning campaign, on simulated campaigns whose truth is known."""
+"""The campaign record's checks (the first Hyperband rung; the confirmation margins), on
+simulated campaigns whose truth is known."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from dmlstudy.analysis.campaign_checks import (
+    confirmation_margins,
     first_rung_check,
     p_text,
     search_trials_at_first_rung,
@@ -99,3 +101,53 @@ def test_a_record_without_search_trials_gives_an_empty_table():
     assert r.per_loss.empty
     assert list(r.per_loss.columns)[:2] == ["pruned at rung 1", "trained past it"]
     assert np.isnan(r.effect) and np.isnan(r.p)
+
+
+def _confirmations(rng: np.random.Generator, lead: float, seeds: int = 3) -> pd.DataFrame:
+    """Two candidates of 5 losses on ``seeds`` seeds: a seed effect (SD 1.5 points) shared by
+    both candidates of a seed, noise SD 0.8 points, candidate 1 ahead by ``lead`` points."""
+    rows = []
+    for i in range(5):
+        for seed in range(seeds):
+            shared = rng.normal(50, 1.5)
+            for trial, mu in ((1, lead), (2, 0.0)):
+                value = (shared + mu + rng.normal(0, 0.8)) / 100
+                rows.append({"loss": f"l{i}", "trial": trial, "seed": seed, "val_map@r": value})
+    return pd.DataFrame(rows)
+
+
+WINNERS = pd.DataFrame({"loss": [f"l{i}" for i in range(5)], "trial": 1})
+
+
+@pytest.mark.parametrize("lead", [0.0, 1.0])
+def test_the_margin_interval_covers_the_true_lead_at_its_level(lead):
+    """Chosen fixed in advance (not by the data): the seed-paired t-interval covers the true lead
+    in 95% of simulated campaigns (2,000 losses: MC SE 0.005), the shared seed effect cancelled."""
+    rng = np.random.default_rng(3)
+    hits = []
+    for _ in range(400):
+        m = confirmation_margins(_confirmations(rng, lead), WINNERS)
+        hits += ((m["ci low"] <= lead) & (lead <= m["ci high"])).tolist()
+    assert 0.93 <= np.mean(hits) <= 0.97, np.mean(hits)
+
+
+def test_a_large_lead_is_separated_and_no_lead_mostly_is_not():
+    rng = np.random.default_rng(4)
+    big = pd.concat([confirmation_margins(_confirmations(rng, 4.0, 5), WINNERS) for _ in range(40)])
+    none = pd.concat([confirmation_margins(_confirmations(rng, 0.0), WINNERS) for _ in range(40)])
+    assert big["separated"].mean() > 0.9 and (big["lead"] > 0).all()
+    assert none["separated"].mean() < 0.1  # its false-positive rate: 5%
+
+
+def test_margins_pair_by_seed_and_skip_losses_without_a_second_candidate():
+    c = pd.DataFrame(
+        {
+            "loss": ["a"] * 4 + ["b"] * 2,
+            "trial": [1, 1, 2, 2, 3, 3],
+            "seed": [0, 1, 1, 0, 0, 1],  # seed order differs between the candidates
+            "val_map@r": [0.50, 0.60, 0.59, 0.49, 0.5, 0.5],
+        }
+    )
+    m = confirmation_margins(c, pd.DataFrame({"loss": ["a", "b"], "trial": [1, 3]}))
+    assert list(m.index) == ["a"]  # b: one candidate, nothing to compare
+    assert m.loc["a", "lead"] == pytest.approx(1.0) and m.loc["a", "separated"]  # paired: SD 0

@@ -84,6 +84,10 @@ def test_ran_shows_equal_effort_best_values_and_confirmation(config, tmp_path):
     assert len(rep.confirmation) == 4  # the top 2 of each loss
     for table in (rep.effort, rep.best, rep.confirmation):
         assert not table.isna().any().any()
+    # each loss's chosen trial against its runner-up, paired over the 2 seeds
+    assert list(rep.margins.index) == ["contrastive", "proxy_anchor"]
+    assert (rep.margins["seeds"] == 2).all()
+    assert rep.margins_note.startswith("Confirmation margins: the seeds separate")
 
 
 def test_unequal_effort_is_flagged(config, tmp_path):
