@@ -79,3 +79,42 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+#: The test modules that read the session-scoped tiny study (``tiny_study``, a whole ``dvc repro``
+#: of the tiny profile, ≈ 2 min). Under ``make test`` (``-n auto --dist loadfile``) they are one
+#: scheduling unit, so one worker builds the study once instead of every worker that gets one of
+#: them building its own (tests/test_conftest.py keeps this list equal to the modules using it).
+TINY_STUDY_MODULES = (
+    "tests/execution/test_paper_study.py",
+    "tests/pipeline/test_fanout_study.py",
+    "tests/pipeline/test_study_repro.py",
+    "tests/study/test_edits.py",
+)
+
+
+def scheduling_unit(nodeid: str) -> str:
+    """A test's scheduling unit under ``--dist loadfile``: its module, or "tiny study" for
+    every module of :data:`TINY_STUDY_MODULES`.
+
+    >>> scheduling_unit("tests/study/test_edits.py::test_x"), scheduling_unit("tests/a.py::t")
+    ('tiny study', 'tests/a.py')
+    """
+    module = nodeid.split("::", 1)[0]
+    return "tiny study" if module in TINY_STUDY_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's ``loadfile`` scheduling by :func:`scheduling_unit` (xdist's own ``xdist_group``
+    marks would do this under ``--dist loadgroup``, but under pytest 9.2 they never reach its
+    scheduler); any other ``--dist`` is left to xdist."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TinyStudyOnce(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scheduling_unit(nodeid)
+
+    return TinyStudyOnce(config, log)
