@@ -108,7 +108,7 @@ def check_ranges(name: str, params: Mapping[str, Any]) -> dict[str, str]:
     cls = get_loss_class(name)
     defaults = loss_hyperparameters(name)
     return {
-        key: f"{value:g} is outside {rng}: a value that cannot train (published {defaults[key]:g})"
+        key: f"{value:g} is outside {rng}: {rng.beyond} (published {defaults[key]:g})"
         for key, rng in cls.hyperparameter_ranges.items()
         if (value := params.get(key)) is not None and value not in rng
     }

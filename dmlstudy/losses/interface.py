@@ -34,7 +34,9 @@ class Range:
     """The values a hyper-parameter can sensibly take (``low_open``: ``low`` itself excluded).
 
     Bounds are generous: they reject what cannot train (a temperature of 0, a scale of 1e30 that
-    makes the loss ~1e30 from the first step), not what a search might try.
+    makes the loss ~1e30 from the first step), not what a search might try. ``beyond`` says what
+    a value outside means when it is not "cannot train" (a bound past which every value trains
+    exactly as the bound: the parameter's own limit for the tuning campaign's boundary rule).
 
     >>> r = Range(0, 1e3, low_open=True)
     >>> 0 in r, 64 in r, 1e30 in r, str(r)
@@ -44,6 +46,7 @@ class Range:
     low: float
     high: float
     low_open: bool = False
+    beyond: str = "a value that cannot train"
 
     def __contains__(self, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, int | float):

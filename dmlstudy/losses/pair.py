@@ -62,14 +62,19 @@ class ContrastiveLoss(DMLLoss):
     terms only (PML ``ContrastiveLoss`` + ``AvgNonZeroReducer``).
 
     Args:
-        pos_margin: positives closer than this are not pulled further (default 0, PML default).
+        pos_margin: positives closer than this are not pulled further (default 0, PML default;
+            at most 0 every positive pair with d > 0 is pulled alike, so any value below 0 trains
+            exactly as 0: 0 is this parameter's own limit).
         neg_margin: negatives farther than this are not pushed (default 0.5; PML's default 1 is the
-            unnormalized-distance value; MLRC tuned −0.20/0.38 on CUB for cosine similarity).
+            unnormalized-distance value; MLRC tuned −0.20/0.38 on CUB for cosine similarity, a
+            similarity margin, not this distance one).
     """
 
-    # distances of unit vectors lie in [0, 2]; a negative pos_margin is legitimate (MLRC's −0.2)
+    # distances of unit vectors lie in [0, 2]
     hyperparameter_ranges: ClassVar[dict[str, Range]] = {
-        "pos_margin": Range(-2, 2),
+        "pos_margin": Range(
+            0, 2, beyond="below 0 every positive pair is pulled as at 0, the same training: use 0"
+        ),
         "neg_margin": Range(-2, 2),
     }
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from pytorch_metric_learning import losses as pml
 
-from dmlstudy.losses import build_loss, loss_hyperparameters
+from dmlstudy.losses import build_loss, get_loss_class, loss_hyperparameters
+from dmlstudy.losses.base import check_ranges
 from tests.losses import pair_checks as checks
 
 
@@ -15,7 +16,7 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pos_margin", "neg_margin", "seed"), [(0.0, 0.5, 0), (-0.2, 0.38, 1), (0.3, 1.2, 2)]
+    ("pos_margin", "neg_margin", "seed"), [(0.0, 0.5, 0), (0.1, 0.38, 1), (0.3, 1.2, 2)]
 )
 def test_matches_pml(pos_margin: float, neg_margin: float, seed: int) -> None:
     x, y = checks.make_batch(seed, per_class=3, num_classes=5, dim=6)
@@ -45,3 +46,25 @@ def test_edge_cases() -> None:
     checks.assert_zero(loss, far, torch.arange(4))
     x, y = checks.make_batch(5, per_class=3, num_classes=4, dim=5)
     checks.assert_permutation_invariant(loss, x, y)
+
+
+@pytest.mark.parametrize("below", [-0.2, -1.0])
+def test_a_pos_margin_below_0_trains_exactly_as_0(below: float) -> None:
+    """Why 0 is pos_margin's own limit (its Range, so the campaign's boundary rule does not
+    widen below it): every positive pair with d > 0 is pulled alike, so the gradients are
+    equal and the loss moves by the constant −pos_margin only."""
+    x, y = checks.make_batch(7, per_class=3, num_classes=4, dim=5)
+    grads, values = [], []
+    for m in (0.0, below):
+        e = x.double().clone().requires_grad_(True)
+        # the class itself, not build_loss: build_loss refuses a pos_margin below 0 (below)
+        value = get_loss_class("contrastive")(pos_margin=m, neg_margin=0.7)(e, y)
+        value.backward()
+        grads.append(e.grad)
+        values.append(value.item())
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-14)
+    assert values[1] - values[0] == pytest.approx(-below, abs=1e-12)
+    assert (
+        "the same training: use 0"
+        in check_ranges("contrastive", {"pos_margin": below})["pos_margin"]
+    )
