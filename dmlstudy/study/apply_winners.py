@@ -49,14 +49,18 @@ def base_params(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k != "train"}
 
 
-def comment(row: pd.Series, label: str = "campaign") -> str:
-    """The ``per_dataset:`` line's comment for a winner (``winners.csv`` row).
+def comment(row: pd.Series, label: str = "campaign", published: bool = False) -> str:
+    """The ``per_dataset:`` line's comment for a winner (``winners.csv`` row; ``published``: its
+    values are the published ones, so the entry holds none).
 
     >>> comment(pd.Series({"trial": 7, "mean": 0.5241, "std": 0.0063, "count": 3}))
     'campaign trial 7, val MAP@R 52.4 ± 0.6 (3 seeds)'
+    >>> comment(pd.Series({"trial": 4, "mean": 0.5122, "std": 0.0099, "count": 3}), published=True)
+    'campaign trial 4 (the published values), val MAP@R 51.2 ± 1.0 (3 seeds)'
     """
+    what = " (the published values)" if published else ""
     return (
-        f"{label} trial {int(row['trial'])}, val MAP@R {100 * row['mean']:.1f} ± "
+        f"{label} trial {int(row['trial'])}{what}, val MAP@R {100 * row['mean']:.1f} ± "
         f"{100 * row['std']:.1f} ({int(row['count'])} seeds)"
     )
 
@@ -88,11 +92,17 @@ def apply(
         if ARM in loss:  # an ablation arm with its own search space
             ablation, arm = loss.split(ARM)
             write_arm_winner(
-                params_file, ablation, arm, dataset, values[loss], comment(rows[loss], label)
+                params_file,
+                ablation,
+                arm,
+                dataset,
+                values[loss],
+                comment(rows[loss], label, not values[loss]),
             )
             done.append(f"{subject(config, loss).writes_to}.{dataset} = {values[loss]}")
             continue
-        write_winner(params_file, loss, dataset, values[loss], comment(rows[loss], label))
+        note = comment(rows[loss], label, not values[loss])
+        write_winner(params_file, loss, dataset, values[loss], note)
         done.append(f"losses.{loss}.per_dataset.{dataset} = {values[loss]}")
     for loss, base in regularizers.items():
         if loss not in rows and base not in rows:

@@ -76,17 +76,20 @@ def test_regularizer_base_is_the_tuned_base_loss(raw, loss):
 
 
 @pytest.mark.parametrize(
-    ("ablation", "reference", "base", "term"),
-    [("direction_gamma", "gamma=0.0", "triplet", "gamma"),
-     ("language_omega", "weight=0.0", "multi_similarity", "weight")],
+    ("ablation", "reference", "base", "term", "other_base"),
+    [("direction_gamma", "gamma=0.0", "triplet", "gamma", {"margin": 0.3}),
+     ("language_omega", "weight=0.0", "multi_similarity", "weight", {"alpha": 9.0})],
 )  # fmt: skip
-def test_reference_arm_is_the_main_run_of_its_base(raw, ablation, reference, base, term):
+def test_reference_arm_is_the_main_run_of_its_base(
+    raw, ablation, reference, base, term, other_base
+):
+    """(triplet's tuned values are its published ones: direction then has no base_params.)"""
     config = config_from_dict(raw)
     arm = arm_settings(config, ablation, reference)
     main = train_settings(config, "omniglot", base, 0, **PATHS)
     assert arm.model_dump(exclude=NAMING) == main.model_dump(exclude=NAMING)
     assert arm.loss_params[term] == 0.0 and arm.loss_params["base"] == base
-    assert arm.loss_params["base_params"].items() <= main.loss_params.items()
+    assert (arm.loss_params["base_params"] or {}).items() <= main.loss_params.items()
     assert A.reference_is_main_run(config, ablation, "omniglot")
     assert "is the main" in A.tuning_notes(config, ablation, "omniglot")[-1]
     # every arm trains as the reference (only the swept term differs)
@@ -101,7 +104,7 @@ def test_reference_arm_is_the_main_run_of_its_base(raw, ablation, reference, bas
     assert own_lr != main.lr
     assert arm_settings(config_from_dict(untuned), ablation, reference).lr == own_lr
     untuned["ablations"][ablation]["train_from"] = base
-    del untuned["losses"][loss]["per_dataset"]["omniglot"]["base_params"]  # an untuned base
+    untuned["losses"][loss]["per_dataset"]["omniglot"]["base_params"] = other_base  # not the tuned
     assert not A.reference_is_main_run(config_from_dict(untuned), ablation, "omniglot")
 
 
