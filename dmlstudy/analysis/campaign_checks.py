@@ -249,6 +249,6 @@ def margins_sentence(margins: pd.DataFrame, level: float = 0.95) -> str:
     names = ", ".join(f"{loss} ({row['lead']:+.1f} points)" for loss, row in close.iterrows())
     return (
         f"{head} For {names} the choice is the rule's (the best mean over "
-        f"{int(close['seeds'].max())} seeds), not a measured difference: both candidates did "
-        "equally well within seed noise, so the values chosen matter less than the lead suggests."
+        f"{int(close['seeds'].max())} seeds), not a measured difference: that many seeds cannot "
+        "tell the two candidates apart."
     )
