@@ -29,19 +29,34 @@ def _settings(config, loss: str, tuned: bool) -> TrainSettings:
     return train_settings(config, "omniglot", loss, 0, prepared_dir="p", out_dir="o", tuned=tuned)
 
 
+def _tuned(config, loss: str) -> tuple[bool, float]:
+    """(layer_norm, optimizer_eps) of ``loss``'s tuned Omniglot values, else its recipe's."""
+    recipe = config.losses[loss]["train"]
+    won = config.losses[loss]["per_dataset"]["omniglot"].get("train", {})
+    return (
+        won.get("layer_norm", recipe["layer_norm"]),
+        won.get("optimizer_eps", recipe["optimizer_eps"]),
+    )
+
+
 @pytest.mark.parametrize("tuned", [False, True])
 def test_proxy_nca_pp_runs_train_with_the_official_recipe(config, tuned):
     """euwern/proxynca_pp config/cub.json: 8 classes x 4, GMP -> LayerNorm, Adam eps 1 and no
     weight decay everywhere, 5 warm-up epochs, clip_grad_value_(model, 10). The tuned runs keep
-    every element but the LayerNorm, a choice of the tuning space."""
+    every element but the LayerNorm and the eps, choices of the tuning space (official first),
+    which take the campaign's winner."""
     s = _settings(config, "proxy_nca_pp", tuned)
     assert (s.sampler, s.m_per_class, s.batch_size % 4) == ("m_per_class", 4, 0)
-    assert (s.pooling, s.optimizer_eps, s.weight_decay) == ("max", 1.0, 0.0)
+    assert (s.pooling, s.weight_decay) == ("max", 0.0)
     assert (s.warmup_epochs, s.grad_clip_value) == (5, 10.0)
     if not tuned:  # trial 0 of the campaign: the published values and the official head
         assert s.layer_norm and s.loss_params["temperature"] == pytest.approx(1 / 9)
+        assert s.optimizer_eps == 1.0
+    else:
+        assert (s.layer_norm, s.optimizer_eps) == _tuned(config, "proxy_nca_pp")
     space = config.tuning.space["proxy_nca_pp"]
     assert space["train.layer_norm"] == {"choice": [True, False]}  # official first
+    assert space["train.optimizer_eps"] == {"choice": [1.0, 1e-8]}
 
 
 @pytest.mark.parametrize("tuned", [False, True])
@@ -51,15 +66,14 @@ def test_rsw_runs_train_with_the_official_recipe_and_tune_both_phases(config, tu
     under the plateau rule) and its warp in the tuning space with an on/off choice."""
     s = _settings(config, "rsw", tuned)
     assert (s.sampler, s.m_per_class, s.batch_size % 8) == ("m_per_class", 8, 0)
-    assert (s.pooling, s.optimizer_eps, s.warmup_epochs, s.grad_clip_value) == (
-        "avgmax",
-        1.0,
-        0,
-        10.0,
-    )
+    assert (s.pooling, s.warmup_epochs, s.grad_clip_value) == ("avgmax", 0, 10.0)
     if not tuned:
-        assert s.layer_norm and s.loss_params["phase2_epochs"] > 0
+        assert s.layer_norm and s.loss_params["phase2_epochs"] > 0 and s.optimizer_eps == 1.0
         assert s.loss_params["phase2_temperature"] == 1.0
+    else:  # the campaign's winner: LayerNorm, eps and phase 2 on/off are choices of its space
+        assert (s.layer_norm, s.optimizer_eps) == _tuned(config, "rsw")
+        won = config.losses["rsw"]["per_dataset"]["omniglot"]
+        assert s.loss_params["phase2_epochs"] == won.get("phase2_epochs", 30)
     space = config.tuning.space["rsw"]
     assert {"phase2_temperature", "phase2_alpha"} <= set(space)
     assert space["phase2_epochs"] == {"choice": [30, 0]}  # on (official) first, or off
