@@ -89,19 +89,12 @@ def apply(
     }
     done = []
     for loss in [x for x in rows if x not in regularizers]:
+        note = comment(rows[loss], label, not values[loss])
         if ARM in loss:  # an ablation arm with its own search space
             ablation, arm = loss.split(ARM)
-            write_arm_winner(
-                params_file,
-                ablation,
-                arm,
-                dataset,
-                values[loss],
-                comment(rows[loss], label, not values[loss]),
-            )
+            write_arm_winner(params_file, ablation, arm, dataset, values[loss], note)
             done.append(f"{subject(config, loss).writes_to}.{dataset} = {values[loss]}")
             continue
-        note = comment(rows[loss], label, not values[loss])
         write_winner(params_file, loss, dataset, values[loss], note)
         done.append(f"losses.{loss}.per_dataset.{dataset} = {values[loss]}")
     for loss, base in regularizers.items():
