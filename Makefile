@@ -25,12 +25,14 @@ study: $(VENV)/.installed
 	$(PY) -m dmlstudy.study.check_params params.yaml
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(STUDY)
 
-# The paper-grade study (studies/paper/dvc.yaml; README): dvc repro stage by stage, main runs
-# seed by seed; COMMIT=1 commits each stage's compact results and lock as it ends (resumable in a
-# fresh clone: a stage whose committed compact results hold its runs trains nothing).
+# The paper-grade study (studies/paper/dvc.yaml; README): its training stages side by side (one per
+# GPU, else as many as the cores hold one-thread runs; WORKERS=N to choose), main runs seed by seed
+# first, each recorded by dvc repro as it ends; COMMIT=1 commits each stage's compact results and
+# lock as it ends (resumable in a fresh clone: a stage whose committed compact results hold its
+# runs trains nothing).
 paper: $(VENV)/.installed
 	$(PY) -m dmlstudy.study.check_params params.yaml
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.execution.paper_study run params.yaml$(if $(COMMIT), --commit)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.execution.paper_study run params.yaml$(if $(WORKERS), --workers $(WORKERS))$(if $(COMMIT), --commit)
 
 # Bring your own loss (docs/adding-a-loss.md): tune LOSS with the campaign's budget, train it on
 # the paper-grade seeds, report it against the committed results of the others (none retrained).

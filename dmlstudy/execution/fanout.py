@@ -46,24 +46,29 @@ def dvc(root: Path, *args: str, capture: bool = False) -> subprocess.CompletedPr
     return subprocess.run(cmd, cwd=root, capture_output=capture, text=True)
 
 
+def stage_target(root: Path, stage: Any) -> str:
+    """What ``dvc repro/status`` in ``root`` calls a DVC stage object (``name``, or
+    ``<dvcfile>:name`` outside the root ``dvc.yaml``)."""
+    dvcfile = Path(os.path.relpath(stage.path, root)).as_posix()
+    return stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
+
+
 def read_pipeline(root: Path) -> tuple[dict[str, tuple[str, Path]], list[str]]:
     """The training stages (``{name: (cmd, wdir)}``, dvc.yaml order) and the stages upstream of
     them that are not training stages themselves."""
     import networkx as nx
     from dvc.repo import Repo
 
-    def target(s: Any) -> str:  # what `dvc repro/status` in root calls the stage
-        dvcfile = Path(os.path.relpath(s.path, root)).as_posix()
-        return s.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{s.name}"
-
     with Repo(str(root)) as repo:
         training = {}
         for s in repo.index.stages:
             call = notebook_call(getattr(s, "cmd", None) or "")
             if call and Path(call[0]).as_posix() in PLANNERS:
-                training[target(s)] = s
+                training[stage_target(root, s)] = s
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        upstream = {target(u) for s in training.values() for u in nx.descendants(graph, s)}
+        upstream = {
+            stage_target(root, u) for s in training.values() for u in nx.descendants(graph, s)
+        }
         return (
             {name: (s.cmd, Path(s.wdir)) for name, s in training.items()},
             sorted(upstream - set(training)),

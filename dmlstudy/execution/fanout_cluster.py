@@ -39,6 +39,14 @@ def visible_gpus() -> list[str]:
     )
 
 
+def fitting_workers(threads: int | None) -> int:
+    """How many runs of ``threads`` CPU threads this machine trains side by side: one per visible
+    GPU, else as many as the cores hold (``threads`` None, torch's default of every core: 1)."""
+    if gpus := visible_gpus():
+        return len(gpus)
+    return max(1, (os.cpu_count() or 1) // threads) if threads else 1
+
+
 def worker_envs(n_workers: int, gpus: Sequence[str]) -> list[dict[str, str]]:
     """One GPU per worker (``CUDA_VISIBLE_DEVICES``), or nothing on a CPU-only machine.
 

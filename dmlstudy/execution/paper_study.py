@@ -25,34 +25,52 @@ One DVC stage per unit (a loss and seed; an ablation and seed, all its arms)::
 
 ``report`` writes the comparison tables and findings below ``studies/paper/results/<dataset>/``
 from the compact folders alone (:mod:`dmlstudy.reports.paper_report`; the ranking-transfer
-check with ``--transfer wide64``).
+check with ``--transfer wide64``). ``run`` (``make paper``) trains the out-of-date stages side by
+side and lets ``dvc repro`` record each as it ends (:func:`run_study`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from dmlstudy.config import StudyConfig, load_config
 from dmlstudy.study.paper import (
+    DVCFILE,
     RESULTS_ROOT,
     RUNS_ROOT,
+    main_seeds,
     stage_order,
     train_units,
     units,
 )
 
+#: what a stage's commit holds besides the stage's own compact folder: the two locks
+LOCKS = ["studies/paper/dvc.lock", "dvc.lock"]
+#: each stage's output when stages run side by side (:func:`run_parallel`)
+LOG_ROOT = RUNS_ROOT / "logs"
 
-def run_study(root: Path, config: StudyConfig, *, commit: bool) -> int:
-    """``dvc repro`` each out-of-date stage of :func:`stage_order` (DVC decides what is out of
-    date; upstream stages of the default pipeline come along), and with ``commit`` a git commit of
-    its compact folders and the locks after each: the study's state is in git as it goes."""
+
+def commit_paths(root: Path, paths: list[str], message: str) -> None:
+    """``git commit`` of ``paths`` (only they: other stages may be writing theirs), if changed."""
+    subprocess.run(["git", "add", "--", *paths], cwd=root, check=True)
+    staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *paths], cwd=root)
+    if staged.returncode:
+        subprocess.run(["git", "commit", "-q", "-m", message, "--", *paths], cwd=root, check=True)
+
+
+def run_serial(root: Path, stages: list[str], *, commit: bool) -> int:
+    """``dvc repro`` each out-of-date stage of ``stages`` in turn (DVC decides what is out of
+    date; upstream stages of the default pipeline come along), and with ``commit`` a git commit
+    of its results and the locks after each."""
     from dmlstudy.execution.fanout import dvc, out_of_date
 
-    stages = stage_order(config)
     for i, stage in enumerate(stages):
         if not out_of_date(root, [stage]):
             continue
@@ -61,15 +79,159 @@ def run_study(root: Path, config: StudyConfig, *, commit: bool) -> int:
             print(f"{stage} failed; fix it and run the same command again", flush=True)
             return 1
         if commit:
-            paths = ["studies/paper/results", "studies/paper/dvc.lock", "dvc.lock"]
-            subprocess.run(["git", "add", "--", *paths], cwd=root, check=True)
-            staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *paths], cwd=root)
-            if staged.returncode:
-                msg = f"paper study: {stage.split(':', 1)[1]}"
-                subprocess.run(
-                    ["git", "commit", "-q", "-m", msg, "--", *paths], cwd=root, check=True
-                )
+            commit_paths(
+                root, ["studies/paper/results", *LOCKS], f"paper study: {stage_name(stage)}"
+            )
     return 0
+
+
+def stage_name(stage: str) -> str:
+    """A stage's name in its dvc file, from its target.
+
+    >>> stage_name("studies/paper/dvc.yaml:main@omniglot-arcface-3")
+    'main@omniglot-arcface-3'
+    """
+    return stage.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class StageCall:
+    """A training stage as DVC resolves it: its command, working directory and outputs."""
+
+    cmd: str
+    wdir: Path
+    outs: list[str]
+
+
+def read_stages(root: Path) -> tuple[dict[str, StageCall], list[str]]:
+    """The study's stages (``{target: StageCall}``) and the stages of other dvc files upstream
+    of them (the default pipeline's check_params, fingerprint, prepare@...)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    from dmlstudy.execution.fanout import stage_target
+
+    with Repo(str(root)) as repo:
+        ours = [s for s in repo.index.stages if stage_target(root, s).startswith(f"{DVCFILE}:")]
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        upstream = {stage_target(root, u) for s in ours for u in nx.descendants(graph, s)}
+        calls = {
+            stage_target(root, s): StageCall(
+                s.cmd,
+                Path(s.wdir),
+                [Path(os.path.relpath(o.fs_path, root)).as_posix() for o in s.outs],
+            )
+            for s in ours
+        }
+    return calls, sorted(t for t in upstream if t not in calls)
+
+
+def run_stage_command(cmd: str, wdir: str, log: str) -> int:
+    """A dask task: the stage's own command, as ``dvc repro`` would run it (it trains the
+    stage's runs and writes their compact folders); its output goes to ``log``."""
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        return subprocess.run(
+            cmd, shell=True, cwd=wdir, stdout=f, stderr=subprocess.STDOUT
+        ).returncode
+
+
+def run_parallel(root: Path, stages: list[str], *, commit: bool, workers: int) -> int:
+    """The training stages of ``stages`` that are out of date, trained ``workers`` at a time on a
+    dask LocalCluster (one GPU each where there are GPUs) in ``stages``' order; as each ends,
+    ``dvc repro`` records it (its compact folders are current: it trains nothing) and, with
+    ``commit``, its compact folder and the locks are committed. Then the rest (the report)
+    serially. DVC runs one stage at a time (iterative/dvc#5795); this runs their commands side
+    by side and lets DVC record them, as :mod:`dmlstudy.execution.fanout` does for the default
+    pipeline. A failed stage is reported at the end; the others are recorded."""
+    from distributed import as_completed
+
+    from dmlstudy.execution.fanout import dvc, out_of_date
+    from dmlstudy.execution.fanout_cluster import open_client, visible_gpus
+
+    calls, upstream = read_stages(root)
+    if upstream and (rc := dvc(root, "repro", *upstream).returncode):
+        return rc
+    training = [s for s in stages if not stage_name(s).startswith("report@")]
+    stale = out_of_date(root, training)
+    print(
+        f"{len(stale)} of {len(training)} training stages out of date; {workers} workers",
+        flush=True,
+    )
+    failed = []
+    if stale:
+        with open_client(workers, None, visible_gpus()) as client:
+            futures = {
+                client.submit(  # type: ignore[attr-defined]
+                    run_stage_command,
+                    calls[s].cmd,
+                    str(root / calls[s].wdir),
+                    str(root / LOG_ROOT / f"{stage_name(s)}.log"),
+                    key=f"{stage_name(s)} {uuid.uuid4().hex}",
+                    priority=-i,  # stages' order: the main runs seed by seed first
+                ): s
+                for i, s in enumerate(stale)
+            }
+            for n, fut in enumerate(as_completed(futures), 1):
+                s = futures[fut]
+                if fut.status != "finished":  # the task itself failed (its worker died...)
+                    failed.append(s)
+                    print(f"[{n}/{len(stale)}] {s} FAILED: {fut.exception()!r}", flush=True)
+                    continue
+                if fut.result() or dvc(root, "repro", "--single-item", s).returncode:
+                    failed.append(s)
+                    log = LOG_ROOT / f"{stage_name(s)}.log"
+                    print(f"[{n}/{len(stale)}] {s} FAILED (its output: {log})", flush=True)
+                    continue
+                print(f"[{n}/{len(stale)}] {s} done", flush=True)
+                if commit:
+                    commit_paths(root, [*calls[s].outs, *LOCKS], f"paper study: {stage_name(s)}")
+    if failed:
+        names = ", ".join(map(stage_name, failed))
+        print(
+            f"{len(failed)} stage(s) failed: {names}; the others are recorded. Fix the cause "
+            "and run the same command again.",
+            flush=True,
+        )
+        return 1
+    return run_serial(root, [s for s in stages if s not in training], commit=commit)
+
+
+def run_threads(config: StudyConfig) -> int | None:
+    """The CPU threads of one of the study's runs (``train.cpu_threads`` under the paper
+    profile; None: torch's default, every core)."""
+    paper = config.for_profile("paper")
+    ds, loss = paper.study.datasets[0], paper.study.losses[0]
+    seed = main_seeds(config, "paper")[0]
+    unit = units(config, "paper", ds, seed, prepared_dir=f"work/prepared/{ds}", loss=loss)[0]
+    return unit.settings.cpu_threads
+
+
+def default_workers(config: StudyConfig) -> int:
+    """How many stages ``run`` trains side by side unless told: one per visible GPU, else as
+    many as the cores hold runs of :func:`run_threads` (unset: one at a time)."""
+    from dmlstudy.execution.fanout_cluster import fitting_workers
+
+    return fitting_workers(run_threads(config))
+
+
+def run_study(root: Path, config: StudyConfig, *, commit: bool, workers: int = 1) -> int:
+    """The study's out-of-date stages (:func:`stage_order`): one ``dvc repro`` at a time, or
+    the training stages ``workers`` at a time (:func:`run_parallel`); with ``commit`` the
+    study's state is in git as it goes."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    stages = stage_order(config)
+    if workers == 1:
+        return run_serial(root, stages, commit=commit)
+    threads = run_threads(config) or os.cpu_count() or 1
+    if workers * threads > (os.cpu_count() or 1):
+        print(
+            f"note: {workers} stages x {threads} CPU threads on {os.cpu_count()} cores (on a CPU "
+            "set profiles.paper.train.cpu_threads so that they fit)",
+            flush=True,
+        )
+    return run_parallel(root, stages, commit=commit, workers=workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,9 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one stage's runs and write their compact folders")
     r = sub.add_parser("report", help="tables and findings from the compact folders")
-    run = sub.add_parser("run", help="dvc repro the study stage by stage (make paper)")
+    run = sub.add_parser(
+        "run",
+        help="train the study's out-of-date stages, side by side, and record them (make paper)",
+    )
     run.add_argument("params")
     run.add_argument("--commit", action="store_true", help="git commit after every stage")
+    run.add_argument(
+        "--workers", type=int,
+        help="training stages side by side (dask workers, one GPU each where there are GPUs; "
+        "default: one per GPU, else as many as the cores hold runs of train.cpu_threads)",
+    )  # fmt: skip
     for p in (t, r):
         p.add_argument("params")
         p.add_argument("--profile", default="paper")
@@ -94,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     config = load_config(a.params)
     if a.command == "run":
-        return run_study(Path.cwd(), config, commit=a.commit)
+        workers = a.workers if a.workers is not None else default_workers(config)
+        return run_study(Path.cwd(), config, commit=a.commit, workers=workers)
     if a.command == "train":
         todo = units(
             config,

@@ -34,7 +34,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,10 +234,12 @@ def run(
     work: str | Path = "work",
     results: str | Path | None = None,
     profile: str | None = None,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """The check for every loss of ``study.losses``, or of a profile's study (``paper``: every
     loss, from its committed compact results; first study dataset and seed by default); the CSV
-    is rewritten after every loss."""
+    is rewritten after every loss. ``workers`` runs side by side (default: as many as the
+    machine holds runs of the main runs' ``cpu_threads``: one per GPU, else cores / threads)."""
     from dmlstudy.config import load_config
 
     config = load_config(params_file)
@@ -247,13 +250,37 @@ def run(
 
         results = "results" if profile is None else RESULTS_ROOT
     todo, results_dir = main_runs(config, dataset, seed, profile, Path(work), Path(results))
-    rows = []
-    for loss, metrics, interval, out_dir in todo:
-        main = TrainSettings(**metrics["settings"])  # exactly the main run's settings
-        rows.append(check_loss(main, metrics, interval, out_dir))
+    calls = [(TrainSettings(**m["settings"]), m, ci, out) for _, m, ci, out in todo]  # as main
+    if workers is None:
+        from dmlstudy.execution.fanout_cluster import fitting_workers
+
+        workers = fitting_workers(calls[0][0].cpu_threads) if calls else 1
+    order = {loss: i for i, (loss, *_) in enumerate(todo)}
+    rows: list[dict[str, Any]] = []
+    for row in _checked(calls, workers):
+        rows = sorted([*rows, row], key=lambda r: order[r["loss"]])
         write_check(rows, results_dir)
-        log.info("budget check %s: %s", loss, rows[-1])
+        log.info("budget check %s: %s", row["loss"], row)
     return pd.DataFrame(rows)
+
+
+def _checked(calls: list[tuple[Any, ...]], workers: int) -> Iterator[dict[str, Any]]:
+    """:func:`check_loss` of each call, in turn or ``workers`` side by side (a dask
+    LocalCluster, in ``calls``' order), as each ends."""
+    if workers <= 1:
+        yield from (check_loss(*c) for c in calls)
+        return
+    from distributed import as_completed
+
+    from dmlstudy.execution.fanout_cluster import open_client, visible_gpus
+
+    with open_client(workers, None, visible_gpus()) as client:
+        futures = [
+            client.submit(check_loss, *c, key=f"budget-{c[0].loss}-{uuid.uuid4().hex}", priority=-i)
+            for i, c in enumerate(calls)
+        ]  # type: ignore[attr-defined]
+        for fut in as_completed(futures):
+            yield fut.result()  # a failed run stops the check: its error, as when serial
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,9 +294,13 @@ def main(argv: list[str] | None = None) -> int:
         help="check a profile's study from its committed compact results (paper: every loss); "
         "default: the default pipeline's runs in work/runs",
     )
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="runs side by side (default: one per GPU, else cores / the runs' cpu_threads)",
+    )  # fmt: skip
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    table = run(args.params, args.dataset, args.seed, profile=args.profile)
+    table = run(args.params, args.dataset, args.seed, profile=args.profile, workers=args.workers)
     print(check_sentence(table, CSV_NAME))
     return 0 if table["passed"].all() else 1
 

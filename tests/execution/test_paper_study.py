@@ -186,7 +186,9 @@ def paper_repo(tiny_study, tmp_path_factory):
     git = ["git", "-C", str(repo)]
     subprocess.run([*git, "add", "-A"], check=True, env=run_env)
     subprocess.run([*git, "commit", "-qm", "paper profile"], check=True, env=run_env)
-    first = subprocess.run(RUN, cwd=repo, env=run_env, capture_output=True, text=True)
+    # two stages side by side (the dask path); the fresh clone below runs them one at a time
+    first = subprocess.run([*RUN, "--workers", "2"], cwd=repo, env=run_env, capture_output=True,
+                           text=True)  # fmt: skip
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     return repo, run_env, first
 
@@ -197,7 +199,7 @@ def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(paper_re
     asked for)."""
     from tests.support.tiny_repo import dvc
 
-    repo, run_env, _ = paper_repo
+    repo, run_env, first = paper_repo
     git = ["git", "-C", str(repo)]
     losses = yaml.safe_load((repo / "params.yaml").read_text())["profiles"]["paper"]["losses"]
     for profile in ("paper", "wide64"):
@@ -207,7 +209,13 @@ def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(paper_re
             ).is_dir()
     log = subprocess.run([*git, "log", "--format=%s"], capture_output=True, text=True).stdout
     assert log.count("paper study: main@") == len(losses)
+    assert log.count("paper study: transfer@") == len(losses)
     assert "paper study: report@omniglot" in log
+    # side by side: each stage's own output, and every stage recorded in the lock as it ended
+    assert "2 workers" in first.stdout
+    assert (repo / "work/paper/logs" / f"main@omniglot-{losses[0]}-0.log").is_file()
+    lock = yaml.safe_load((repo / PS.DVCFILE).with_name("dvc.lock").read_text())["stages"]
+    assert {f"main@omniglot-{loss}-0" for loss in losses} <= set(lock)
     dirty = subprocess.run(
         [*git, "status", "--porcelain", "studies"],
         capture_output=True,

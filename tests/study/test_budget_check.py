@@ -108,3 +108,20 @@ def test_the_paper_profile_checks_every_loss_from_its_committed_compact_folders(
     assert m["epochs_run"] == 3 and m["settings"] == metrics["settings"]
     assert lo < 100 * metrics["test"]["map@r"] < hi
     assert ext == work / "budget_check" / "paper" / "omniglot" / loss / "seed0"
+
+
+def test_checks_side_by_side_give_the_rows_of_a_serial_check(main_run, tmp_path):
+    """``--workers 2`` (a dask LocalCluster) extends the runs in other processes: the rows are
+    those of the serial check (same settings, same seed)."""
+    s, metrics = main_run
+    calls = [(s, metrics, (0.0, 100.0), tmp_path / f"ext{i}") for i in range(3)]
+    both = list(B._checked(calls[:2], 2))
+    (serial,) = B._checked(calls[2:], 1)
+    assert len(both) == 2
+    for row in both:
+        assert row.keys() == serial.keys()
+        for key, value in serial.items():
+            same = (
+                value == pytest.approx(row[key]) if isinstance(value, float) else value == row[key]
+            )
+            assert same, (key, value, row[key])
