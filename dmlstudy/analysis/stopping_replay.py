@@ -1,7 +1,8 @@
 """Replay the plateau rule on committed validation curves: noise, and when each rule drops/stops.
 
-``python -m dmlstudy.analysis.stopping_replay [results/omniglot/val_curves.csv] [params.yaml]``
-prints, per loss of the main comparison:
+``python -m dmlstudy.analysis.stopping_replay [CURVES] [params.yaml]`` (CURVES: a
+``val_curves.csv``; by default protocol v1's, ``results/history/omniglot-v1/val_curves.csv``, on
+which the v2 rule was measured) prints, per loss of the main comparison:
 
 - the epoch-to-epoch noise of val MAP@R: the SD of second differences divided by sqrt(6) from
   epoch 5 on (for white noise on a smooth curve ``Var(y[t+1] - 2 y[t] + y[t-1]) = 6 sigma^2``;
@@ -180,7 +181,7 @@ def replay_table(
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    curves_path = args[0] if args else "results/omniglot/val_curves.csv"
+    curves_path = args[0] if args else "results/history/omniglot-v1/val_curves.csv"
     params_path = args[1] if len(args) > 1 else "params.yaml"
     new_rule = rule_from_train(yaml.safe_load(Path(params_path).read_text())["train"])
     table = replay_table(load_curves(curves_path), new_rule)

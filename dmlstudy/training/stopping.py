@@ -17,20 +17,20 @@ The first ``patience`` rounds always improve (the EMA still carries its first, n
 high first value would otherwise fire a drop on a rising curve).
 
 Why smoothing (protocol v2, issue #15; measured with ``python -m dmlstudy.analysis.stopping_replay``
-on ``results/omniglot/val_curves.csv``): the epoch-to-epoch noise SD of Omniglot's val MAP@R is
-0.18-0.93 points (median 0.39, pooled 0.53; SD of second differences / sqrt(6), epochs >= 5), so
-one-round dips of 0.8-1.9 points happen in a 20-epoch curve. On the raw curve, patience 2 and
-min_delta 0.5 points (v1) such a dip fired the lr drop while the curve still rose 0.07-0.65
-points/epoch (median 0.40). The EMA with ``plateau_smoothing: 0.7`` divides the noise SD by 2.4 at
-about two rounds of lag; ``patience: 5`` and ``min_delta: 0.0025`` (0.25 points) then ask for a
-smoothed gain under 0.05 points/round before a drop, and ``plateau_drops: 2``. Replayed on the
-committed curves it drops before v1's drop on no loss; on noisy copies of ``a - b exp(-t/tau)``
+on protocol v1's ``results/history/omniglot-v1/val_curves.csv``): the epoch-to-epoch noise SD of
+Omniglot's val MAP@R is 0.18-0.93 points (median 0.39, pooled 0.53; SD of second differences /
+sqrt(6), epochs >= 5), so one-round dips of 0.8-1.9 points happen in a 20-epoch curve. On the raw
+curve, patience 2 and min_delta 0.5 points (v1) such a dip fired the lr drop while the curve still
+rose 0.07-0.65 points/epoch (median 0.40). The EMA with ``plateau_smoothing: 0.7`` divides the noise
+SD by 2.4 at about two rounds of lag; ``patience: 5`` and ``min_delta: 0.0025`` (0.25 points) then
+ask for a smoothed gain under 0.05 points/round before a drop, and ``plateau_drops: 2``. Replayed on
+the committed curves it drops before v1's drop on no loss; on noisy copies of ``a - b exp(-t/tau)``
 fitted to each loss's curve before v1's drop (at the loss's own noise) the first drop moves from
-epoch 13 to 27 (medians; 24-32 by loss), its true slope there from 0.24 to 0.01 points/epoch,
-the gain left at that lr from 0.9 to 0.0 points. Linear curves with noise (tests/training/
-test_stopping.py): rising 0.5 points/epoch never drops; rising 0.3 drops in 0% of draws at noise
-0.4 and 6% at 0.9; flat stops after 20-23 rounds (median; at most 36) and is ``converged`` in
-100% / 99.8% of draws.
+epoch 13 to 27 (medians; 24-32 by loss), its true slope there from 0.24 to 0.01 points/epoch, the
+gain left at that lr from 0.9 to 0.0 points. Linear curves with noise (tests/training/
+test_stopping.py): rising 0.5 points/epoch never drops; rising 0.3 drops in 0% of draws at noise 0.4
+and 6% at 0.9; flat stops after 20-23 rounds (median; at most 36) and is ``converged`` in 100% /
+99.8% of draws.
 
 torch's ``ReduceLROnPlateau`` would do the lr part, but the stop decision needs the same best /
 wait state, and one small object that is saved in the checkpoint keeps resume exact.
