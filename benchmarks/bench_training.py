@@ -4,6 +4,7 @@ embedder → loss → backward → optimizer step (dmlstudy.training.epoch.train
 Prints figures; asserts nothing.  Examples::
 
     python benchmarks/bench_training.py   # convnet4_050, Omniglot settings (28 px, b128, CPU)
+    python benchmarks/bench_training.py --cpu-amp --threads 1   # as the paper study's runs
     python benchmarks/bench_training.py --backbone convnet4   # the 64-channel ConvNet
     python benchmarks/bench_training.py --device cuda --backbone resnet50 --image-size 224 \
         --cache-size 256 --channels 3 --batch-size 128 --embedding-dim 512   # bf16 + channels_last
@@ -46,6 +47,9 @@ def main() -> None:
     ap.add_argument("--loss", default="multi_similarity")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    ap.add_argument(
+        "--cpu-amp", action="store_true", help="bf16 autocast on the CPU (the study's cpu_amp)"
+    )
     ap.add_argument("--no-channels-last", action="store_true")
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup-steps", type=int, default=3)
@@ -72,6 +76,7 @@ def main() -> None:
         embedding_dim=a.embedding_dim,
         device=a.device,
         amp=not a.no_amp,
+        cpu_amp=a.cpu_amp,
         channels_last=not a.no_channels_last,
         progress=False,
         hflip=a.channels == 3,
@@ -117,7 +122,7 @@ def main() -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     stats = train_epoch(batches=batches(a.steps, 1), epoch=1, **kw)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    amp = device.type == "cuda" and s.amp
+    amp = s.amp if device.type == "cuda" else s.cpu_amp
     print(
         f"backbone={a.backbone} image={a.image_size}px cache={cache}px channels={a.channels} "
         f"batch={a.batch_size} loss={a.loss} device={device} bf16={amp} "

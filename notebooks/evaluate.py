@@ -86,7 +86,7 @@ headline_figure(
 # ## Beside the paper-grade study (committed)
 # This page trains one seed: its intervals are over test classes only. The paper-grade study
 # (`make paper`: every loss on several seeds, intervals and tests over seeds and classes) is
-# committed under `paper_dir`; its verdicts are the study's.
+# committed under `studies/paper/results/`; its verdicts are the study's.
 
 # %%
 beside = beside_paper_grade(
