@@ -33,11 +33,11 @@ from dmlstudy.execution.fanout_cluster import (
     check_workers,
     open_client,
     train_runs,
-    visible_gpus,
 )
 from dmlstudy.execution.fanout_plan import PLANNERS, StageRuns, notebook_call, stage_runs
 from dmlstudy.execution.fanout_workers import RunResult, metrics_digest
 from dmlstudy.study import check_params
+from dmlstudy.training.devices import visible_gpus
 
 
 def dvc(root: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:

@@ -11,7 +11,6 @@ set ``OMP_NUM_THREADS=1`` in them, and in this process (the later ``dvc repro``)
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,26 +24,6 @@ from dmlstudy.training.fingerprint import code_fingerprint
 
 class FanoutError(RuntimeError):
     """The fan-out cannot start (workers, GPUs, code): nothing was trained."""
-
-
-def visible_gpus() -> list[str]:
-    """This machine's CUDA devices as ``CUDA_VISIBLE_DEVICES`` entries (the ones already
-    restricted to, if that variable is set)."""
-    import torch
-
-    count = torch.cuda.device_count()
-    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
-    return (
-        listed[:count] if "CUDA_VISIBLE_DEVICES" in os.environ else [str(i) for i in range(count)]
-    )
-
-
-def fitting_workers(threads: int | None) -> int:
-    """How many runs of ``threads`` CPU threads this machine trains side by side: one per visible
-    GPU, else as many as the cores hold (``threads`` None, torch's default of every core: 1)."""
-    if gpus := visible_gpus():
-        return len(gpus)
-    return max(1, (os.cpu_count() or 1) // threads) if threads else 1
 
 
 def worker_envs(n_workers: int, gpus: Sequence[str]) -> list[dict[str, str]]:

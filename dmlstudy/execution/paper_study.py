@@ -147,7 +147,8 @@ def run_parallel(root: Path, stages: list[str], *, commit: bool, workers: int) -
     from distributed import as_completed
 
     from dmlstudy.execution.fanout import dvc, out_of_date
-    from dmlstudy.execution.fanout_cluster import open_client, visible_gpus
+    from dmlstudy.execution.fanout_cluster import open_client
+    from dmlstudy.training.devices import visible_gpus
 
     calls, upstream = read_stages(root)
     if upstream and (rc := dvc(root, "repro", *upstream).returncode):
@@ -210,7 +211,7 @@ def run_threads(config: StudyConfig) -> int | None:
 def default_workers(config: StudyConfig) -> int:
     """How many stages ``run`` trains side by side unless told: one per visible GPU, else as
     many as the cores hold runs of :func:`run_threads` (unset: one at a time)."""
-    from dmlstudy.execution.fanout_cluster import fitting_workers
+    from dmlstudy.training.devices import fitting_workers
 
     return fitting_workers(run_threads(config))
 

@@ -34,7 +34,6 @@ import argparse
 import json
 import logging
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -252,7 +251,7 @@ def run(
     todo, results_dir = main_runs(config, dataset, seed, profile, Path(work), Path(results))
     calls = [(TrainSettings(**m["settings"]), m, ci, out) for _, m, ci, out in todo]  # as main
     if workers is None:
-        from dmlstudy.execution.fanout_cluster import fitting_workers
+        from dmlstudy.training.devices import fitting_workers
 
         workers = fitting_workers(calls[0][0].cpu_threads) if calls else 1
     order = {loss: i for i, (loss, *_) in enumerate(todo)}
@@ -264,23 +263,45 @@ def run(
     return pd.DataFrame(rows)
 
 
+def _pin_gpu(gpus: Any) -> None:
+    """A worker process's initializer: one GPU of the queue ``gpus`` for all its runs."""
+    import os
+
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
+
+
 def _checked(calls: list[tuple[Any, ...]], workers: int) -> Iterator[dict[str, Any]]:
-    """:func:`check_loss` of each call, in turn or ``workers`` side by side (a dask
-    LocalCluster, in ``calls``' order), as each ends."""
+    """:func:`check_loss` of each call, in turn or ``workers`` side by side (worker processes of
+    the standard library's ProcessPoolExecutor, one GPU each where there are GPUs; taken in
+    ``calls``' order), as each ends. A failed run stops the check with its error, as serially."""
     if workers <= 1:
         yield from (check_loss(*c) for c in calls)
         return
-    from distributed import as_completed
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from dmlstudy.execution.fanout_cluster import open_client, visible_gpus
+    from dmlstudy.training.devices import visible_gpus
 
-    with open_client(workers, None, visible_gpus()) as client:
-        futures = [
-            client.submit(check_loss, *c, key=f"budget-{c[0].loss}-{uuid.uuid4().hex}", priority=-i)
-            for i, c in enumerate(calls)
-        ]  # type: ignore[attr-defined]
-        for fut in as_completed(futures):
-            yield fut.result()  # a failed run stops the check: its error, as when serial
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    init: dict[str, Any] = {}
+    if gpus := visible_gpus():
+        if workers > len(gpus):
+            raise ValueError(
+                f"--workers {workers} on {len(gpus)} visible GPU(s): each worker takes one GPU; "
+                f"use --workers {len(gpus)}"
+            )
+        queue = ctx.Queue()
+        for g in gpus[:workers]:
+            queue.put(g)
+        init = {"initializer": _pin_gpu, "initargs": (queue,)}
+    with ProcessPoolExecutor(workers, mp_context=ctx, **init) as pool:
+        futures = [pool.submit(check_loss, *c) for c in calls]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # runs under way end (reused next time)
+            raise
 
 
 def main(argv: list[str] | None = None) -> int:
