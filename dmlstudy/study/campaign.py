@@ -149,14 +149,31 @@ def subjects(config: StudyConfig) -> list[str]:
     return [*every.study.losses, *(t.name for t in tuning_targets(every))]
 
 
+def base_tuned_train(config: StudyConfig, dataset: str, loss: str) -> dict[str, Any]:
+    """The training values the campaign chose for the base of ``loss`` on ``dataset``
+    (``losses.<base>.per_dataset.<dataset>.train``; direction and language are a term over a base
+    loss, ``losses.<loss>.base``), or {} for a loss without a base."""
+    base = config.published_loss_params(loss).get("base")
+    if not base:
+        return {}
+    tuned = config.loss_train(dataset, base)
+    untuned = config.loss_train(dataset, base, tuned=False)
+    return {k: v for k, v in tuned.items() if k not in untuned or untuned[k] != v}
+
+
 def published_point(config: StudyConfig, name: str) -> dict[str, Any]:
     """Trial 0: every dimension of the space at its published value — ``train.<field>`` the
-    protocol's (the dataset's training settings with the loss's own, untuned), a loss
-    hyper-parameter the arm's fixed one, ``losses.<loss>`` or else the constructor's default."""
+    protocol's (the dataset's training settings with the loss's own, untuned; for a term over a
+    tuned base, direction and language, the base's tuned ones: the published term starts from
+    the base as the study trains it), a loss hyper-parameter the arm's fixed one,
+    ``losses.<loss>`` or else the constructor's default."""
     dataset = config.tuning.dataset
     subj = subject(config, name)
     loss = subj.loss
-    protocol = train_overrides(config, dataset, loss, tuned=False)
+    protocol = {
+        **train_overrides(config, dataset, loss, tuned=False),
+        **base_tuned_train(config, dataset, loss),
+    }
     published = {
         **loss_hyperparameters(loss),
         **config.published_loss_params(loss),
@@ -337,6 +354,13 @@ def space_json(space: dict[str, Any]) -> str:
     return json.dumps(space, sort_keys=True)
 
 
+def trial_zero(study: optuna.Study) -> dict[str, Any] | None:
+    """The point of a study's trial 0 (the published values it was enqueued with, whether it has
+    run or not), or None."""
+    first = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("published")]
+    return dict(first[0].system_attrs.get("fixed_params") or first[0].params) if first else None
+
+
 def search_studies(storage: optuna.storages.BaseStorage, loss: str) -> list[str]:
     """The search studies of ``loss`` in the storage, oldest first (``loss``, ``loss.2``, ...)."""
     names = {
@@ -436,12 +460,17 @@ class Campaign:
         return search_settings(self.config, loss, {}, ".", ".").epochs
 
     def current_study(self, loss: str) -> str:
-        """The search study of the declared space (created with trial 0 enqueued when new)."""
+        """The search study of the declared space and trial 0 (created with trial 0 enqueued when
+        new: a widened space, or a trial 0 that moved — a base's tuned values — is a new study)."""
         space = subject(self.config, loss).space
+        start = published_point(self.config, loss)
         with self.locked():
             names = search_studies(self.storage, loss)
             for name in reversed(names):
-                if self.study(name).user_attrs.get("space") == space_json(space):
+                study = self.study(name)
+                if study.user_attrs.get("space") == space_json(space) and (
+                    trial_zero(study) in (None, start)
+                ):
                     return name
             name = loss if not names else f"{loss}.{len(names) + 1}"
             study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize")
