@@ -138,12 +138,13 @@ def run_stage_command(cmd: str, wdir: str, log: str) -> int:
 
 def run_parallel(root: Path, stages: list[str], *, commit: bool, workers: int) -> int:
     """The training stages of ``stages`` that are out of date, trained ``workers`` at a time on a
-    dask LocalCluster (one GPU each where there are GPUs) in ``stages``' order; as each ends,
-    ``dvc repro`` records it (its compact folders are current: it trains nothing) and, with
-    ``commit``, its compact folder and the locks are committed. Then the rest (the report)
-    serially. DVC runs one stage at a time (iterative/dvc#5795); this runs their commands side
-    by side and lets DVC record them, as :mod:`dmlstudy.execution.fanout` does for the default
-    pipeline. A failed stage is reported at the end; the others are recorded."""
+    dask LocalCluster (one GPU each where there are GPUs) in ``stages``' order; as each
+    ends, ``dvc repro`` records it (its compact folders are current: it trains nothing) and,
+    with ``commit``, its compact folder and the locks are committed; a free worker takes the
+    next stage in the study's order. Then the rest (the report) serially. DVC runs one stage
+    at a time (iterative/dvc#5795); this runs their commands side by side and lets DVC
+    record them, as :mod:`dmlstudy.execution.fanout` does for the default pipeline. A failed
+    stage is reported at the end; the others are recorded."""
     from distributed import as_completed
 
     from dmlstudy.execution.fanout import dvc, out_of_date
@@ -159,22 +160,30 @@ def run_parallel(root: Path, stages: list[str], *, commit: bool, workers: int) -
         f"{len(stale)} of {len(training)} training stages out of date; {workers} workers",
         flush=True,
     )
-    failed = []
+    failed: list[str] = []
     if stale:
         with open_client(workers, None, visible_gpus()) as client:
-            futures = {
-                client.submit(  # type: ignore[attr-defined]
-                    run_stage_command,
-                    calls[s].cmd,
-                    str(root / calls[s].wdir),
-                    str(root / LOG_ROOT / f"{stage_name(s)}.log"),
-                    key=f"{stage_name(s)} {uuid.uuid4().hex}",
-                    priority=-i,  # stages' order: the main runs seed by seed first
-                ): s
-                for i, s in enumerate(stale)
-            }
-            for n, fut in enumerate(as_completed(futures), 1):
+            # one stage per free worker, the next as one ends: dask would hand each worker its
+            # share of all of them at once, and a worker busy with a long run would hold back
+            # stages that come early in the study's order while the other runs later ones
+            queue, running = iter(stale), as_completed()
+            futures: dict[object, str] = {}
+
+            def submit_next() -> None:
+                if (s := next(queue, None)) is not None:
+                    log = str(root / LOG_ROOT / f"{stage_name(s)}.log")
+                    fut = client.submit(  # type: ignore[attr-defined]
+                        run_stage_command, calls[s].cmd, str(root / calls[s].wdir), log,
+                        key=f"{stage_name(s)} {uuid.uuid4().hex}",
+                    )  # fmt: skip
+                    futures[fut] = s
+                    running.add(fut)
+
+            for _ in range(workers):
+                submit_next()
+            for n, fut in enumerate(running, 1):
                 s = futures[fut]
+                submit_next()
                 if fut.status != "finished":  # the task itself failed (its worker died...)
                     failed.append(s)
                     print(f"[{n}/{len(stale)}] {s} FAILED: {fut.exception()!r}", flush=True)
