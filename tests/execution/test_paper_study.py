@@ -174,7 +174,9 @@ def paper_repo(tiny_study, tmp_path_factory):
     # every process of the pipeline (stages, notebook kernels) imports this copy's package
     run_env = {**run_env, "PYTHONPATH": str(repo)}
     shutil.copytree(base, repo, symlinks=True)
-    shutil.copytree(REPO / "studies", repo / "studies")
+    # the pipeline only: the committed study's lock and compact results are not the copy's
+    (repo / "studies/paper").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / PS.DVCFILE, repo / PS.DVCFILE)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     tiny = params["profiles"]["tiny"]["train"]
     params["study"]["ablations"] = []
