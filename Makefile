@@ -29,10 +29,11 @@ study: $(VENV)/.installed
 # GPU, else as many as the cores hold one-thread runs; WORKERS=N to choose), main runs seed by seed
 # first, each recorded by dvc repro as it ends; COMMIT=1 commits each stage's compact results and
 # lock as it ends (resumable in a fresh clone: a stage whose committed compact results hold its
-# runs trains nothing).
+# runs trains nothing). SKIP="direction language" leaves out the stages naming them (a loss the
+# campaign is still tuning) and the report.
 paper: $(VENV)/.installed
 	$(PY) -m dmlstudy.study.check_params params.yaml
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.execution.paper_study run params.yaml$(if $(WORKERS), --workers $(WORKERS))$(if $(COMMIT), --commit)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m dmlstudy.execution.paper_study run params.yaml$(if $(WORKERS), --workers $(WORKERS))$(if $(COMMIT), --commit)$(foreach s,$(SKIP), --skip $(s))
 
 # Bring your own loss (docs/adding-a-loss.md): tune LOSS with the campaign's budget, train it on
 # the paper-grade seeds, report it against the committed results of the others (none retrained).

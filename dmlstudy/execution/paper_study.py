@@ -225,13 +225,36 @@ def default_workers(config: StudyConfig) -> int:
     return fitting_workers(run_threads(config))
 
 
-def run_study(root: Path, config: StudyConfig, *, commit: bool, workers: int = 1) -> int:
-    """The study's out-of-date stages (:func:`stage_order`): one ``dvc repro`` at a time, or
-    the training stages ``workers`` at a time (:func:`run_parallel`); with ``commit`` the
-    study's state is in git as it goes."""
+def without(stages: list[str], skip: list[str]) -> list[str]:
+    """``stages`` less those whose name contains one of ``skip`` (and then the report, which
+    reads every stage), e.g. the losses whose values a campaign is still tuning.
+
+    >>> s = ["d:main@o-arcface-0", "d:ablation@o-direction_gamma-0", "d:report@o"]
+    >>> without(s, ["direction"])
+    ['d:main@o-arcface-0']
+    >>> without(s, [])
+    ['d:main@o-arcface-0', 'd:ablation@o-direction_gamma-0', 'd:report@o']
+    """
+    if not skip:
+        return stages
+    return [
+        s for s in stages
+        if not stage_name(s).startswith("report@") and not any(k in stage_name(s) for k in skip)
+    ]  # fmt: skip
+
+
+def run_study(
+    root: Path, config: StudyConfig, *, commit: bool, workers: int = 1, skip: list[str] = ()
+) -> int:
+    """The study's out-of-date stages (:func:`stage_order`, less those named by ``skip``:
+    :func:`without`): one ``dvc repro`` at a time, or the training stages ``workers`` at a time
+    (:func:`run_parallel`); with ``commit`` the study's state is in git as it goes."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    stages = stage_order(config)
+    stages = without(stage_order(config), list(skip))
+    if skip:
+        left = len(stage_order(config)) - len(stages)
+        print(f"left out {left} stages: those naming {', '.join(skip)}, and the report", flush=True)
     if workers == 1:
         return run_serial(root, stages, commit=commit)
     threads = run_threads(config) or os.cpu_count() or 1
@@ -260,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         help="training stages side by side (dask workers, one GPU each where there are GPUs; "
         "default: one per GPU, else as many as the cores hold runs of train.cpu_threads)",
     )  # fmt: skip
+    run.add_argument(
+        "--skip", action="append", default=[], metavar="NAME",
+        help="leave out the stages whose name contains NAME (repeatable), e.g. a loss whose "
+        "values the campaign is still tuning; the report waits for a run without it",
+    )  # fmt: skip
     for p in (t, r):
         p.add_argument("params")
         p.add_argument("--profile", default="paper")
@@ -275,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(a.params)
     if a.command == "run":
         workers = a.workers if a.workers is not None else default_workers(config)
-        return run_study(Path.cwd(), config, commit=a.commit, workers=workers)
+        return run_study(Path.cwd(), config, commit=a.commit, workers=workers, skip=a.skip)
     if a.command == "train":
         todo = units(
             config,
