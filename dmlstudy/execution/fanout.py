@@ -24,8 +24,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dmlstudy.execution.fanout_cluster import (
     Failure,
@@ -38,6 +39,8 @@ from dmlstudy.execution.fanout_plan import PLANNERS, StageRuns, notebook_call, s
 from dmlstudy.execution.fanout_workers import RunResult, metrics_digest
 from dmlstudy.study import check_params
 from dmlstudy.training.devices import visible_gpus
+
+T = TypeVar("T")
 
 
 def dvc(root: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -53,26 +56,35 @@ def stage_target(root: Path, stage: Any) -> str:
     return stage.name if dvcfile == "dvc.yaml" else f"{dvcfile}:{stage.name}"
 
 
-def read_pipeline(root: Path) -> tuple[dict[str, tuple[str, Path]], list[str]]:
-    """The training stages (``{name: (cmd, wdir)}``, dvc.yaml order) and the stages upstream of
-    them that are not training stages themselves."""
+def select_stages(
+    root: Path, keep: Callable[[Any], bool], describe: Callable[[Any], T]
+) -> tuple[dict[str, T], list[str]]:
+    """``describe(stage)`` of each DVC stage of ``root``'s pipelines that ``keep`` selects
+    (``{target: ...}``, in the index's order; read while the repo is open), and the targets of
+    the other stages upstream of them (check_params, prepare@...), which ``dvc repro`` must
+    bring up to date first."""
     import networkx as nx
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        training = {}
-        for s in repo.index.stages:
-            call = notebook_call(getattr(s, "cmd", None) or "")
-            if call and Path(call[0]).as_posix() in PLANNERS:
-                training[stage_target(root, s)] = s
+        chosen = {stage_target(root, s): s for s in repo.index.stages if keep(s)}
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
         upstream = {
-            stage_target(root, u) for s in training.values() for u in nx.descendants(graph, s)
+            stage_target(root, u) for s in chosen.values() for u in nx.descendants(graph, s)
         }
-        return (
-            {name: (s.cmd, Path(s.wdir)) for name, s in training.items()},
-            sorted(upstream - set(training)),
-        )
+        described = {target: describe(s) for target, s in chosen.items()}
+    return described, sorted(upstream - set(chosen))
+
+
+def read_pipeline(root: Path) -> tuple[dict[str, tuple[str, Path]], list[str]]:
+    """The training stages (``{name: (cmd, wdir)}``, dvc.yaml order) and the stages upstream of
+    them that are not training stages themselves."""
+
+    def training(s: Any) -> bool:
+        call = notebook_call(getattr(s, "cmd", None) or "")
+        return bool(call) and Path(call[0]).as_posix() in PLANNERS
+
+    return select_stages(root, training, lambda s: (s.cmd, Path(s.wdir)))
 
 
 def out_of_date(root: Path, stages: list[str]) -> list[str]:

@@ -39,6 +39,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dmlstudy.config import StudyConfig, load_config
 from dmlstudy.study.paper import (
@@ -106,24 +107,13 @@ class StageCall:
 def read_stages(root: Path) -> tuple[dict[str, StageCall], list[str]]:
     """The study's stages (``{target: StageCall}``) and the stages of other dvc files upstream
     of them (the default pipeline's check_params, fingerprint, prepare@...)."""
-    import networkx as nx
-    from dvc.repo import Repo
+    from dmlstudy.execution.fanout import select_stages, stage_target
 
-    from dmlstudy.execution.fanout import stage_target
+    def call(s: Any) -> StageCall:
+        outs = [Path(os.path.relpath(o.fs_path, root)).as_posix() for o in s.outs]
+        return StageCall(s.cmd, Path(s.wdir), outs)
 
-    with Repo(str(root)) as repo:
-        ours = [s for s in repo.index.stages if stage_target(root, s).startswith(f"{DVCFILE}:")]
-        graph = repo.index.graph  # edges point from a stage to the stages it depends on
-        upstream = {stage_target(root, u) for s in ours for u in nx.descendants(graph, s)}
-        calls = {
-            stage_target(root, s): StageCall(
-                s.cmd,
-                Path(s.wdir),
-                [Path(os.path.relpath(o.fs_path, root)).as_posix() for o in s.outs],
-            )
-            for s in ours
-        }
-    return calls, sorted(t for t in upstream if t not in calls)
+    return select_stages(root, lambda s: stage_target(root, s).startswith(f"{DVCFILE}:"), call)
 
 
 def run_stage_command(cmd: str, wdir: str, log: str) -> int:

@@ -190,7 +190,13 @@ def paper_interval(compact: str | Path) -> tuple[float, float]:
 
 
 def main_runs(
-    config: Any, dataset: str, seed: int, profile: str | None, work: Path, results: Path
+    config: Any,
+    dataset: str,
+    seed: int,
+    profile: str | None,
+    work: Path,
+    results: Path,
+    losses: list[str] | None = None,
 ) -> tuple[list[tuple[str, dict[str, Any], tuple[float, float], Path]], Path]:
     """``([(loss, main metrics.json, interval, extension folder)], results folder)``.
 
@@ -198,14 +204,18 @@ def main_runs(
     from ``<results>/<dataset>/table.csv``). A profile (``paper``): that study's losses from the
     committed compact folders under ``results`` (the paper study's, ``studies/paper/results``:
     ``runs/<profile>/...``, settings and validation curve in their ``metrics.json``), so a fresh
-    clone checks every loss without its runs."""
+    clone checks every loss without its runs. ``losses``: only these (of the study's)."""
     from dmlstudy.study.paper import main_dir
     from dmlstudy.training.rundir import run_path
 
+    study = (config if profile is None else config.for_profile(profile)).study.losses
+    if unknown := sorted(set(losses or []) - set(study)):
+        raise ValueError(f"--loss {', '.join(unknown)}: not a loss of the study; one of {study}")
+    chosen = [loss for loss in study if losses is None or loss in losses]
     out = []
     if profile is None:
         folder = results / dataset
-        for loss in config.study.losses:
+        for loss in chosen:
             main = run_path(work / "runs" / dataset, loss, seed)
             metrics = json.loads((main / "metrics.json").read_text())
             interval = main_interval(folder / "table.csv", loss)
@@ -213,7 +223,7 @@ def main_runs(
                 (loss, metrics, interval, run_path(work / "budget_check" / dataset, loss, seed))
             )
         return out, folder
-    for loss in config.for_profile(profile).study.losses:
+    for loss in chosen:
         compact = main_dir(results / "runs", profile, dataset, loss, seed)
         if not (compact / "metrics.json").is_file():
             raise FileNotFoundError(
@@ -234,11 +244,14 @@ def run(
     results: str | Path | None = None,
     profile: str | None = None,
     workers: int | None = None,
+    losses: list[str] | None = None,
 ) -> pd.DataFrame:
     """The check for every loss of ``study.losses``, or of a profile's study (``paper``: every
     loss, from its committed compact results; first study dataset and seed by default); the CSV
-    is rewritten after every loss. ``workers`` runs side by side (default: as many as the
-    machine holds runs of the main runs' ``cpu_threads``: one per GPU, else cores / threads)."""
+    is rewritten after every loss. ``losses``: only these, their rows merged into the CSV's
+    (the other losses' rows kept: a study whose runs come in over several sittings is checked as
+    they come). ``workers`` runs side by side (default: as many as the machine holds runs of the
+    main runs' ``cpu_threads``: one per GPU, else cores / threads)."""
     from dmlstudy.config import load_config
 
     config = load_config(params_file)
@@ -248,19 +261,50 @@ def run(
         from dmlstudy.study.paper import RESULTS_ROOT
 
         results = "results" if profile is None else RESULTS_ROOT
-    todo, results_dir = main_runs(config, dataset, seed, profile, Path(work), Path(results))
+    todo, results_dir = main_runs(config, dataset, seed, profile, Path(work), Path(results), losses)
     calls = [(TrainSettings(**m["settings"]), m, ci, out) for _, m, ci, out in todo]  # as main
     if workers is None:
         from dmlstudy.training.devices import fitting_workers
 
         workers = fitting_workers(calls[0][0].cpu_threads) if calls else 1
-    order = {loss: i for i, (loss, *_) in enumerate(todo)}
+    study = (config if profile is None else config.for_profile(profile)).study.losses
+    order = {loss: i for i, loss in enumerate(study)}
     rows: list[dict[str, Any]] = []
+    kept = Path(results_dir) / CSV_NAME
+    if losses is not None and kept.is_file():  # the other losses' rows stay, if still current
+        old = [r for r in pd.read_csv(kept).to_dict("records") if r["loss"] not in losses]
+        rows = [r for r in old if _still_current(r, config, dataset, seed, profile, work, results)]
     for row in _checked(calls, workers):
         rows = sorted([*rows, row], key=lambda r: order[r["loss"]])
         write_check(rows, results_dir)
         log.info("budget check %s: %s", row["loss"], row)
     return pd.DataFrame(rows)
+
+
+def _still_current(
+    row: dict[str, Any], config: Any, dataset: str, seed: int, profile: str | None,
+    work: str | Path, results: str | Path,
+) -> bool:  # fmt: skip
+    """Whether a kept CSV row still describes its loss's main run (same seed, stop epoch and test
+    MAP@R); a row whose main run changed or is gone is dropped, with a log line."""
+    try:
+        ((_, metrics, _, _),), _ = main_runs(
+            config, dataset, seed, profile, Path(work), Path(results), [row["loss"]]
+        )
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        log.warning("budget check: dropped the row of %s (%s)", row["loss"], exc)
+        return False
+    same = (
+        int(row["seed"]) == seed
+        and int(row["stop_epoch"]) == int(metrics["epochs_run"])
+        and abs(float(row["test_main"]) - 100 * metrics["test"][METRIC]) < 1e-3
+    )
+    if not same:
+        log.warning(
+            "budget check: dropped the row of %s: its main run changed since (rerun it with "
+            "--loss %s)", row["loss"], row["loss"],
+        )  # fmt: skip
+    return same
 
 
 def _pin_gpu(gpus: Any) -> None:
@@ -319,9 +363,17 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=None,
         help="runs side by side (default: one per GPU, else cores / the runs' cpu_threads)",
     )  # fmt: skip
+    parser.add_argument(
+        "--loss", action="append", default=None, metavar="LOSS",
+        help="check only this loss (repeatable); its row replaces its row in the CSV, the other "
+        "losses' rows are kept (a study whose runs come in over several sittings)",
+    )  # fmt: skip
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    table = run(args.params, args.dataset, args.seed, profile=args.profile, workers=args.workers)
+    table = run(
+        args.params, args.dataset, args.seed, profile=args.profile, workers=args.workers,
+        losses=args.loss,
+    )  # fmt: skip
     print(check_sentence(table, CSV_NAME))
     return 0 if table["passed"].all() else 1
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 import torch.nn.functional as F
 
 from dmlstudy.losses import loss_hyperparameters
-from dmlstudy.losses.proxy_gml import ProxyGMLLoss
+from dmlstudy.losses.proxy_gml import ProxyGMLLoss, proxy_regularizer
 from tests.losses.proxy_checks import (
     assert_edge_cases,
     assert_gradcheck,
@@ -104,3 +105,40 @@ def test_learns():
 
 def test_edge_cases():
     assert_edge_cases(make_loss("proxy_gml", 4, 6, proxies_per_class=2, top_ratio=0.5), 6)
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 7, 512])  # one row, blocks that split classes, one
+def test_blockwise_regularizer_equals_the_one_line_form_with_its_gradient(block_rows):
+    num_classes, per_class, dim = 5, 3, 6
+    gen = torch.Generator().manual_seed(0)
+    raw = torch.randn(num_classes * per_class, dim, generator=gen, dtype=torch.float64)
+    proxies = F.normalize(raw, dim=1).requires_grad_()
+    owner = torch.arange(num_classes).repeat_interleave(per_class)
+    sums = proxies.view(num_classes, per_class, dim).sum(1)
+    expected = F.cross_entropy(proxies @ sums.T, owner)
+    (want,) = torch.autograd.grad(expected, proxies)
+    got = proxy_regularizer(proxies, num_classes, per_class, block_rows=block_rows)
+    (grad,) = torch.autograd.grad(got, proxies)
+    assert got.dtype == torch.float64
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12)
+    torch.testing.assert_close(grad, want, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda p: proxy_regularizer(p, num_classes, per_class, block_rows=block_rows),
+        (proxies.detach().clone().requires_grad_(),),
+    )
+
+
+def test_blockwise_regularizer_under_bfloat16_autocast_equals_the_one_line_form_there():
+    """bf16 matmuls as autocast makes the one-line form's; softmax and sums in float32."""
+    raw = torch.randn(60, 8, generator=torch.Generator().manual_seed(1))
+    proxies = F.normalize(raw, dim=1).requires_grad_()
+    owner = torch.arange(12).repeat_interleave(5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sums = proxies.view(12, 5, 8).sum(1)
+        expected = F.cross_entropy(proxies @ sums.T, owner)
+        got = proxy_regularizer(proxies, 12, 5, block_rows=7)
+    (want,) = torch.autograd.grad(expected, proxies)
+    (grad,) = torch.autograd.grad(got, proxies)
+    assert got.dtype == grad.dtype == torch.float32
+    assert got.item() == pytest.approx(expected.item(), rel=1e-3)
+    torch.testing.assert_close(grad, want, rtol=0.02, atol=2e-4)

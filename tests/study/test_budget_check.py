@@ -125,3 +125,44 @@ def test_checks_side_by_side_give_the_rows_of_a_serial_check(main_run, tmp_path)
                 value == pytest.approx(row[key]) if isinstance(value, float) else value == row[key]
             )
             assert same, (key, value, row[key])
+
+
+def test_a_check_of_some_losses_merges_into_the_csv_and_drops_rows_whose_run_changed(
+    main_run, tmp_path
+):
+    """``--loss A``: A's row is (re)computed; B's current row is kept; C's row, whose main run
+    changed since (another stop epoch), is dropped; an unknown loss names the study's."""
+    import shutil
+    from pathlib import Path
+
+    from dmlstudy.analysis.compact import export
+    from dmlstudy.config import load_config
+    from dmlstudy.study.paper import main_dir
+
+    s, metrics = main_run
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    study = load_config(params).for_profile("paper").study.losses
+    a = s.loss  # the row names the loss its settings train (the fixture's)
+    b, c = [loss for loss in study if loss != a][:2]
+    results = tmp_path / "paper_results"
+    first = export(s.out_dir, tmp_path / "compact")
+    for loss in (a, b, c):
+        shutil.copytree(first, main_dir(results / "runs", "paper", "omniglot", loss, 0))
+    test_main = 100 * metrics["test"]["map@r"]
+    B.write_check(
+        [
+            {"loss": c, "seed": 0, "stop_epoch": 2, "test_main": test_main, "passed": True},
+            {"loss": b, "seed": 0, "stop_epoch": 3, "test_main": test_main, "passed": True},
+        ],
+        results / "omniglot",
+    )
+    kwargs = dict(work=tmp_path / "work", results=results, profile="paper", workers=1)
+    with pytest.raises(ValueError, match=r"--loss nope: not a loss of the study; one of \["):
+        B.run(params, losses=["nope"], **kwargs)
+    table = B.run(params, losses=[a], **kwargs)
+    in_order = sorted([a, b], key=study.index)
+    assert list(table["loss"]) == in_order
+    written = pd.read_csv(results / "omniglot" / B.CSV_NAME).set_index("loss")
+    assert list(written.index) == in_order
+    assert written.loc[a, "extended_to"] == 6 and written.loc[a, "same_until_stop"]
+    assert pd.isna(written.loc[b, "extended_to"])  # B's row as it was
