@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: campaign v1's (direction, language: with the new base_params) or absent (the arm), and README
 #: says so. A pending subject that has a
 #: winner in the record fails test_pending_subjects_have_no_winner_yet: apply it and drop it here.
-PENDING = ("language", "daal_parts/point_proxy", "proxy_gml")
+PENDING: tuple[str, ...] = ()
 #: epochs a loss's search may run past its budget: the campaign ran two workers, and a trial of
 #: the same loss on the other worker finishes the epoch it is in when the budget is reached
 OVERRUN = 2
