@@ -4,7 +4,8 @@
 [--profile paper]`` retrains, for every loss of ``study.losses``, one seed of the main comparison
 (``work/runs/<dataset>/<loss>/seed<seed>``) — with ``--profile paper``, every loss of the
 paper-grade study, from its committed compact folder (``studies/paper/results/runs/paper/...``;
-the CSV then goes to ``studies/paper/results/<dataset>/``) — to twice its stop epoch, past the
+the CSV then goes to ``studies/paper/results/checks/<dataset>/``, outside the folder the
+paper study's report stage rewrites) — to twice its stop epoch, past the
 study's cap if need be (the point is to train longer on purpose), with the plateau rule's stop
 disabled (``plateau_stop: false``) and every other setting as the main run's ``metrics.json``
 stores it. Same seed, deterministic training and a plateau schedule that reads only the lr drops
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 GAIN_LIMIT = 0.5
 METRIC = "map@r"
 CSV_NAME = "budget_check.csv"
+#: the paper-grade study's check goes to ``<its results>/checks/<dataset>/``: ``<dataset>/`` is its
+#: report stage's output, which DVC removes before the stage runs again
+CHECKS = "checks"
 COLUMNS = [
     "loss", "seed", "stop_epoch", "converged", "extended_to", "val_at_stop",
     "val_best_extended", "best_epoch_extended", "gain", "same_until_stop", "test_main",
@@ -233,7 +237,7 @@ def main_runs(
         metrics = json.loads((compact / "metrics.json").read_text())
         ext = main_dir(work / "budget_check", profile, dataset, loss, seed)
         out.append((loss, metrics, paper_interval(compact), ext))
-    return out, results / dataset
+    return out, results / CHECKS / dataset  # not results/<dataset>: the report stage's output
 
 
 def run(

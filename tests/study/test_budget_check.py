@@ -103,7 +103,7 @@ def test_the_paper_profile_checks_every_loss_from_its_committed_compact_folders(
     for loss in losses:
         shutil.copytree(first, main_dir(results / "runs", "paper", "omniglot", loss, 0))
     todo, folder = B.main_runs(config, "omniglot", 0, "paper", work, results)
-    assert [t[0] for t in todo] == losses and folder == results / "omniglot"
+    assert [t[0] for t in todo] == losses and folder == results / "checks" / "omniglot"
     loss, m, (lo, hi), ext = todo[0]
     assert m["epochs_run"] == 3 and m["settings"] == metrics["settings"]
     assert lo < 100 * metrics["test"]["map@r"] < hi
@@ -154,7 +154,7 @@ def test_a_check_of_some_losses_merges_into_the_csv_and_drops_rows_whose_run_cha
             {"loss": c, "seed": 0, "stop_epoch": 2, "test_main": test_main, "passed": True},
             {"loss": b, "seed": 0, "stop_epoch": 3, "test_main": test_main, "passed": True},
         ],
-        results / "omniglot",
+        results / "checks" / "omniglot",
     )
     kwargs = dict(work=tmp_path / "work", results=results, profile="paper", workers=1)
     with pytest.raises(ValueError, match=r"--loss nope: not a loss of the study; one of \["):
@@ -162,7 +162,29 @@ def test_a_check_of_some_losses_merges_into_the_csv_and_drops_rows_whose_run_cha
     table = B.run(params, losses=[a], **kwargs)
     in_order = sorted([a, b], key=study.index)
     assert list(table["loss"]) == in_order
-    written = pd.read_csv(results / "omniglot" / B.CSV_NAME).set_index("loss")
+    written = pd.read_csv(results / "checks" / "omniglot" / B.CSV_NAME).set_index("loss")
     assert list(written.index) == in_order
     assert written.loc[a, "extended_to"] == 6 and written.loc[a, "same_until_stop"]
     assert pd.isna(written.loc[b, "extended_to"])  # B's row as it was
+
+
+def test_the_paper_check_lies_outside_every_output_of_the_paper_study():
+    """DVC removes a stage's outputs before it runs again: the paper-grade check's CSV must not lie
+    in one (the report stage's ``studies/paper/results/<dataset>/`` would take it along)."""
+    from pathlib import Path
+
+    import yaml
+
+    from dmlstudy.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    datasets = load_config(repo / "params.yaml").study.datasets
+    csv = Path("studies/paper/results") / B.CHECKS / datasets[0] / B.CSV_NAME
+    outs = []
+    for stage in yaml.safe_load((repo / "studies/paper/dvc.yaml").read_text())["stages"].values():
+        body = stage.get("do", stage)
+        for out in body.get("outs", []):
+            path = next(iter(out)) if isinstance(out, dict) else out
+            outs += [path.replace("${item}", d) for d in datasets]  # report: foreach dataset
+    assert any(o == f"studies/paper/results/{datasets[0]}" for o in outs)  # the one it avoids
+    assert not [o for o in outs if csv.is_relative_to(o)]
