@@ -193,6 +193,31 @@ def paper_interval(compact: str | Path) -> tuple[float, float]:
     return lo, hi
 
 
+def study_losses(config: Any, profile: str | None) -> list[str]:
+    """The losses the check covers: ``study.losses``, or those of a profile's study."""
+    return (config if profile is None else config.for_profile(profile)).study.losses
+
+
+def main_metrics(
+    dataset: str, seed: int, profile: str | None, work: Path, results: Path, loss: str
+) -> tuple[dict[str, Any], Path]:
+    """A loss's main run: its ``metrics.json`` and its folder (``work/runs/...``, or with a
+    profile the committed compact folder under ``results``: :func:`main_runs`)."""
+    from dmlstudy.study.paper import main_dir
+    from dmlstudy.training.rundir import run_path
+
+    if profile is None:
+        folder = run_path(work / "runs" / dataset, loss, seed)
+    else:
+        folder = main_dir(results / "runs", profile, dataset, loss, seed)
+        if not (folder / "metrics.json").is_file():
+            raise FileNotFoundError(
+                f"{folder} is not committed: the paper-grade study has not trained {loss} on "
+                f"seed {seed} yet (make paper)"
+            )
+    return json.loads((folder / "metrics.json").read_text()), folder
+
+
 def main_runs(
     config: Any,
     dataset: str,
@@ -212,32 +237,21 @@ def main_runs(
     from dmlstudy.study.paper import main_dir
     from dmlstudy.training.rundir import run_path
 
-    study = (config if profile is None else config.for_profile(profile)).study.losses
+    study = study_losses(config, profile)
     if unknown := sorted(set(losses or []) - set(study)):
         raise ValueError(f"--loss {', '.join(unknown)}: not a loss of the study; one of {study}")
-    chosen = [loss for loss in study if losses is None or loss in losses]
     out = []
-    if profile is None:
-        folder = results / dataset
-        for loss in chosen:
-            main = run_path(work / "runs" / dataset, loss, seed)
-            metrics = json.loads((main / "metrics.json").read_text())
-            interval = main_interval(folder / "table.csv", loss)
-            out.append(
-                (loss, metrics, interval, run_path(work / "budget_check" / dataset, loss, seed))
-            )
-        return out, folder
-    for loss in chosen:
-        compact = main_dir(results / "runs", profile, dataset, loss, seed)
-        if not (compact / "metrics.json").is_file():
-            raise FileNotFoundError(
-                f"{compact} is not committed: the paper-grade study has not trained {loss} on "
-                f"seed {seed} yet (make paper)"
-            )
-        metrics = json.loads((compact / "metrics.json").read_text())
-        ext = main_dir(work / "budget_check", profile, dataset, loss, seed)
-        out.append((loss, metrics, paper_interval(compact), ext))
-    return out, results / CHECKS / dataset  # not results/<dataset>: the report stage's output
+    for loss in [loss for loss in study if losses is None or loss in losses]:
+        metrics, folder = main_metrics(dataset, seed, profile, work, results, loss)
+        if profile is None:
+            interval = main_interval(results / dataset / "table.csv", loss)
+            ext = run_path(work / "budget_check" / dataset, loss, seed)
+        else:
+            interval = paper_interval(folder)
+            ext = main_dir(work / "budget_check", profile, dataset, loss, seed)
+        out.append((loss, metrics, interval, ext))
+    # a profile's check not in results/<dataset>: that is its report stage's output
+    return out, results / dataset if profile is None else results / CHECKS / dataset
 
 
 def run(
@@ -271,13 +285,14 @@ def run(
         from dmlstudy.training.devices import fitting_workers
 
         workers = fitting_workers(calls[0][0].cpu_threads) if calls else 1
-    study = (config if profile is None else config.for_profile(profile)).study.losses
-    order = {loss: i for i, loss in enumerate(study)}
+    order = {loss: i for i, loss in enumerate(study_losses(config, profile))}
     rows: list[dict[str, Any]] = []
     kept = Path(results_dir) / CSV_NAME
     if losses is not None and kept.is_file():  # the other losses' rows stay, if still current
         old = [r for r in pd.read_csv(kept).to_dict("records") if r["loss"] not in losses]
-        rows = [r for r in old if _still_current(r, config, dataset, seed, profile, work, results)]
+        rows = [
+            r for r in old if _still_current(r, list(order), dataset, seed, profile, work, results)
+        ]
     for row in _checked(calls, workers):
         rows = sorted([*rows, row], key=lambda r: order[r["loss"]])
         write_check(rows, results_dir)
@@ -286,17 +301,19 @@ def run(
 
 
 def _still_current(
-    row: dict[str, Any], config: Any, dataset: str, seed: int, profile: str | None,
+    row: dict[str, Any], study: list[str], dataset: str, seed: int, profile: str | None,
     work: str | Path, results: str | Path,
 ) -> bool:  # fmt: skip
     """Whether a kept CSV row still describes its loss's main run (same seed, stop epoch and test
     MAP@R); a row whose main run changed or is gone is dropped, with a log line."""
+    loss = row["loss"]
+    if loss not in study:
+        log.warning("budget check: dropped the row of %s (not a loss of the study)", loss)
+        return False
     try:
-        ((_, metrics, _, _),), _ = main_runs(
-            config, dataset, seed, profile, Path(work), Path(results), [row["loss"]]
-        )
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        log.warning("budget check: dropped the row of %s (%s)", row["loss"], exc)
+        metrics, _ = main_metrics(dataset, seed, profile, Path(work), Path(results), loss)
+    except FileNotFoundError as exc:
+        log.warning("budget check: dropped the row of %s (%s)", loss, exc)
         return False
     same = (
         int(row["seed"]) == seed
@@ -306,7 +323,7 @@ def _still_current(
     if not same:
         log.warning(
             "budget check: dropped the row of %s: its main run changed since (rerun it with "
-            "--loss %s)", row["loss"], row["loss"],
+            "--loss %s)", loss, loss,
         )  # fmt: skip
     return same
 
