@@ -241,9 +241,10 @@ def run_study(
     (:func:`run_parallel`); with ``commit`` the study's state is in git as it goes."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    stages = without(stage_order(config), list(skip))
+    every = stage_order(config)
+    stages = without(every, list(skip))
     if skip:
-        left = len(stage_order(config)) - len(stages)
+        left = len(every) - len(stages)
         print(f"left out {left} stages: those naming {', '.join(skip)}, and the report", flush=True)
     if workers == 1:
         return run_serial(root, stages, commit=commit)
