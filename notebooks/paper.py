@@ -34,19 +34,21 @@ profile = "paper"
 dataset = "omniglot"
 results_dir = "studies/paper/results"
 transfer = "wide64"
+checks_dir = "studies/paper/results/checks/omniglot"  # the budget check's CSV (its own command)
 
 # %%
 import json
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
 from dmlstudy.analysis.results import LABELS
 from dmlstudy.analysis.study_table import HEADLINE, display_table, headline_frame, read_table
 from dmlstudy.plots import headline_figure
 from dmlstudy.reports.notebook import setup
 from dmlstudy.reports.paper_report import write_report
+from dmlstudy.study.budget_check import display_check, read_check
 
 config = setup(params_file)
 written = write_report(config, profile, dataset, Path(results_dir), transfer=transfer or None)
@@ -83,6 +85,20 @@ display_table(table, dataset) if table is not None else Markdown("No loss has ev
     if table is not None
     else Markdown("No figure yet.")
 )
+
+# %% [markdown]
+# ## Would a longer budget change the result? (budget check)
+# Seed 0 of every loss retrained to twice its stop epoch without the stop
+# (`python -m dmlstudy.study.budget_check --profile paper`): a loss passes when val MAP@R gains
+# at most 0.5 points and test MAP@R stays inside its run's class-bootstrap interval.
+
+# %%
+budget_sentence, budget_table = read_check(
+    checks_dir, expected=config.for_profile(profile).study.losses
+)
+display(Markdown(budget_sentence))
+if budget_table is not None:
+    display(display_check(budget_table))
 
 # %% [markdown]
 # ## Does the ranking transfer to the 64-channel network at 64-d?

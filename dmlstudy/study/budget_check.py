@@ -35,7 +35,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +136,11 @@ def check_loss(
     }
 
 
-def check_sentence(table: pd.DataFrame | None, csv_path: str | Path) -> str:
-    """The evaluation report's sentence on the check (``table`` None: not run yet).
+def check_sentence(
+    table: pd.DataFrame | None, csv_path: str | Path, expected: Sequence[str] | None = None
+) -> str:
+    """The reports' sentence on the check (``table`` None: not run yet); ``expected``: the
+    study's losses, those without a row named as not checked yet.
 
     >>> check_sentence(None, "results/x/budget_check.csv")[:44]
     'Budget check: not run yet (no results/x/budg'
@@ -145,6 +148,8 @@ def check_sentence(table: pd.DataFrame | None, csv_path: str | Path) -> str:
     ...                   "inside_ci": [True, True]})
     >>> check_sentence(t, "c.csv")[:37], check_sentence(t, "c.csv")[-9:]
     ('Budget check: 1 of 2 losses pass (a l', ' fail: b.')
+    >>> check_sentence(t, "c.csv", ["a", "b", "c"])[-42:]
+    'fail: b. Not checked yet: c (1 of 3 left).'
     """
     if table is None:
         return (
@@ -153,19 +158,48 @@ def check_sentence(table: pd.DataFrame | None, csv_path: str | Path) -> str:
             "epoch and writes it)."
         )
     failed = table.loc[~table["passed"].astype(bool), "loss"].tolist()
-    return (
+    sentence = (
         f"Budget check: {len(table) - len(failed)} of {len(table)} losses pass (a longer budget "
         f"gains at most {GAIN_LIMIT} points of val MAP@R and test MAP@R stays inside the main "
         "run's class-bootstrap interval)" + (f"; fail: {', '.join(failed)}." if failed else ".")
     )
+    if left := [loss for loss in expected or [] if loss not in set(table["loss"])]:
+        sentence += (
+            f" Not checked yet: {', '.join(left)} ({len(left)} of {len(expected or [])} left)."
+        )
+    return sentence
 
 
-def read_check(results_dir: str | Path) -> tuple[str, pd.DataFrame | None]:
-    """(sentence, table or None) for the evaluation report, from
-    ``results_dir/budget_check.csv``."""
-    path = Path(results_dir) / CSV_NAME
+def read_check(
+    folder: str | Path, expected: Sequence[str] | None = None
+) -> tuple[str, pd.DataFrame | None]:
+    """(sentence, table or None) for the reports, from ``folder/budget_check.csv``
+    (``expected``: :func:`check_sentence`)."""
+    path = Path(folder) / CSV_NAME
     table = pd.read_csv(path) if path.is_file() else None
-    return check_sentence(table, path), table
+    return check_sentence(table, path, expected), table
+
+
+def display_check(table: pd.DataFrame) -> pd.DataFrame:
+    """The check as a reader reads it: one row per loss (percent), the main run's stop and test
+    MAP@R with its interval beside the extended run's, and whether it passes."""
+    out = pd.DataFrame(index=pd.Index(table["loss"], name="loss"))
+    out["stopped at"] = table["stop_epoch"].to_numpy()
+    out["extended to"] = table["extended_to"].to_numpy()
+    out["val MAP@R at stop"] = table["val_at_stop"].round(2).to_numpy()
+    out["best extended (epoch)"] = [
+        "" if pd.isna(v) else f"{v:.2f} ({int(e)})"
+        for v, e in zip(table["val_best_extended"], table["best_epoch_extended"], strict=True)
+    ]
+    out["val gain"] = table["gain"].round(2).to_numpy()
+    out["same epochs up to stop"] = table["same_until_stop"].to_numpy()
+    out["test MAP@R main [95% CI]"] = [
+        f"{m:.1f} [{lo:.1f}, {hi:.1f}]"
+        for m, lo, hi in zip(table["test_main"], table["ci_low"], table["ci_high"], strict=True)
+    ]
+    out["test MAP@R extended"] = table["test_extended"].round(1).to_numpy()
+    out["passes"] = table["passed"].astype(bool).map({True: "yes", False: "no"}).to_numpy()
+    return out
 
 
 def write_check(rows: list[dict[str, Any]], results_dir: str | Path) -> Path:

@@ -226,6 +226,8 @@ def test_make_paper_commits_as_it_goes_and_a_fresh_clone_trains_nothing(paper_re
     assert dirty == ""  # everything the study made is committed
     table = pd.read_csv(repo / "studies/paper/results/omniglot/table.csv", index_col="loss")
     assert set(table.index) == set(losses) and "map@r_mdd" not in table.columns  # one seed
+    page = (repo / "reports/paper/omniglot.html").read_text()
+    assert "Budget check:" in page and "stopped at" in page  # the committed check, shown
 
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, env=run_env)

@@ -163,6 +163,8 @@ def test_index_leads_with_findings_and_links_every_page(tiny_study):
     evaluate = _pages(repo)["omniglot/evaluate.html"]
     assert "Equal effort: every loss had 4 training epochs of search" in evaluate
     assert "bootstrap over test classes" in evaluate and "What this shows" in evaluate
+    # the committed paper-grade budget check (a dependency of the page), as a table
+    assert "Budget check:" in evaluate and "stopped at" in evaluate
 
 
 def test_repro_again_is_a_noop(tiny_study):

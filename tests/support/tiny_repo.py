@@ -28,6 +28,7 @@ COPY = [
     ".gitignore",
     "README.md",
     "results/tuning/README.md",
+    "studies/paper/results/checks",  # the committed budget check, a dependency of the reports
 ]
 LOSSES = ["contrastive", "rsw"]
 
