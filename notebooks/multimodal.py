@@ -43,7 +43,7 @@ from pathlib import Path
 from IPython.display import Markdown
 
 from dmlstudy.analysis.compare import conclusion
-from dmlstudy.analysis.findings import multimodal_summary
+from dmlstudy.analysis.findings import has_verdict, multimodal_summary
 from dmlstudy.plots.gallery import projection_figure
 from dmlstudy.reports import experiment_report as X
 from dmlstudy.reports.notebook import setup
@@ -64,7 +64,13 @@ X.write_experiment(
         "question": X.MULTIMODAL_QUESTION,
         "summary": summary,
         "conclusions": [
-            *(conclusion(r) for _, r in comparison.iterrows() if not r["tied"]),
+            # every difference from the best where there is no verdict (< 3 seeds), else the
+            # significant ones
+            *(
+                conclusion(r)
+                for _, r in comparison.iterrows()
+                if r["method"] != r["reference"] and (not r["tied"] or not has_verdict(r))
+            ),
             stopping,
         ],
         "not_converged": not_converged,

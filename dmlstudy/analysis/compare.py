@@ -143,6 +143,10 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     ...             "diff_low": -0.004, "diff_high": 0.006, "p_holm": 0.7, "tied": True,
     ...             "test": "seeds"})  # doctest: +ELLIPSIS
     'a vs b: no significant difference in MAP@R (+0.1, 95% CI [-0.4, 0.6]; p = 0.7, paired ...'
+    >>> conclusion({"method": "a", "reference": "b", "metric": "map@r", "diff": 0.03,
+    ...             "diff_low": 0.01, "diff_high": 0.05, "p_holm": 0.001, "tied": False,
+    ...             "test": "classes", "verdict": False})
+    'a vs b: +3.0 MAP@R (95% CI over test classes [1.0, 5.0]; fewer than 3 seeds: no verdict)'
     """
     name = LABELS.get(row["metric"], row["metric"])
     pct = f"{100 * row['diff']:+.1f}"
@@ -152,6 +156,10 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     unit = "seeds and test classes" if row["test"] == "seeds" else "test classes"
     p = f"{format_p(row['p_holm'])}, paired over {unit}"
     head = f"{row['method']} vs {row['reference']}: "
+    if not row.get("verdict", True):  # fewer than 3 seeds: the test ignores training randomness
+        over = f"{round(100 * confidence)}% CI over test classes"
+        interval = f"[{100 * row['diff_low']:.1f}, {100 * row['diff_high']:.1f}]"
+        return f"{head}{pct} {name} ({over} {interval}; fewer than 3 seeds: no verdict)"
     if row["tied"]:
         return f"{head}no significant difference in {name} ({pct}, {ci}; {p})"
     return f"{head}{pct} {name} ({ci}; {p})"

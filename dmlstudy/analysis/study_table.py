@@ -91,8 +91,9 @@ def main_table(
 ) -> pd.DataFrame:
     """Per loss, best MAP@R first (percent): ``<m>`` (mean), ``<m>_seed_ci`` (only with >= 2
     seeds), and for :data:`HEADLINE` metrics ``<m>_low``/``<m>_high`` (class bootstrap),
-    ``<m>_p_holm``, ``<m>_tied`` (tied with the best, or is it), ``<m>_best``, and with >= 3
-    seeds ``<m>_diff``/``<m>_diff_low``/``<m>_diff_high`` (vs the best, seeds × classes interval)
+    ``<m>_best`` (the highest mean), and with >= 3 seeds (:data:`VERDICT_SEEDS`) the verdict:
+    ``<m>_p_holm``, ``<m>_tied`` (tied with the best, or is it),
+    ``<m>_diff``/``<m>_diff_low``/``<m>_diff_high`` (vs the best, seeds × classes interval)
     and ``<m>_mdd`` (the smallest difference the design detects, points); then ``seeds``,
     ``test`` (what the paired test resamples), ``epochs`` ("best/run" per seed, 1-based),
     ``converged`` (every seed) and ``unconverged`` (seeds that hit the epoch cap)."""
@@ -112,12 +113,14 @@ def main_table(
                     {
                         f"{m}_low": 100 * c["ci_low"],
                         f"{m}_high": 100 * c["ci_high"],
-                        f"{m}_p_holm": float(c["p_holm"]),
-                        f"{m}_tied": bool(c["tied"]),
                         f"{m}_best": c["reference"] == loss,
                     }
                 )
+                # fewer seeds: a test over test classes of these trained weights, not a verdict
+                # on the losses (it would ignore training randomness), so not in the table
                 if seeds >= VERDICT_SEEDS and "mdd" in c.index:
+                    row[f"{m}_p_holm"] = float(c["p_holm"])
+                    row[f"{m}_tied"] = bool(c["tied"])
                     row[f"{m}_diff"] = 100 * c["diff"]
                     row[f"{m}_diff_low"] = 100 * c["diff_low"]
                     row[f"{m}_diff_high"] = 100 * c["diff_high"]
@@ -252,6 +255,8 @@ def comparison_frame(
             "high": c["ci_high"].to_numpy(np.float64),
             "tied": c["tied"].astype(bool).to_numpy(),
             "best": (c["method"] == c["reference"]).to_numpy(),
+            # compare's rule (>= 3 seeds); a table from before it has no column: a verdict
+            "verdict": c["verdict"].astype(bool).to_numpy() if "verdict" in c.columns else True,
         }
     )
     if runs is not None:
@@ -267,16 +272,19 @@ def percent_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
 
 
 def headline_frame(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """``method, mean, low, high, tied, best, converged`` of one headline metric (percent), the
-    input of :func:`dmlstudy.plots.interval_plot`."""
+    """``method, mean, low, high, tied, best, verdict, converged`` of one headline metric
+    (percent), the input of :func:`dmlstudy.plots.interval_plot`; ``verdict`` False (fewer than
+    3 seeds: no ``<metric>_tied`` column) draws no tied/below marker."""
+    verdict = f"{metric}_tied" in table.columns
     return pd.DataFrame(
         {
             "method": table.index,
             "mean": table[metric].to_numpy(np.float64),
             "low": table[f"{metric}_low"].to_numpy(np.float64),
             "high": table[f"{metric}_high"].to_numpy(np.float64),
-            "tied": table[f"{metric}_tied"].astype(bool).to_numpy(),
+            "tied": table[f"{metric}_tied"].astype(bool).to_numpy() if verdict else False,
             "best": table[f"{metric}_best"].astype(bool).to_numpy(),
+            "verdict": verdict,
             "converged": table["converged"].astype(bool).to_numpy(),
         }
     )

@@ -1,9 +1,12 @@
 """Methods compared with intervals: each method's mean with its 95% CI (bootstrap over test
 classes), the best (or reference) as a star, methods tied with it filled, the others hollow, and
-runs that did not converge flagged in red beside their name.
+runs that did not converge flagged in red beside their name. A frame whose ``verdict`` is
+False (fewer than 3 seeds: its tests ignore training randomness) marks no tie and no
+difference: every method but the best estimate is drawn alike, and the legend says why.
 
 Input frames have columns ``method, mean, low, high, tied, best`` (percent) and optionally
-``converged`` (``dmlstudy.analysis.study_table.headline_frame`` / ``comparison_frame``).
+``verdict`` and ``converged`` (``dmlstudy.analysis.study_table.headline_frame`` /
+``comparison_frame``).
 
 >>> import pandas as pd
 >>> f = pd.DataFrame({"method": ["a", "b"], "mean": [30., 20.], "low": [28., 18.],
@@ -12,6 +15,11 @@ Input frames have columns ``method, mean, low, high, tied, best`` (percent) and 
 >>> fig = interval_plot(f, "MAP@R")
 >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
 ['a', 'b (not converged)']
+>>> fig.axes[0].get_legend_handles_labels()[1]
+['best', 'significantly below the best']
+>>> f["verdict"] = False  # fewer than 3 seeds
+>>> interval_plot(f, "MAP@R").axes[0].get_legend_handles_labels()[1]
+['highest mean', 'fewer than 3 seeds: no tied/below verdict']
 """
 
 from __future__ import annotations
@@ -27,6 +35,16 @@ BEST, TIED, BELOW, FLAG = "#1f4e99", "#4a90d9", "#9a9a9a", "#c0392b"
 #: Legend words for the main comparison (vs the best) and for an ablation (vs its reference).
 VS_BEST = ("best", "tied with the best (Holm-adjusted paired test)", "significantly below the best")
 VS_REFERENCE = ("reference arm", "no significant difference", "significantly different")
+#: Legend words where there is no verdict (fewer than 3 seeds): the best estimate, the others.
+NO_VERDICT = ("highest mean", "fewer than 3 seeds: no tied/below verdict")
+
+
+def legend_words(frame: pd.DataFrame) -> tuple[str, str] | None:
+    """:data:`NO_VERDICT` where ``frame`` carries no verdict (a ``verdict`` column not all
+    True), else None."""
+    if "verdict" in frame.columns and not frame["verdict"].astype(bool).all():
+        return NO_VERDICT
+    return None
 
 
 def interval_axes(
@@ -38,11 +56,18 @@ def interval_axes(
     best = f[f["best"]]
     if len(best):
         ax.axvspan(best["low"].iloc[0], best["high"].iloc[0], color=BEST, alpha=0.08, lw=0)
-    kinds = [
-        (f["best"], dict(marker="*", ms=12, color=BEST, mfc=BEST), names[0]),
-        (f["tied"] & ~f["best"], dict(marker="o", ms=6, color=TIED, mfc=TIED), names[1]),
-        (~f["tied"] & ~f["best"], dict(marker="o", ms=6, color=BELOW, mfc="white"), names[2]),
-    ]
+    best_style = dict(marker="*", ms=12, color=BEST, mfc=BEST)
+    if (words := legend_words(f)) is not None:  # no verdict: no tied/below marker
+        kinds = [
+            (f["best"], best_style, words[0]),
+            (~f["best"], dict(marker="o", ms=6, color=BELOW, mfc=BELOW), words[1]),
+        ]
+    else:
+        kinds = [
+            (f["best"], best_style, names[0]),
+            (f["tied"] & ~f["best"], dict(marker="o", ms=6, color=TIED, mfc=TIED), names[1]),
+            (~f["tied"] & ~f["best"], dict(marker="o", ms=6, color=BELOW, mfc="white"), names[2]),
+        ]
     for mask, style, name in kinds:
         if not mask.any():
             continue

@@ -78,6 +78,8 @@ def transfer_table(
             "paper_verdict": [
                 "best"
                 if paper.loc[x, f"{metric}_best"]
+                else "no verdict (fewer than 3 seeds)"
+                if f"{metric}_tied" not in paper.columns
                 else ("tied" if paper.loc[x, f"{metric}_tied"] else "below")
                 for x in common
             ],
@@ -100,7 +102,9 @@ def transfer_sentences(t: pd.DataFrame, other: str) -> list[str]:
     ]
     bad = list(t.index[t["contradicts"]])
     best = t.index[t["paper_verdict"] == "best"][0]
-    if bad:
+    if not t["paper_verdict"].isin(["best", "tied", "below"]).all():
+        out.append("The paper-grade study has fewer than 3 seeds yet: no verdict to contradict.")
+    elif bad:
         out.append(
             f"It contradicts {len(bad)} paper-grade verdict(s): {', '.join(bad)} "
             f"(below {best} in the paper-grade study) score(s) at least as high as {best} "

@@ -45,6 +45,12 @@ def test_best_is_reference_worse_is_not_tied_and_equal_is_tied(tmp_path):
         assert lo < mean < hi
     assert "seed_ci" not in table.columns  # one seed: no seed interval, no NaN column
     assert set(table["test"]) == {"classes"}
+    # one seed: the sentence gives the difference and its class interval, never a verdict
+    for method in ("bad", "twin"):
+        text = conclusion(table.loc[(method, "map@r")].rename(None).to_dict() | {
+            "method": method, "metric": "map@r"})  # fmt: skip
+        assert text.endswith("fewer than 3 seeds: no verdict)"), text
+        assert "significant" not in text and "p =" not in text and "p <" not in text
 
 
 def test_three_seeds_test_over_seeds_and_give_seed_intervals(tmp_path):

@@ -178,6 +178,23 @@ def test_headline_figure_has_a_panel_per_dataset_and_metric():
     assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 3
 
 
+def test_fewer_than_three_seeds_draw_no_tied_or_below_marker():
+    """A frame without a verdict (``verdict`` False: fewer than 3 seeds) draws the best estimate
+    and every other method alike, and its legend says why: no figure states a verdict that its
+    seeds cannot support (issue #16)."""
+    fig = plots.headline_figure({"omniglot": {"MAP@R": _frame().assign(verdict=False)}}, title="t")
+    from matplotlib.colors import to_hex
+
+    from dmlstudy.plots.comparison import BELOW
+
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["highest mean", "fewer than 3 seeds: no tied/below verdict"]
+    points = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "o"]
+    # b (tied by its class test) and c (below by it) drawn alike, in one series
+    assert len(points) == 1 and len(points[0].get_xdata()) == 2
+    assert {to_hex(points[0].get_color()), to_hex(points[0].get_markerfacecolor())} == {BELOW}
+
+
 def test_convergence_curves_mark_the_selected_epoch_and_the_lr_drop():
     curves = pd.DataFrame(
         {
