@@ -91,6 +91,22 @@ def test_index_leads_with_question_headline_and_computed_takeaways(study):
     assert f'src="{PNG}"' in html  # the geometry section's figure is its page's headline cell
 
 
+def test_a_one_seed_index_states_no_verdict_in_its_headline(study, tmp_path, make_run):
+    """One seed: the headline's caption and legend name no tie and no significant difference
+    (issue #16); from 3 seeds on the caption explains the tied/below markers."""
+    config, results, reports, _ = study
+    html = report.build_index(config, results, reports).html
+    assert "no tied/below verdict" in html
+    assert "significantly below" not in html and "tied with it" not in html
+    runs = tmp_path / "runs3"
+    for loss, noise in LOSSES.items():
+        for seed in range(3):
+            make_run(runs, loss, seed, noise)
+    table = S.load_study(runs, list(LOSSES), [0, 1, 2]).table
+    three = {"omniglot": {"MAP@R": S.headline_frame(table, "map@r")}}
+    assert "tied with it (Holm-adjusted" in report.headline_caption(three)
+
+
 def test_index_is_offline_relative_and_has_no_empty_cell(study):
     config, results, reports, _ = study
     html = report.build_index(config, results, reports).html
