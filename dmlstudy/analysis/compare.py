@@ -150,16 +150,15 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     """
     name = LABELS.get(row["metric"], row["metric"])
     pct = f"{100 * row['diff']:+.1f}"
-    ci = (
-        f"{round(100 * confidence)}% CI [{100 * row['diff_low']:.1f}, {100 * row['diff_high']:.1f}]"
-    )
+    level = f"{round(100 * confidence)}% CI"
+    interval = f"[{100 * row['diff_low']:.1f}, {100 * row['diff_high']:.1f}]"
+    ci = f"{level} {interval}"
     unit = "seeds and test classes" if row["test"] == "seeds" else "test classes"
     p = f"{format_p(row['p_holm'])}, paired over {unit}"
     head = f"{row['method']} vs {row['reference']}: "
     if not row.get("verdict", True):  # fewer than 3 seeds: the test ignores training randomness
-        over = f"{round(100 * confidence)}% CI over test classes"
-        interval = f"[{100 * row['diff_low']:.1f}, {100 * row['diff_high']:.1f}]"
-        return f"{head}{pct} {name} ({over} {interval}; fewer than 3 seeds: no verdict)"
+        no = "fewer than 3 seeds: no verdict"
+        return f"{head}{pct} {name} ({level} over test classes {interval}; {no})"
     if row["tied"]:
         return f"{head}no significant difference in {name} ({pct}, {ci}; {p})"
     return f"{head}{pct} {name} ({ci}; {p})"

@@ -39,12 +39,9 @@ VS_REFERENCE = ("reference arm", "no significant difference", "significantly dif
 NO_VERDICT = ("highest mean", "fewer than 3 seeds: no tied/below verdict")
 
 
-def legend_words(frame: pd.DataFrame) -> tuple[str, str] | None:
-    """:data:`NO_VERDICT` where ``frame`` carries no verdict (a ``verdict`` column not all
-    True), else None."""
-    if "verdict" in frame.columns and not frame["verdict"].astype(bool).all():
-        return NO_VERDICT
-    return None
+def frame_verdict(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` carries a tied/below verdict: no ``verdict`` column, or one all True."""
+    return "verdict" not in frame.columns or bool(frame["verdict"].astype(bool).all())
 
 
 def interval_axes(
@@ -57,10 +54,10 @@ def interval_axes(
     if len(best):
         ax.axvspan(best["low"].iloc[0], best["high"].iloc[0], color=BEST, alpha=0.08, lw=0)
     best_style = dict(marker="*", ms=12, color=BEST, mfc=BEST)
-    if (words := legend_words(f)) is not None:  # no verdict: no tied/below marker
+    if not frame_verdict(f):  # no tied/below marker
         kinds = [
-            (f["best"], best_style, words[0]),
-            (~f["best"], dict(marker="o", ms=6, color=BELOW, mfc=BELOW), words[1]),
+            (f["best"], best_style, NO_VERDICT[0]),
+            (~f["best"], dict(marker="o", ms=6, color=BELOW, mfc=BELOW), NO_VERDICT[1]),
         ]
     else:
         kinds = [

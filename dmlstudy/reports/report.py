@@ -33,7 +33,7 @@ from dmlstudy.analysis.study_table import (
 )
 from dmlstudy.config import StudyConfig
 from dmlstudy.plots import headline_figure, interval_plot, recall_at_k
-from dmlstudy.plots.comparison import VS_REFERENCE
+from dmlstudy.plots.comparison import VS_REFERENCE, frame_verdict
 from dmlstudy.study.runs import train_overrides
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -267,11 +267,7 @@ def build_index(config: StudyConfig, results_dir: str | Path, reports_dir: str |
 def headline_caption(panels: dict[str, dict[str, pd.DataFrame]]) -> str:
     """The headline figure's caption: its markers' meaning, a verdict only where every panel
     has one (3 seeds or more: :func:`dmlstudy.analysis.study_table.headline_frame`)."""
-    verdict = all(
-        bool(f["verdict"].all()) if "verdict" in f.columns else True
-        for frames in panels.values()
-        for f in frames.values()
-    )
+    verdict = all(frame_verdict(f) for frames in panels.values() for f in frames.values())
     marks = (
         "Star: the best loss; filled: tied with it (Holm-adjusted paired test over seeds and "
         "test classes); hollow: significantly below"
