@@ -64,7 +64,7 @@ done = status["done"]["main seeds"]
 Markdown(
     f"Profile `{status['profile']}`, seeds {status['seeds']}: every loss has finished seeds "
     f"{done or 'none yet'}"
-    + ("; one training run per loss, so no tied/below verdict. " if len(done) < 3 else ". ")
+    + ("; fewer than 3 seeds per loss, so no tied/below verdict. " if len(done) < 3 else ". ")
     + (f"Pending: {json.dumps(pending)}." if pending else "Nothing is pending.")
 )
 

@@ -7,8 +7,9 @@ unit; it does not cover training randomness); with >= 2 seeds a Student-t interv
 added. With >= 3 seeds the paired test is over seeds and test classes together
 (:func:`dmlstudy.evaluation.hierarchical.two_way_test`: the difference's interval and t-test
 include training randomness, and ``mdd`` is the smallest difference the design detects with 80%
-power); with 1-2 seeds it is a sign-flip test over test classes of one training run, which says
-nothing about "loss A beats loss B" (``verdict`` is False: reports show no tied/below verdict).
+power at Holm's strictest level α/m, so that every tie lies closer than it); with 1-2 seeds it
+is a sign-flip test over test classes, which says nothing about "loss A beats loss B"
+(``verdict`` is False: reports show no tied/below verdict).
 p-values are Holm-adjusted over the comparisons with the reference, and a method whose adjusted
 p is >= ``alpha`` is *tied* with it.
 """
@@ -33,6 +34,8 @@ from dmlstudy.training.outputs import load_embeddings, load_run
 
 COMPARED = ("recall@1", "map@r")
 LABELS = {"recall@1": "R@1", "map@r": "MAP@R"}
+#: How a difference without a verdict (fewer than 3 seeds) ends, in every sentence that shows one.
+NO_VERDICT = "fewer than 3 seeds: no verdict"
 
 
 def per_query(run_dir: str | Path, level: str = "fine") -> dict[str, np.ndarray]:
@@ -68,7 +71,9 @@ def compare(
     ``ci_low``/``ci_high`` (class bootstrap), ``reference``, ``diff``/``diff_low``/``diff_high``,
     ``p``, ``p_holm``, ``tied`` (with the reference, or is it), ``test`` ("classes"/"seeds":
     seeds and classes together), ``verdict`` (>= 3 seeds: a tied/below verdict may be shown) and,
-    with >= 3 seeds, ``mdd`` (minimal detectable difference at ``alpha``, fractions)."""
+    with >= 3 seeds, ``mdd`` (minimal detectable difference, fractions, at ``alpha / m`` for
+    ``m`` comparisons with the reference: Holm rejects every p <= α/m, so a tie has
+    |diff| < t_{1−α/2m} SE < mdd, and "tied (closer than mdd)" is always true)."""
     if not groups:
         raise ValueError("compare needs at least one method")
     n_seeds = {len(v) for v in groups.values()}
@@ -84,6 +89,7 @@ def compare(
         classes = next(iter(values.values()))[0]["labels"]
         ref = reference or max(seed_means, key=lambda k: np.mean(seed_means[k]))
         by_seeds = next(iter(n_seeds)) >= 3
+        first_step = alpha / max(len(groups) - 1, 1)  # Holm's strictest level: bounds every tie
         tests, mdd = {}, {}
         for name in groups:
             if name == ref:
@@ -94,7 +100,7 @@ def compare(
                     np.stack([v[m] for v in values[ref]]),
                     classes,
                     confidence=confidence,
-                    alpha=alpha,
+                    alpha=first_step,
                 )
                 tests[name], mdd[name] = (r.estimate, r.low, r.high, r.p), r.mdd
             else:
@@ -157,8 +163,7 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     p = f"{format_p(row['p_holm'])}, paired over {unit}"
     head = f"{row['method']} vs {row['reference']}: "
     if not row.get("verdict", True):  # fewer than 3 seeds: the test ignores training randomness
-        no = "fewer than 3 seeds: no verdict"
-        return f"{head}{pct} {name} ({level} over test classes {interval}; {no})"
+        return f"{head}{pct} {name} ({level} over test classes {interval}; {NO_VERDICT})"
     if row["tied"]:
         return f"{head}no significant difference in {name} ({pct}, {ci}; {p})"
     return f"{head}{pct} {name} ({ci}; {p})"

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from dmlstudy.analysis.compare import LABELS
+from dmlstudy.analysis.compare import LABELS, NO_VERDICT
+from dmlstudy.evaluation.hierarchical import format_p
 
 ALPHA = 0.05
 
@@ -64,20 +65,20 @@ def has_verdict(row: pd.Series) -> bool:
 
 def difference_text(r: pd.Series) -> str:
     """A method's difference from the reference, in points: with its verdict and Holm-adjusted p
-    from 3 seeds on, else with its interval over test classes and "one training run".
+    from 3 seeds on, else with its interval over test classes and no verdict (the words of
+    :func:`dmlstudy.analysis.compare.conclusion`).
 
     >>> difference_text(pd.Series({"diff": -.068, "diff_low": -.08, "diff_high": -.055,
     ...                            "p_holm": .02, "tied": False, "verdict": False}))
-    '-6.8 points, 95% CI over test classes [-8.0, -5.5]: one training run, no verdict'
+    '-6.8 points (95% CI over test classes [-8.0, -5.5]; fewer than 3 seeds: no verdict)'
     """
     if not has_verdict(r):
         return (
-            f"{100 * r['diff']:+.1f} points, 95% CI over test classes "
-            f"[{100 * r['diff_low']:.1f}, {100 * r['diff_high']:.1f}]: one training run, "
-            "no verdict"
+            f"{100 * r['diff']:+.1f} points (95% CI over test classes "
+            f"[{100 * r['diff_low']:.1f}, {100 * r['diff_high']:.1f}]; {NO_VERDICT})"
         )
     word = "no significant difference" if r["tied"] else "higher" if r["diff"] > 0 else "lower"
-    return f"{word} ({100 * r['diff']:+.1f} points, p = {r['p_holm']:.2g})"
+    return f"{word} ({100 * r['diff']:+.1f} points, {format_p(r['p_holm'])})"
 
 
 def arms_sentence(comparison: pd.DataFrame, metric: str) -> str:

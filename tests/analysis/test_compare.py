@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from dmlstudy.analysis.compare import compare, conclusion
+from dmlstudy.analysis.compare import compare, conclusion, per_query
+from dmlstudy.evaluation.hierarchical import two_way_test
 from dmlstudy.training.rundir import run_path
 
 
@@ -73,3 +74,22 @@ def test_bad_inputs_are_named(tmp_path):
     other = _run(tmp_path, "c", 0, 1.0, n_classes=50)
     with pytest.raises(ValueError, match="different queries"):
         compare({"a": [a, other]})
+
+
+def test_every_tie_lies_closer_than_its_detectable_difference(tmp_path):
+    # Holm rejects every p <= alpha/m, so the detectable difference is computed at alpha/m: a
+    # tie then always reads true as "closer than mdd" (at alpha it could be farther, issue #16)
+    noises = {"a": 1.0, "b": 1.02, "c": 1.05, "d": 1.1, "e": 1.3}
+    groups = {n: [_run(tmp_path, n, s, x) for s in range(3)] for n, x in noises.items()}
+    table = compare(groups, reference="a")
+    rows = table[table["method"] != "a"]
+    assert rows["tied"].any() and (~rows["tied"]).any()  # both kinds are checked
+    ties = rows[rows["tied"]]
+    assert (ties["diff"].abs() < ties["mdd"]).all()
+    m = len(noises) - 1
+    for _, r in rows.iterrows():
+        y = {n: np.stack([per_query(g, "fine")[r["metric"]] for g in groups[n]]) for n in noises}
+        labels = per_query(groups["a"][0], "fine")["labels"]
+        strict = two_way_test(y[r["method"]], y["a"], labels, alpha=0.05 / m)
+        loose = two_way_test(y[r["method"]], y["a"], labels, alpha=0.05)
+        assert r["mdd"] == pytest.approx(strict.mdd) and strict.mdd > loose.mdd

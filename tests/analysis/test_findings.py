@@ -53,9 +53,9 @@ def test_arms_sentence_and_ablation_summary_use_the_reference(tmp_path, make_run
     assert text.startswith("Ablation parts (daal), every arm vs ref on MAP@R: ")
     worse = cmp[(cmp["metric"] == "map@r") & (cmp["method"] == "worse")].iloc[0]
     assert (
-        f"worse {100 * worse['diff']:+.1f} points, 95% CI over test classes "
-        f"[{100 * worse['diff_low']:.1f}, {100 * worse['diff_high']:.1f}]: one training run, "
-        "no verdict" in text
+        f"worse {100 * worse['diff']:+.1f} points (95% CI over test classes "
+        f"[{100 * worse['diff_low']:.1f}, {100 * worse['diff_high']:.1f}]; fewer than 3 seeds: "
+        "no verdict)" in text
     )
     assert "significant" not in text and "lower" not in text
     seeds = {}

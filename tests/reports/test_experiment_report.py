@@ -50,7 +50,7 @@ def test_arm_table_and_written_files(tmp_path, make_run):
     assert table.index.tolist() == ["m=4", "m=2", "m=8"]
     assert table.loc["m=4", "MAP@R vs m=4"] == "reference"
     # one seed per arm: the difference and its class interval, no verdict (issue #16)
-    assert table.loc["m=2", "MAP@R vs m=4"].endswith(": one training run, no verdict")
+    assert table.loc["m=2", "MAP@R vs m=4"].endswith("; fewer than 3 seeds: no verdict)")
     assert (
         table.loc["m=8", "converged"] == "not converged"
         and table.loc["m=8", "epochs (best/run)"] == "5/5"
