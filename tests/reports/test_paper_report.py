@@ -1,0 +1,66 @@
+"""The committed paper-grade report: every table it commits is recomputed here from the committed
+compact run folders alone (issue #16: no retraining, no embeddings, nothing but git)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dmlstudy.config import load_config
+from dmlstudy.reports.paper_report import write_report
+from dmlstudy.study.paper import RESULTS_ROOT
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def assert_same_frames(committed: Path, recomputed: Path) -> None:
+    """Numbers to the committed precision (tables are written rounded to 4 decimals, so a last
+    bit of a sum never decides), everything else exactly."""
+    a, b = pd.read_csv(committed), pd.read_csv(recomputed)
+    assert list(a.columns) == list(b.columns) and a.shape == b.shape, committed.name
+    for col in a.columns:
+        x, y = a[col], b[col]
+        if pd.api.types.is_float_dtype(x) and pd.api.types.is_float_dtype(y):
+            assert np.allclose(x, y, rtol=0, atol=2e-4, equal_nan=True), (committed.name, col)
+        else:
+            assert x.astype(str).tolist() == y.astype(str).tolist(), (committed.name, col)
+
+
+def check_recomputed(results: Path, dataset: str, tmp_path: Path) -> list[str]:
+    """Write the report of ``results/runs`` into ``tmp_path`` and compare it with
+    ``results/<dataset>``; returns the compared files (relative names)."""
+    committed = results / dataset
+    config = load_config(REPO / "params.yaml")
+    write_report(config, "paper", dataset, results, out=tmp_path, transfer="wide64")
+    assert json.loads((tmp_path / "status.json").read_text()) == json.loads(
+        (committed / "status.json").read_text()
+    )
+    names = sorted(str(p.relative_to(committed)) for p in committed.rglob("*.csv"))
+    assert names == sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.csv"))
+    for name in names:
+        assert_same_frames(committed / name, tmp_path / name)
+    return names
+
+
+def test_a_changed_number_in_a_committed_table_is_found(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    pd.DataFrame({"loss": ["x", "y"], "map@r": [50.1234, 40.0], "tied": [True, False]}).to_csv(a)
+    pd.DataFrame({"loss": ["x", "y"], "map@r": [50.1234, 40.001], "tied": [True, False]}).to_csv(b)
+    with pytest.raises(AssertionError):
+        assert_same_frames(a, b)
+    pd.DataFrame({"loss": ["x", "y"], "map@r": [50.1234, 40.0], "tied": [True, True]}).to_csv(b)
+    with pytest.raises(AssertionError):
+        assert_same_frames(a, b)
+
+
+def test_the_committed_paper_report_is_recomputed_from_the_compact_folders(tmp_path):
+    results = REPO / RESULTS_ROOT
+    dataset = load_config(REPO / "params.yaml").study.datasets[0]
+    if not (results / dataset / "status.json").is_file():
+        pytest.skip("the paper-grade report is not committed yet (`make paper` writes it last)")
+    names = check_recomputed(results, dataset, tmp_path)
+    assert "table.csv" in names
