@@ -47,7 +47,7 @@ from dmlstudy.analysis.results import LABELS
 from dmlstudy.analysis.study_table import HEADLINE, display_table, headline_frame, read_table
 from dmlstudy.plots import headline_figure
 from dmlstudy.reports.notebook import setup
-from dmlstudy.reports.paper_report import write_report
+from dmlstudy.reports.paper_report import ablation_sections, write_report
 from dmlstudy.study.budget_check import display_check, read_check
 
 config = setup(params_file)
@@ -99,6 +99,16 @@ budget_sentence, budget_table = read_check(
 display(Markdown(budget_sentence))
 if budget_table is not None:
     display(display_check(budget_table))
+
+# %% [markdown]
+# ## Ablations: does each part, each value, matter?
+# Every arm on the profile's ablation seeds, compared with its reference arm by the paired test
+# over seeds and test classes (Holm over the arms); a tie reads "closer than X points", X the
+# smallest difference this design detects with 80% power.
+
+# %%
+for question, arms in ablation_sections(config, profile, out):
+    display(Markdown(f"**{question}**"), arms if arms is not None else Markdown("Pending."))
 
 # %% [markdown]
 # ## Does the ranking transfer to the 64-channel network at 64-d?

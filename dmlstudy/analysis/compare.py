@@ -24,7 +24,7 @@ import pandas as pd
 
 from dmlstudy.analysis.compact import PER_QUERY_FILE, load_per_query, per_query_from_embeddings
 from dmlstudy.evaluation import mean_ci
-from dmlstudy.evaluation.hierarchical import format_p, two_way_test
+from dmlstudy.evaluation.hierarchical import format_p, mdd_wording, two_way_test
 from dmlstudy.evaluation.significance import (
     class_bootstrap,
     holm,
@@ -70,7 +70,8 @@ def compare(
     metric. Columns: ``mean``, ``seed_ci`` (Student-t half-width; only with >= 2 seeds),
     ``ci_low``/``ci_high`` (class bootstrap), ``reference``, ``diff``/``diff_low``/``diff_high``,
     ``p``, ``p_holm``, ``tied`` (with the reference, or is it), ``test`` ("classes"/"seeds":
-    seeds and classes together), ``verdict`` (>= 3 seeds: a tied/below verdict may be shown) and,
+    seeds and classes together), ``seeds`` (runs per method), ``verdict`` (>= 3 seeds: a
+    tied/below verdict may be shown) and,
     with >= 3 seeds, ``mdd`` (minimal detectable difference, fractions, at ``alpha / m`` for
     ``m`` comparisons with the reference: Holm rejects every p <= α/m, so a tie has
     |diff| < t_{1−α/2m} SE < mdd, and "tied (closer than mdd)" is always true)."""
@@ -130,6 +131,7 @@ def compare(
                 p_holm=p_holm,
                 tied=bool(p_holm >= alpha),
                 test="seeds" if by_seeds else "classes",
+                seeds=len(seed_means[name]),
                 verdict=by_seeds,
             )
             if by_seeds:
@@ -149,6 +151,10 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     ...             "diff_low": -0.004, "diff_high": 0.006, "p_holm": 0.7, "tied": True,
     ...             "test": "seeds"})  # doctest: +ELLIPSIS
     'a vs b: no significant difference in MAP@R (+0.1, 95% CI [-0.4, 0.6]; p = 0.7, paired ...'
+    >>> conclusion({"method": "a", "reference": "b", "metric": "map@r", "diff": 0.001,
+    ...             "diff_low": -0.004, "diff_high": 0.006, "p_holm": 0.7, "tied": True,
+    ...             "test": "seeds", "mdd": 0.021, "seeds": 3})  # doctest: +ELLIPSIS
+    'a vs b: tied in MAP@R (closer than 2.1 points at 3 seeds; +0.1, 95% CI [-0.4, 0.6]; p = ...'
     >>> conclusion({"method": "a", "reference": "b", "metric": "map@r", "diff": 0.03,
     ...             "diff_low": 0.01, "diff_high": 0.05, "p_holm": 0.001, "tied": False,
     ...             "test": "classes", "verdict": False})
@@ -164,6 +170,28 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     head = f"{row['method']} vs {row['reference']}: "
     if not row.get("verdict", True):  # fewer than 3 seeds: the test ignores training randomness
         return f"{head}{pct} {name} ({level} over test classes {interval}; {NO_VERDICT})"
+    mdd = row.get("mdd")
+    if row["tied"] and mdd is not None and np.isfinite(mdd) and "seeds" in row:
+        # what the design could have detected: "closer than 2.1 points at 3 seeds"
+        closer = mdd_wording(mdd, int(row["seeds"])).removeprefix("tied (").rstrip(")")
+        return f"{head}tied in {name} ({closer}; {pct}, {ci}; {p})"
     if row["tied"]:
         return f"{head}no significant difference in {name} ({pct}, {ci}; {p})"
     return f"{head}{pct} {name} ({ci}; {p})"
+
+
+def verdict_text(
+    diff: float, low: float, high: float, p_holm: float, tied: bool, mdd: float, seeds: int
+) -> str:
+    """A verdict with its effect size (points, 95% CI), its Holm-adjusted p and, for a tie, what
+    the design could have detected (``mdd`` in points).
+
+    >>> verdict_text(-0.4, -1.6, 0.8, 0.4, True, 1.87, 5)
+    'tied (closer than 1.9 points at 5 seeds): -0.4 [-1.6, 0.8], p = 0.4'
+    >>> verdict_text(-3.1, -4.0, -2.2, 0.00001, False, 1.9, 5)
+    'below: -3.1 [-4.0, -2.2], p < 0.0001'
+    """
+    effect = f"{diff:+.1f} [{low:.1f}, {high:.1f}], {format_p(p_holm)}"
+    if tied:
+        return f"{mdd_wording(mdd / 100, seeds)}: {effect}"
+    return f"{'below' if diff < 0 else 'above'}: {effect}"

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dmlstudy.analysis import findings
-from dmlstudy.analysis.compare import compare
+from dmlstudy.analysis.compare import compare, verdict_text
 from dmlstudy.analysis.convergence import load_convergence, unconverged
 from dmlstudy.analysis.results import (
     LABELS,
@@ -33,7 +33,6 @@ from dmlstudy.analysis.results import (
     recall_curves,
     summarize,
 )
-from dmlstudy.evaluation.hierarchical import format_p, mdd_wording
 from dmlstudy.training.rundir import run_path
 
 #: The metrics with intervals and ties in the main table and the headline figure.
@@ -147,11 +146,9 @@ def vs_best(t: pd.Series, m: str) -> str:
     have detected: "tied (closer than 1.9 points at 5 seeds): -0.4 [-1.6, 0.8], p = 0.4"."""
     if t[f"{m}_best"]:
         return "best"
-    p = format_p(float(t[f"{m}_p_holm"]))
-    effect = f"{t[f'{m}_diff']:+.1f} [{t[f'{m}_diff_low']:.1f}, {t[f'{m}_diff_high']:.1f}], {p}"
-    if t[f"{m}_tied"]:
-        return f"{mdd_wording(t[f'{m}_mdd'] / 100, int(t['seeds']))}: {effect}"
-    return f"below: {effect}"
+    cols = ("diff", "diff_low", "diff_high", "p_holm")
+    d, lo, hi, p = (float(t[f"{m}_{c}"]) for c in cols)
+    return verdict_text(d, lo, hi, p, bool(t[f"{m}_tied"]), float(t[f"{m}_mdd"]), int(t["seeds"]))
 
 
 def display_table(table: pd.DataFrame, dataset: str) -> pd.DataFrame:

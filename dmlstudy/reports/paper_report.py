@@ -27,9 +27,11 @@ import pandas as pd
 from scipy import stats
 
 from dmlstudy.analysis.compact import is_complete
-from dmlstudy.analysis.compare import compare, conclusion
-from dmlstudy.analysis.study_table import load_study, study_findings, write_results
+from dmlstudy.analysis.compare import LABELS, compare, conclusion, verdict_text
+from dmlstudy.analysis.findings import difference_text, has_verdict
+from dmlstudy.analysis.study_table import SEED_T, load_study, study_findings, write_results
 from dmlstudy.config import StudyConfig
+from dmlstudy.reports.experiment_report import ablation_question
 from dmlstudy.study.paper import ablation_seeds, arm_dir, main_dir, main_seeds
 from dmlstudy.study.runs import ablation_variants
 
@@ -113,6 +115,53 @@ def transfer_sentences(t: pd.DataFrame, other: str) -> list[str]:
     else:
         out.append(f"It contradicts no paper-grade 'below {best}' verdict.")
     return out
+
+
+def ablation_display(comparison: pd.DataFrame) -> pd.DataFrame:
+    """An ablation's arms as the report shows them (percent): per metric its mean over seeds, the
+    Student-t interval over seeds, and the verdict against the reference arm with its effect
+    size, Holm-adjusted p and, for a tie, the smallest difference the design detects.
+
+    >>> cmp = pd.DataFrame({"method": ["ref", "arm"], "metric": "map@r", "reference": "ref",
+    ...     "mean": [.5, .48], "seed_ci": [.01, .012], "diff": [0, -.02], "diff_low": [0, -.05],
+    ...     "diff_high": [0, .01], "p_holm": [1, .2], "tied": True, "mdd": .041, "seeds": 3,
+    ...     "verdict": True})
+    >>> ablation_display(cmp).loc["arm"].tolist()
+    ['48.0', '± 1.2', 'tied (closer than 4.1 points at 3 seeds): -2.0 [-5.0, 1.0], p = 0.2']
+    """
+    out: dict[str, dict[str, str]] = {}
+    for _, r in comparison.iterrows():
+        name = LABELS.get(r["metric"], r["metric"])
+        row = out.setdefault(r["method"], {})
+        row[name] = f"{100 * r['mean']:.1f}"
+        if "seed_ci" in r.index and pd.notna(r["seed_ci"]):
+            row[f"{name} ({SEED_T})"] = f"± {100 * r['seed_ci']:.1f}"
+        vs = f"{name} vs {r['reference']}"
+        if r["method"] == r["reference"]:
+            row[vs] = "reference"
+        elif not has_verdict(r):
+            row[vs] = difference_text(r)
+        else:
+            points = (100 * r[c] for c in ("diff", "diff_low", "diff_high"))
+            row[vs] = verdict_text(
+                *points, float(r["p_holm"]), bool(r["tied"]), 100 * r["mdd"], int(r["seeds"])
+            )
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "arm"
+    return table
+
+
+def ablation_sections(
+    config: StudyConfig, profile: str, out: Path
+) -> list[tuple[str, pd.DataFrame | None]]:
+    """Per ablation of ``profile``: its question and its arms' table (None while pending)."""
+    config = config.for_profile(profile)
+    sections = []
+    for name in config.study.ablations:
+        path = out / "ablations" / f"{name}-comparison.csv"
+        table = ablation_display(pd.read_csv(path)) if path.is_file() else None
+        sections.append((f"{name}: {ablation_question(config, name)}", table))
+    return sections
 
 
 def _ablations(
