@@ -1,6 +1,8 @@
-"""README's results table, generated from the committed results (``results/<dataset>/table.csv``,
-written by the evaluation stage): it rewrites the part of README.md between two markers, so the
-README can never disagree with the committed numbers (a test checks it)::
+"""README's results tables, generated from the committed results: it rewrites the part of
+README.md between two markers, so the README can never disagree with the committed numbers (a
+test checks it). The paper-grade study's tables (``studies/paper/results/<dataset>/table.csv``,
+``make paper``: several seeds, verdicts over seeds and test classes) lead; the quick default's
+(``results/<dataset>/table.csv``, written by the evaluation stage) follow::
 
     python -m dmlstudy.reports.readme_table            # rewrite README.md's results section
     python -m dmlstudy.reports.readme_table --check    # exit 1 if README.md is out of date
@@ -57,17 +59,28 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def section(results_dir: str | Path) -> str:
-    """The generated README text: one table per dataset with committed results."""
-    datasets = result_datasets(results_dir)
-    if not datasets:
+#: Where ``make paper`` commits its report (one folder per dataset).
+PAPER_RESULTS = "studies/paper/results"
+
+
+def section(results_dir: str | Path, paper_dir: str | Path | None = None) -> str:
+    """The generated README text: one table per dataset with committed results, the
+    paper-grade study's (below ``paper_dir``) first."""
+    paper = [(Path(paper_dir), d) for d in result_datasets(paper_dir)] if paper_dir else []
+    quick = [(Path(results_dir), d) for d in result_datasets(results_dir)]
+    if not paper and not quick:
         return (
             f"{NOTE}\nNo results are committed yet. Run the study (`make study`), commit "
             "`dvc.lock` and `results/`, then `python -m dmlstudy.reports.readme_table`."
         )
     parts = [NOTE]
-    for d in datasets:
-        table = read_table(Path(results_dir) / d / "table.csv")
+    for root, d in paper + quick:
+        which = (
+            "paper-grade study (`make paper`)"
+            if (root, d) in paper
+            else "quick default study (`make study`)"
+        )
+        table = read_table(root / d / "table.csv")
         seeds = int(table["seeds"].max())
         if seeds >= VERDICT_SEEDS and "map@r_mdd" in table.columns:
             how = (
@@ -82,7 +95,7 @@ def section(results_dir: str | Path) -> str:
                 f"≥ {VERDICT_SEEDS} seeds)"
             )
         parts.append(
-            f"**{d}**: test classes, percent, best MAP@R first; {seeds} "
+            f"**{d}, {which}**: test classes, percent, best MAP@R first; {seeds} "
             f"seed{'s' if seeds > 1 else ''}; 95% CI: "
             f"bootstrap over test classes; {how}.\n\n{markdown_table(table)}"
         )
@@ -102,15 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("::")[0])
     ap.add_argument("--readme", default="README.md")
     ap.add_argument("--results", default="results")
+    ap.add_argument("--paper", default=PAPER_RESULTS, help="the paper-grade study's results")
     ap.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
     args = ap.parse_args(argv)
     readme = Path(args.readme)
     text = readme.read_text(encoding="utf-8")
-    new = update(text, section(args.results))
+    new = update(text, section(args.results, args.paper))
     if args.check:
         if new != text:
             print(
-                f"{readme} disagrees with {args.results}/: run python -m "
+                f"{readme} disagrees with {args.results}/ or {args.paper}/: run python -m "
                 "dmlstudy.reports.readme_table",
                 file=sys.stderr,
             )

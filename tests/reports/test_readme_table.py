@@ -16,7 +16,7 @@ def test_readme_agrees_with_the_committed_results():
     """Whatever is committed under results/ (nothing yet, or the full study) is what README.md
     shows: regenerate with `python -m dmlstudy.reports.readme_table` after committing results."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    assert T.update(text, T.section(REPO / "results")) == text, (
+    assert T.update(text, T.section(REPO / "results", REPO / T.PAPER_RESULTS)) == text, (
         "README.md's results section is out of date: python -m dmlstudy.reports.readme_table"
     )
 
@@ -52,3 +52,21 @@ def test_cli_rewrites_and_checks(tmp_path, capsys):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="needs exactly one"):
         T.main(args)
+
+
+def test_the_paper_grade_table_leads_and_carries_its_verdicts(tmp_path, make_run):
+    for loss, noise in (("a", 1.0), ("b", 2.6)):
+        make_run(tmp_path / "runs", loss, 0, noise)
+        for seed in range(3):
+            make_run(tmp_path / "paper_runs", loss, seed, noise)
+    quick = S.load_study(tmp_path / "runs", ["a", "b"], [0])
+    S.write_results(quick, tmp_path / "results" / "omniglot", [])
+    body = T.section(tmp_path / "results", tmp_path / "paper")
+    assert "paper-grade" not in body and "vs best" not in body  # none committed yet: quick only
+    paper = S.load_study(tmp_path / "paper_runs", ["a", "b"], [0, 1, 2])
+    S.write_results(paper, tmp_path / "paper" / "omniglot", [])
+    body = T.section(tmp_path / "results", tmp_path / "paper")
+    first, second = body.split("**omniglot, ")[1:]
+    assert first.startswith("paper-grade study (`make paper`)**") and "3 seeds" in first
+    assert "| vs best MAP@R |" in first and "| b |" in first and "below:" in first
+    assert second.startswith("quick default study (`make study`)**") and "vs best" not in second
