@@ -23,7 +23,8 @@
 #
 # **Inputs.** `params.yaml` (`study`); `results_dir/<dataset>/` (`table.csv`, `findings.json`,
 # `recall_at_k.csv`, `ablations/<name>.json` and `-comparison.csv`, `multimodal.json` and
-# `multimodal-comparison.csv`); the rendered pages in `reports_dir`.
+# `multimodal-comparison.csv`); the rendered pages in `reports_dir`; the committed paper-grade
+# report in `paper_dir/<dataset>/` (`make paper`), which the page leads with where it exists.
 #
 # **Outputs.** `index_html`.
 
@@ -32,6 +33,7 @@ results_dir = "results"
 reports_dir = "reports"
 index_html = "reports/index.html"
 params_file = "params.yaml"
+paper_dir = "studies/paper/results"  # the committed paper-grade study: read, not a dependency
 
 # %%
 # %matplotlib inline
@@ -41,7 +43,7 @@ from dmlstudy.reports import report
 from dmlstudy.reports.notebook import setup
 
 config = setup(params_file)
-index = report.build_index(config, results_dir, reports_dir)
+index = report.build_index(config, results_dir, reports_dir, paper_dir)
 path = report.write_index(index, index_html)
 
 # %% tags=["headline"]

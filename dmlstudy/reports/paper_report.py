@@ -13,6 +13,8 @@
   profile beside the paper-grade ranking, Kendall's τ and Spearman's ρ between them, and which
   paper-grade verdicts it contradicts (a loss found below the best that scores at least as
   high as the best under the other profile);
+- ``findings.json`` — the computed sentences: all of them (``sentences``) and by part
+  (``main``, ``ablations``, ``transfer``; the default study's index leads with main and transfer);
 - ``status.json`` — what is done and what is pending (a partial study reports its finished part
   and names the rest; nothing is extrapolated).
 """
@@ -212,15 +214,17 @@ def write_report(
         "pending": {"main": pending} if pending else {},
     }
     sentences: list[str] = []
+    parts: dict[str, list[str]] = {"main": [], "ablations": [], "transfer": []}
     written = []
     table = None
     if seeds:
         study = load_study(runs / profile / dataset, losses, seeds)
-        sentences = study_findings(study, dataset)
+        sentences = parts["main"] = study_findings(study, dataset)
         write_results(study, out, sentences)
         table = study.table
         written.append(out / "table.csv")
-    sentences += _ablations(config, profile, dataset, runs, out, status)
+    parts["ablations"] = _ablations(config, profile, dataset, runs, out, status)
+    sentences += parts["ablations"]
     if transfer is not None and table is not None:
         t_seeds, t_pending = finished_seeds(
             runs, transfer, dataset, losses, main_seeds(config, transfer)
@@ -231,8 +235,11 @@ def write_report(
             other = load_study(runs / transfer / dataset, losses, t_seeds).table
             t = transfer_table(table, other)
             t.round(4).to_csv(out / "transfer.csv")
-            sentences += transfer_sentences(t, transfer)
+            parts["transfer"] = transfer_sentences(t, transfer)
+            sentences += parts["transfer"]
             written.append(out / "transfer.csv")
-    (out / "findings.json").write_text(json.dumps({"sentences": sentences}, indent=1))
+    # every sentence (the report's), and by part (the index leads with main and transfer)
+    findings = {"sentences": sentences, **parts}
+    (out / "findings.json").write_text(json.dumps(findings, indent=1))
     (out / "status.json").write_text(json.dumps(status, indent=1))
     return [*written, out / "findings.json", out / "status.json"]

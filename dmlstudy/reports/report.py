@@ -2,7 +2,15 @@
 R@1 and MAP@R with intervals, ties with the best marked), the published numbers beside ours,
 computed takeaways, then one section per page with its figure and link.
 
-Everything is read from ``results/`` (percent) and rendered with the Jinja2 template
+Where the paper-grade study (``make paper``) has committed its report for a dataset
+(``studies/paper/results/<dataset>/``), the page leads with it: the headline figure is its table
+(several seeds, tied/below verdicts over seeds and test classes), its main and transfer sentences
+come first, and a section shows its table; the quick study's one-seed numbers follow, labelled
+so. Those files are read, not DVC dependencies (DVC joins studies/paper/dvc.yaml into the same
+graph: a dependency would make ``dvc repro`` run the paper-grade study), so the page names the
+version it read (git blob id), as the evaluation page does.
+
+Everything else is read from ``results/`` (percent) and rendered with the Jinja2 template
 ``templates/index.html.j2``; figures are embedded as PNG data, links are relative, so the page
 works offline and from any folder.
 
@@ -24,12 +32,14 @@ import jinja2
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dmlstudy.analysis.beside import git_blob_id
 from dmlstudy.analysis.results import LABELS, PUBLISHED_R1, published_note
 from dmlstudy.analysis.study_table import (
     comparison_frame,
     display_table,
     headline_frame,
     read_table,
+    runs_label,
 )
 from dmlstudy.config import StudyConfig
 from dmlstudy.plots import headline_figure, interval_plot, recall_at_k
@@ -145,16 +155,73 @@ def _question(config: StudyConfig) -> tuple[str, str]:
     return question, protocol
 
 
-def build_index(config: StudyConfig, results_dir: str | Path, reports_dir: str | Path) -> IndexPage:
-    """Read every result of the study and render the index page."""
+@dataclass(frozen=True)
+class PaperGrade:
+    """The committed paper-grade report of one dataset, as the index shows it."""
+
+    panels: dict[str, pd.DataFrame]
+    sentences: list[str]
+    section: dict[str, Any]
+    seeds: int
+    source: str
+
+
+def paper_grade(paper_dir: str | Path | None, dataset: str, reports: Path) -> PaperGrade | None:
+    """The paper-grade study of ``dataset`` committed below ``paper_dir``, or None."""
+    if paper_dir is None or not (Path(paper_dir) / dataset / "table.csv").is_file():
+        return None
+    folder = Path(paper_dir) / dataset
+    table = read_table(folder / "table.csv")
+    seeds = int(table["seeds"].max())
+    source = f"{folder / 'table.csv'} (git blob {git_blob_id(folder / 'table.csv')[:12]})"
+    findings = json.loads((folder / "findings.json").read_text())
+    head = f"Paper-grade study, {seeds} seed{'s' * (seeds != 1)} per loss: "
+    sentences = [head + x for x in findings.get("main", []) + findings.get("transfer", [])]
+    shown = display_table(table, dataset)
+    keep = [c for c in shown.columns if c.startswith(("R@1", "MAP@R")) or c == "converged"]
+    page = reports / "paper" / f"{dataset}.html"
+    section = _section(
+        f"paper-{dataset}",
+        f"{dataset}: the paper-grade comparison ({seeds} seeds)",
+        [
+            f"Every loss on {seeds} seeds (`make paper`); the intervals and paired tests cover "
+            f"training randomness and test classes together. Read from {source}; ablations on "
+            "several seeds, the budget check and the transfer check are on its report page."
+        ],
+        table=shown[keep].reset_index().to_html(index=False, border=0),
+        links=[{"href": f"paper/{dataset}.html", "text": "paper-grade report"}]
+        if page.is_file()
+        else [],
+    )
+    panels = {LABELS[m]: headline_frame(table, m) for m in ("recall@1", "map@r")}
+    return PaperGrade(panels, sentences, section, seeds, source)
+
+
+def build_index(
+    config: StudyConfig,
+    results_dir: str | Path,
+    reports_dir: str | Path,
+    paper_dir: str | Path | None = None,
+) -> IndexPage:
+    """Read every result of the study and render the index page (led by the paper-grade study
+    committed below ``paper_dir`` where it has a dataset's report)."""
     results, reports = Path(results_dir), Path(reports_dir)
     study = config.study
     pages = report_pages(reports)
     panels, takeaways, published, sections = {}, [], [], []
+    papers = {d: paper_grade(paper_dir, d, reports) for d in study.datasets}
+    lead = {d: p for d, p in papers.items() if p is not None}
+    for p in lead.values():
+        takeaways += p.sentences
     for d in study.datasets:
         table = read_table(results / d / "table.csv")
         panels[d] = {LABELS[m]: headline_frame(table, m) for m in ("recall@1", "map@r")}
-        takeaways += _json(results / d / "findings.json", f"evaluate@{d}")["sentences"]
+        own = _json(results / d / "findings.json", f"evaluate@{d}")["sentences"]
+        if d in lead:  # the quick study's one seed, after the paper-grade verdicts
+            seeds = int(table["seeds"].max())
+            own = [f"Quick study, {seeds} seed{'s' * (seeds != 1)}: {x}" for x in own]
+            sections.append(lead[d].section)
+        takeaways += own
         published.append(_published(d, table))
         compact = display_table(table, d)
         keep = [c for c in compact.columns if c.startswith(("R@1", "MAP@R")) or c == "converged"]
@@ -162,7 +229,12 @@ def build_index(config: StudyConfig, results_dir: str | Path, reports_dir: str |
         sections.append(
             _section(
                 f"main-{d}",
-                f"{d}: the main comparison",
+                f"{d}: the main comparison"
+                + (
+                    f" of the quick study ({runs_label(int(table['seeds'].max()))})"
+                    if d in lead
+                    else ""
+                ),
                 [
                     "Test-set R@1 and MAP@R of every loss, best MAP@R first; the evaluation "
                     "page adds R@2-8, R-Precision, NMI, convergence curves, what each loss "
@@ -242,7 +314,14 @@ def build_index(config: StudyConfig, results_dir: str | Path, reports_dir: str |
         )
     )
     title = "dmlstudy: deep metric learning losses under one protocol"
-    headline = headline_figure(panels, title="Test-set R@1 and MAP@R (%) of every loss")
+    if lead and len(lead) == len(study.datasets):  # the headline is the paper-grade study's
+        panels = {d: p.panels for d, p in lead.items()}
+        figure_title = "Paper-grade study: test-set R@1 and MAP@R (%) of every loss"
+        sources = "; ".join(p.source for p in lead.values())
+        caption = f"The paper-grade study (`make paper`), read from {sources}. "
+    else:
+        figure_title, caption = "Test-set R@1 and MAP@R (%) of every loss", ""
+    headline = headline_figure(panels, title=figure_title)
     question, protocol = _question(config)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
@@ -254,12 +333,14 @@ def build_index(config: StudyConfig, results_dir: str | Path, reports_dir: str |
         headline={
             "uri": figure_uri(headline),
             "alt": "R@1 and MAP@R of every loss with 95% intervals",
-            "caption": headline_caption(panels),
+            "caption": caption + headline_caption(panels),
         },
         takeaways=takeaways,
         published=published,
         sections=sections,
-        footer="Generated by dmlstudy from results/ (dvc repro report). All numbers are percent.",
+        footer="Generated by dmlstudy from results/ (dvc repro report)"
+        + (" and the committed paper-grade study (studies/paper/results/)" if lead else "")
+        + ". All numbers are percent.",
     )
     return IndexPage(html, headline, takeaways, published)
 

@@ -153,3 +153,37 @@ def test_write_index_and_page_figure(study, tmp_path):
     assert out.read_text().startswith("<!doctype html>")
     assert report.page_figure(reports / "geometry.html") == PNG
     assert report.page_figure(reports / "omniglot" / "evaluate.html") is None
+
+
+def test_a_committed_paper_grade_study_leads_the_index_with_its_verdicts(study, tmp_path, make_run):
+    """Issue #16: the index leads with the paper-grade verdicts (headline, first takeaways, a
+    section with its table) and labels the quick study's one seed; it names the version read."""
+    config, results, reports, _ = study
+    paper, runs = tmp_path / "paper", tmp_path / "paper_runs"
+    assert "Paper-grade" not in report.build_index(config, results, reports, paper).html
+    for loss, noise in LOSSES.items():
+        for seed in range(3):
+            make_run(runs, loss, seed, noise)
+    st = S.load_study(runs, list(LOSSES), [0, 1, 2])
+    main = S.study_findings(st, "omniglot")
+    S.write_results(st, paper / "omniglot", main)
+    (paper / "omniglot" / "findings.json").write_text(
+        json.dumps({"sentences": [*main, "arm sentence"], "main": main, "transfer": ["τ = 1"]})
+    )
+    index = report.build_index(config, results, reports, paper)
+    assert index.takeaways[0] == f"Paper-grade study, 3 seeds per loss: {main[0]}"
+    assert "Paper-grade study, 3 seeds per loss: τ = 1" in index.takeaways
+    assert not any("arm sentence" in t for t in index.takeaways)  # ablations: on its own page
+    quick = [t for t in index.takeaways if t.startswith("Quick study, 1 seed: ")]
+    assert quick and index.takeaways.index(quick[0]) > index.takeaways.index(
+        f"Paper-grade study, 3 seeds per loss: {main[0]}"
+    )
+    html = index.html
+    assert html.index('id="paper-omniglot"') < html.index('id="main-omniglot"')
+    assert "the paper-grade comparison (3 seeds)" in html and "vs best" in html
+    assert "main comparison of the quick study (one training run)" in html
+    assert "tied with it (Holm-adjusted" in html  # the headline carries the verdicts
+    assert "git blob " in html and 'href="paper/omniglot.html"' not in html  # page not rendered
+    (reports / "paper").mkdir()
+    (reports / "paper" / "omniglot.html").write_text("<html></html>")
+    assert 'href="paper/omniglot.html"' in report.build_index(config, results, reports, paper).html
