@@ -51,7 +51,7 @@ def test_seed_randomness_breaks_the_class_only_interval_not_the_two_way_one():
     # the issue's magnitudes: seed SD of a difference ~1.6 points, class-bootstrap SE ~0.3
     cov = _coverage((0.011, 0.05, 0.015, 0.03))
     print("seed-dominated coverage", cov)
-    assert 0.91 <= cov["two_way"] <= 0.99  # 95% within Monte-Carlo error (SE 1.5% at n=200)
+    assert 0.93 <= cov["two_way"] <= 0.97  # issue #16's band (Monte-Carlo SE 1.5% at n=200)
     assert cov["class_only"] < 0.75  # the failure the issue describes
     assert cov["two_stage"] < cov["two_way"]  # 5 resampled seeds: too narrow
 
@@ -61,7 +61,7 @@ def test_class_effects_alone_the_two_way_interval_still_covers_and_nesting_does_
     # resamples classes independently within each seed counts it S times too small
     cov = _coverage((0.0, 0.05, 0.03, 0.02))
     print("class-dominated coverage", cov)
-    assert 0.91 <= cov["two_way"] <= 0.99
+    assert cov["two_way"] >= 0.93  # S − 1 df: conservative where the class term dominates
     assert 0.91 <= cov["class_only"] <= 0.99
     assert cov["two_stage"] < 0.85
 
@@ -76,7 +76,7 @@ def test_size_and_power_at_the_minimal_detectable_difference():
     alt = [two_way_test(*_study(rng, mdd, *sds), classes) for _ in range(300)]
     power = np.mean([r.p < 0.05 for r in alt])
     print(f"size {size:.3f}, mdd {100 * mdd:.2f} points, power there {power:.3f}")
-    assert size <= 0.09
+    assert size <= 0.07  # S − 1 df (Satterthwaite's df gave 0.06-0.09 at these magnitudes)
     assert 0.68 <= power <= 0.92
     assert mdd > 2.5 * np.mean([r.se for r in null])
 
