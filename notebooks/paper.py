@@ -47,7 +47,7 @@ from dmlstudy.analysis.results import LABELS
 from dmlstudy.analysis.study_table import HEADLINE, display_table, headline_frame, read_table
 from dmlstudy.plots import headline_figure
 from dmlstudy.reports.notebook import setup
-from dmlstudy.reports.paper_report import ablation_sections, write_report
+from dmlstudy.reports.paper_report import ablation_sections, transfer_display, write_report
 from dmlstudy.study.budget_check import display_check, read_check
 
 config = setup(params_file)
@@ -115,7 +115,11 @@ for question, arms in ablation_sections(config, profile, out):
 
 # %%
 path = out / "transfer.csv"
-pd.read_csv(path, index_col="loss") if path.is_file() else Markdown("Not run yet.")
+(
+    transfer_display(pd.read_csv(path, index_col="loss"), transfer)
+    if path.is_file()
+    else Markdown("Not run yet.")
+)
 
 # %% [markdown]
 # ## What this shows

@@ -95,6 +95,29 @@ def transfer_table(
     return t
 
 
+def transfer_display(t: pd.DataFrame, other: str) -> pd.DataFrame:
+    """:func:`transfer_table` as the report shows it: percent with one decimal, whole ranks,
+    the verdict and whether ``other`` contradicts it in words.
+
+    >>> t = pd.DataFrame({"paper": [50.0, 40.0], "paper_rank": [1.0, 2.0], "other": [44.0,
+    ...     46.0], "other_rank": [2.0, 1.0], "paper_verdict": ["best", "below"],
+    ...     "contradicts": [False, True]}, index=pd.Index(["a", "b"], name="loss"))
+    >>> [str(x) for x in transfer_display(t, "wide64").loc["b"]]
+    ['40.0', '2', '46.0', '1', 'below', 'yes']
+    """
+    return pd.DataFrame(
+        {
+            "MAP@R, paper-grade": t["paper"].map("{:.1f}".format),
+            "rank": t["paper_rank"].astype(int),
+            f"MAP@R, {other} (one seed)": t["other"].map("{:.1f}".format),
+            f"rank ({other})": t["other_rank"].astype(int),
+            "paper-grade verdict": t["paper_verdict"],
+            f"contradicted by {other}": t["contradicts"].map({True: "yes", False: "no"}),
+        },
+        index=t.index,
+    )
+
+
 def transfer_sentences(t: pd.DataFrame, other: str) -> list[str]:
     """Rank correlations and the contradicted verdicts, in words."""
     tau = stats.kendalltau(t["paper"], t["other"]).statistic
