@@ -52,6 +52,13 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
         )
     test = f"Holm-adjusted paired test over {_unit(str(best['test']))}, α = {ALPHA:g}"
     tail = f" Tied with it ({test}): {', '.join(tied) or 'none'}."
+    if tied and "mdd" in c.columns:  # what "tied" can mean at this number of seeds
+        mdd = 100 * c.loc[c["tied"] & (c["method"] != ref), "mdd"]
+        span = f"{mdd.min():.1f}" if len(mdd) == 1 else f"{mdd.min():.1f}–{mdd.max():.1f}"
+        tail += (
+            f" A tie reads: closer than the smallest difference this design detects "
+            f"({span} points, by loss), not equal."
+        )
     if below:
         tail += f" Significantly below it: {', '.join(below)}."
     return head + tail

@@ -41,6 +41,8 @@ def test_best_sentence_gives_verdicts_over_seeds_and_classes_from_three_seeds(tm
     other = "twin" if ref == "good" else "good"
     test = "Holm-adjusted paired test over seeds and test classes, α = 0.05"
     assert f"Tied with it ({test}): {other}." in text
+    mdd = 100 * cmp.loc[(cmp["metric"] == "map@r") & (cmp["method"] == other), "mdd"].iloc[0]
+    assert f"closer than the smallest difference this design detects ({mdd:.1f} points" in text
     assert text.endswith("Significantly below it: bad.")
 
 
