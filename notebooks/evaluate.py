@@ -69,10 +69,11 @@ S.write_results(study, results_dir, findings)
 
 # %% [markdown]
 # ## Result: the main table (test classes, percent, best MAP@R first)
-# Epochs were selected on the validation classes. "vs best" is a paired test against the best
-# loss over the test classes (over seeds with >= 3 seeds), Holm-adjusted over the comparisons;
-# "tied" means no significant difference at α = 0.05. RSW is evaluated with Euclidean k-NN on
-# raw embeddings, every other loss with cosine similarity.
+# Epochs were selected on the validation classes. With >= 3 seeds, "vs best" is a paired test
+# against the best loss over seeds and test classes, Holm-adjusted over the comparisons, with the
+# difference and its interval; a tie reads "closer than X points", X the smallest difference the
+# design detects. With fewer seeds there is no such column (no verdict). RSW is evaluated with
+# Euclidean k-NN on raw embeddings, every other loss with cosine similarity.
 
 # %%
 S.display_table(study.table, dataset)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from dmlstudy.analysis.compare import LABELS, NO_VERDICT
-from dmlstudy.evaluation.hierarchical import format_p
+from dmlstudy.evaluation.hierarchical import format_p, mdd_wording
 
 ALPHA = 0.05
 
@@ -47,8 +48,8 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
         return head
     if "verdict" in c.columns and not c["verdict"].astype(bool).all():
         return (
-            f"{head} No tied/below verdict from fewer than 3 seeds: a test over test classes "
-            "of one training run ignores training randomness."
+            f"{head} No tied/below verdict from fewer than 3 seeds: a test over the test "
+            "classes of so few training runs ignores training randomness."
         )
     test = f"Holm-adjusted paired test over {_unit(str(best['test']))}, α = {ALPHA:g}"
     tail = f" Tied with it ({test}): {', '.join(tied) or 'none'}."
@@ -84,7 +85,12 @@ def difference_text(r: pd.Series) -> str:
             f"{100 * r['diff']:+.1f} points (95% CI over test classes "
             f"[{100 * r['diff_low']:.1f}, {100 * r['diff_high']:.1f}]; {NO_VERDICT})"
         )
-    word = "no significant difference" if r["tied"] else "higher" if r["diff"] > 0 else "lower"
+    mdd = r.get("mdd")
+    if r["tied"] and mdd is not None and np.isfinite(mdd) and "seeds" in r.index:
+        # what the design could have detected, as every tie reads (compare.conclusion)
+        word = mdd_wording(float(mdd), int(r["seeds"]))
+    else:
+        word = "no significant difference" if r["tied"] else "higher" if r["diff"] > 0 else "lower"
     return f"{word} ({100 * r['diff']:+.1f} points, {format_p(r['p_holm'])})"
 
 

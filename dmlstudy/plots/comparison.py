@@ -34,9 +34,13 @@ from matplotlib.figure import Figure
 BEST, TIED, BELOW, FLAG = "#1f4e99", "#4a90d9", "#9a9a9a", "#c0392b"
 #: Legend words for the main comparison (vs the best) and for an ablation (vs its reference).
 VS_BEST = ("best", "tied with the best (Holm-adjusted paired test)", "significantly below the best")
-VS_REFERENCE = ("reference arm", "no significant difference", "significantly different")
+VS_REFERENCE = (
+    "reference arm",
+    "tied with it (Holm-adjusted paired test)",
+    "significantly different",
+)
 #: Legend words where there is no verdict (fewer than 3 seeds): the best estimate, the others.
-NO_VERDICT = ("highest mean", "fewer than 3 seeds: no tied/below verdict")
+NO_VERDICT_LEGEND = ("highest mean", "fewer than 3 seeds: no tied/below verdict")
 
 
 def frame_verdict(frame: pd.DataFrame) -> bool:
@@ -56,8 +60,8 @@ def interval_axes(
     best_style = dict(marker="*", ms=12, color=BEST, mfc=BEST)
     if not frame_verdict(f):  # no tied/below marker
         kinds = [
-            (f["best"], best_style, NO_VERDICT[0]),
-            (~f["best"], dict(marker="o", ms=6, color=BELOW, mfc=BELOW), NO_VERDICT[1]),
+            (f["best"], best_style, NO_VERDICT_LEGEND[0]),
+            (~f["best"], dict(marker="o", ms=6, color=BELOW, mfc=BELOW), NO_VERDICT_LEGEND[1]),
         ]
     else:
         kinds = [

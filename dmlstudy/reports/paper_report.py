@@ -179,12 +179,14 @@ def ablation_display(comparison: pd.DataFrame) -> pd.DataFrame:
 def ablation_sections(
     config: StudyConfig, profile: str, out: Path
 ) -> list[tuple[str, pd.DataFrame | None]]:
-    """Per ablation of ``profile``: its question and its arms' table (None while pending)."""
+    """Per ablation of ``profile``: its question and its arms' table (None while pending: a
+    comparison file from an earlier report is not shown unless ``status.json`` says done)."""
     config = config.for_profile(profile)
+    done = json.loads((out / "status.json").read_text())["done"]
     sections = []
     for name in config.study.ablations:
         path = out / "ablations" / f"{name}-comparison.csv"
-        table = ablation_display(pd.read_csv(path)) if path.is_file() else None
+        table = ablation_display(pd.read_csv(path)) if f"ablation {name}" in done else None
         sections.append((f"{name}: {ablation_question(config, name)}", table))
     return sections
 
@@ -236,18 +238,16 @@ def write_report(
         "done": {"main seeds": seeds},
         "pending": {"main": pending} if pending else {},
     }
-    sentences: list[str] = []
     parts: dict[str, list[str]] = {"main": [], "ablations": [], "transfer": []}
     written = []
     table = None
     if seeds:
         study = load_study(runs / profile / dataset, losses, seeds)
-        sentences = parts["main"] = study_findings(study, dataset)
-        write_results(study, out, sentences)
+        parts["main"] = study_findings(study, dataset)
+        write_results(study, out, parts["main"])
         table = study.table
         written.append(out / "table.csv")
     parts["ablations"] = _ablations(config, profile, dataset, runs, out, status)
-    sentences += parts["ablations"]
     if transfer is not None and table is not None:
         t_seeds, t_pending = finished_seeds(
             runs, transfer, dataset, losses, main_seeds(config, transfer)
@@ -259,9 +259,9 @@ def write_report(
             t = transfer_table(table, other)
             t.round(4).to_csv(out / "transfer.csv")
             parts["transfer"] = transfer_sentences(t, transfer)
-            sentences += parts["transfer"]
             written.append(out / "transfer.csv")
     # every sentence (the report's), and by part (the index leads with main and transfer)
+    sentences = parts["main"] + parts["ablations"] + parts["transfer"]
     findings = {"sentences": sentences, **parts}
     (out / "findings.json").write_text(json.dumps(findings, indent=1))
     (out / "status.json").write_text(json.dumps(status, indent=1))

@@ -24,8 +24,8 @@ from dmlstudy.analysis.study_table import VERDICT_SEEDS, read_table, runs_label,
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
 NOTE = (
-    "<!-- generated from results/*/table.csv by `python -m dmlstudy.reports.readme_table`; "
-    "do not edit by hand -->"
+    "<!-- generated from studies/paper/results/*/table.csv and results/*/table.csv by "
+    "`python -m dmlstudy.reports.readme_table`; do not edit by hand -->"
 )
 
 

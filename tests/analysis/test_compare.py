@@ -64,6 +64,9 @@ def test_three_seeds_test_over_seeds_and_give_seed_intervals(tmp_path):
     assert set(table["test"]) == {"seeds"} and table["seed_ci"].notna().all()
     row = table[(table["method"] == "b") & (table["metric"] == "recall@1")].iloc[0]
     assert row["reference"] == "a" and "paired over seeds" in conclusion(row)
+    tie = {**row.to_dict(), "tied": True}  # a tie says what the design could have detected
+    closer = f"b vs a: tied in R@1 (closer than {100 * row['mdd']:.1f} points at 3 seeds; "
+    assert conclusion(tie).startswith(closer)
 
 
 def test_bad_inputs_are_named(tmp_path):

@@ -6,6 +6,7 @@ import re
 
 from dmlstudy.analysis import findings as F
 from dmlstudy.analysis.compare import compare
+from dmlstudy.evaluation.hierarchical import format_p, mdd_wording
 from dmlstudy.training.rundir import run_path
 
 
@@ -24,8 +25,8 @@ def test_best_sentence_names_the_best_its_interval_and_the_ties(tmp_path, make_r
     # one seed: a test over classes of one training run gives no tied/below verdict (issue #16)
     assert "Tied" not in text and "below it" not in text
     assert text.endswith(
-        "No tied/below verdict from fewer than 3 seeds: a test over test classes "
-        "of one training run ignores training randomness."
+        "No tied/below verdict from fewer than 3 seeds: a test over the test "
+        "classes of so few training runs ignores training randomness."
     )
     assert "nan" not in text.lower()
 
@@ -48,7 +49,7 @@ def test_best_sentence_gives_verdicts_over_seeds_and_classes_from_three_seeds(tm
 
 def test_arms_sentence_and_ablation_summary_use_the_reference(tmp_path, make_run):
     """One seed per arm: differences with their class interval, "one training run", no verdict
-    (issue #16); five seeds: higher / lower / no significant difference with the p."""
+    (issue #16); five seeds: higher / lower / tied (closer than X points) with the p."""
     groups = _groups(tmp_path, make_run, {"ref": 1.0, "same": 1.0, "worse": 2.6})
     cmp = compare(groups, reference="ref")
     text = F.ablation_summary("parts", "daal", cmp)
@@ -65,11 +66,10 @@ def test_arms_sentence_and_ablation_summary_use_the_reference(tmp_path, make_run
         seeds[name] = [make_run(tmp_path / "s", name, seed, noise) for seed in range(5)]
     cmp = compare(seeds, reference="ref")
     text = F.ablation_summary("parts", "daal", cmp)
-    assert (
-        "same no significant difference (+" in text or "same no significant difference (-" in text
-    )
+    same = cmp[(cmp["metric"] == "map@r") & (cmp["method"] == "same")].iloc[0]
+    assert same["tied"] and f"same {mdd_wording(same['mdd'], 5)} (" in text  # "closer than X"
     worse = cmp[(cmp["metric"] == "map@r") & (cmp["method"] == "worse")].iloc[0]
-    assert f"worse lower ({100 * worse['diff']:+.1f} points, p = {worse['p_holm']:.2g})" in text
+    assert f"worse lower ({100 * worse['diff']:+.1f} points, {format_p(worse['p_holm'])})" in text
 
 
 def test_study_findings_cover_both_metrics_convergence_and_what_intervals_mean(tmp_path, make_run):

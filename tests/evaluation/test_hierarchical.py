@@ -77,6 +77,7 @@ def test_size_and_power_at_the_minimal_detectable_difference():
     power = np.mean([r.p < 0.05 for r in alt])
     print(f"size {size:.3f}, mdd {100 * mdd:.2f} points, power there {power:.3f}")
     assert size <= 0.07  # S − 1 df (Satterthwaite's df gave 0.06-0.09 at these magnitudes)
+    assert {r.df for r in null} == {SEEDS - 1.0}  # the containment df, not an estimated one
     assert 0.68 <= power <= 0.92
     assert mdd > 2.5 * np.mean([r.se for r in null])
 

@@ -88,6 +88,10 @@ def test_report_gives_verdicts_over_seeds_and_a_partial_study_its_finished_part(
     assert table.loc["contrastive", "map@r_tied"] or table.loc["contrastive", "map@r_best"]
     status = json.loads((tmp_path / "omniglot" / "status.json").read_text())
     assert status["done"]["main seeds"] == [0, 1, 2] and status["pending"] == {}
+    findings = json.loads((tmp_path / "omniglot" / "findings.json").read_text())
+    parts = findings["main"] + findings["ablations"] + findings["transfer"]
+    assert findings["sentences"] == parts and len(set(parts)) == len(parts)  # each once
+    assert findings["main"] and findings["main"][-1].startswith("3 seeds per loss")
     # a study stopped in its third seed: compared over the two seeds every loss has
     import shutil
 
