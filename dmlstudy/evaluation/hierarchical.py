@@ -184,12 +184,20 @@ def hierarchical_bootstrap(
     return est, float(lo), float(hi), float(p), floor
 
 
-def format_p(p: float, floor: float = P_FLOOR) -> str:
+def format_p(p: float, floor: float = P_FLOOR, alpha: float = 0.05) -> str:
     """Writes "p = 0.031", or "p < 0.0001" at or below ``floor`` (a resampling test's resolution, or
-    the display floor of a continuous p)."""
+    the display floor of a continuous p); a p that two digits would round to ``alpha`` gets a
+    third, so that which side of the verdict it lies on can be read.
+
+    >>> format_p(0.0502), format_p(0.0498), format_p(0.05), format_p(0.37)
+    ('p = 0.0502', 'p = 0.0498', 'p = 0.05', 'p = 0.37')
+    """
     if p <= floor:
         return f"p < {floor:.2g}"
-    return f"p = {p:.2g}"
+    text = f"{p:.2g}"
+    if float(text) == alpha and p != alpha:
+        text = f"{p:.3g}"
+    return f"p = {text}"
 
 
 def mdd_wording(mdd: float, n_seeds: int) -> str:
