@@ -24,7 +24,13 @@ import pandas as pd
 
 from dmlstudy.analysis.compact import PER_QUERY_FILE, load_per_query, per_query_from_embeddings
 from dmlstudy.evaluation import mean_ci
-from dmlstudy.evaluation.hierarchical import TwoWay, format_p, mdd_wording, two_way_test
+from dmlstudy.evaluation.hierarchical import (
+    TwoWay,
+    closer_than,
+    format_p,
+    mdd_wording,
+    two_way_test,
+)
 from dmlstudy.evaluation.significance import (
     class_bootstrap,
     holm,
@@ -160,6 +166,15 @@ def compare(
     return pd.DataFrame(rows)
 
 
+def tie_bound(row: Mapping) -> str | None:
+    """For a tied row that carries its detectable difference (``mdd``, ``seeds``: 3 seeds or
+    more), what the tie can claim ("closer than 2.1 points at 3 seeds"); else None."""
+    mdd = row.get("mdd")
+    if not row["tied"] or mdd is None or not np.isfinite(mdd) or "seeds" not in row:
+        return None
+    return closer_than(float(mdd), int(row["seeds"]))
+
+
 def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     """One sentence for a ``compare`` row, in percentage points.
 
@@ -190,10 +205,8 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     head = f"{row['method']} vs {row['reference']}: "
     if not row.get("verdict", True):  # fewer than 3 seeds: the test ignores training randomness
         return f"{head}{pct} {name} ({level} over test classes {interval}; {NO_VERDICT})"
-    mdd = row.get("mdd")
-    if row["tied"] and mdd is not None and np.isfinite(mdd) and "seeds" in row:
-        # what the design could have detected: "closer than 2.1 points at 3 seeds"
-        closer = mdd_wording(mdd, int(row["seeds"])).removeprefix("tied (").rstrip(")")
+    closer = tie_bound(row)  # what the design could have detected
+    if closer is not None:
         return f"{head}tied in {name} ({closer}; {pct}, {ci}; {p})"
     if row["tied"]:
         return f"{head}no significant difference in {name} ({pct}, {ci}; {p})"

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
-from dmlstudy.analysis.compare import LABELS, NO_VERDICT
-from dmlstudy.evaluation.hierarchical import format_p, mdd_wording
+from dmlstudy.analysis.compare import LABELS, NO_VERDICT, tie_bound
+from dmlstudy.evaluation.hierarchical import format_p
 
 ALPHA = 0.05
 
@@ -85,10 +84,9 @@ def difference_text(r: pd.Series) -> str:
             f"{100 * r['diff']:+.1f} points (95% CI over test classes "
             f"[{100 * r['diff_low']:.1f}, {100 * r['diff_high']:.1f}]; {NO_VERDICT})"
         )
-    mdd = r.get("mdd")
-    if r["tied"] and mdd is not None and np.isfinite(mdd) and "seeds" in r.index:
-        # what the design could have detected, as every tie reads (compare.conclusion)
-        word = mdd_wording(float(mdd), int(r["seeds"]))
+    closer = tie_bound(r)  # what the design could have detected, as every tie reads
+    if closer is not None:
+        word = f"tied ({closer})"
     else:
         word = "no significant difference" if r["tied"] else "higher" if r["diff"] > 0 else "lower"
     return f"{word} ({100 * r['diff']:+.1f} points, {format_p(r['p_holm'])})"

@@ -200,6 +200,11 @@ def format_p(p: float, floor: float = P_FLOOR, alpha: float = 0.05) -> str:
     return f"p = {text}"
 
 
+def closer_than(mdd: float, n_seeds: int) -> str:
+    """What a tie can claim: "closer than 1.9 points at 5 seeds" (``mdd`` in fractions)."""
+    return f"closer than {100 * mdd:.1f} points at {n_seeds} seed{'s' * (n_seeds != 1)}"
+
+
 def mdd_wording(mdd: float, n_seeds: int) -> str:
     """How a tie reads: "tied (closer than 1.9 points at 5 seeds)" (``mdd`` in fractions)."""
-    return f"tied (closer than {100 * mdd:.1f} points at {n_seeds} seed{'s' * (n_seeds != 1)})"
+    return f"tied ({closer_than(mdd, n_seeds)})"
