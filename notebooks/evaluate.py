@@ -56,7 +56,7 @@ from dmlstudy.plots import convergence_curves, headline_figure, recall_at_k
 from dmlstudy.plots.gallery import gallery_figures, projection_figure
 from dmlstudy.reports.campaign_report import campaign_report
 from dmlstudy.reports.notebook import setup
-from dmlstudy.study.budget_check import display_check, read_check
+from dmlstudy.study.budget_check import check_cell, display_check, read_check
 from dmlstudy.study.runs import train_overrides
 from dmlstudy.training.outputs import load_run
 from dmlstudy.training.rundir import run_path
@@ -126,12 +126,7 @@ convergence_table(study.marks)
 # extension is the run itself up to the stop ("same epochs up to stop"), then the final lr.
 
 # %%
-budget_sentence, budget_table = read_check(
-    checks_dir, expected=config.for_profile("paper").study.losses
-)
-display(Markdown(budget_sentence))
-if budget_table is not None:
-    display(display_check(budget_table))
+display(*check_cell(checks_dir, expected=config.for_profile("paper").study.losses))
 
 # %%
 # this page's own runs, where the check was run on them (`budget_check` without `--profile`)

@@ -48,7 +48,7 @@ from dmlstudy.analysis.study_table import HEADLINE, display_table, headline_fram
 from dmlstudy.plots import headline_figure
 from dmlstudy.reports.notebook import setup
 from dmlstudy.reports.paper_report import ablation_sections, transfer_display, write_report
-from dmlstudy.study.budget_check import display_check, read_check
+from dmlstudy.study.budget_check import check_cell
 
 config = setup(params_file)
 written = write_report(config, profile, dataset, Path(results_dir), transfer=transfer or None)
@@ -93,12 +93,7 @@ display_table(table, dataset) if table is not None else Markdown("No loss has ev
 # at most 0.5 points and test MAP@R stays inside its run's class-bootstrap interval.
 
 # %%
-budget_sentence, budget_table = read_check(
-    checks_dir, expected=config.for_profile(profile).study.losses
-)
-display(Markdown(budget_sentence))
-if budget_table is not None:
-    display(display_check(budget_table))
+display(*check_cell(checks_dir, expected=config.for_profile(profile).study.losses))
 
 # %% [markdown]
 # ## Ablations: does each part, each value, matter?

@@ -29,6 +29,7 @@ from dmlstudy.evaluation.hierarchical import (
     closer_than,
     format_p,
     mdd_wording,
+    points,
     two_way_test,
 )
 from dmlstudy.evaluation.significance import (
@@ -196,9 +197,9 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     'a vs b: +3.0 MAP@R (95% CI over test classes [1.0, 5.0]; fewer than 3 seeds: no verdict)'
     """
     name = LABELS.get(row["metric"], row["metric"])
-    pct = f"{100 * row['diff']:+.1f}"
+    pct = points(100 * row["diff"], sign=True)
     level = f"{round(100 * confidence)}% CI"
-    interval = f"[{100 * row['diff_low']:.1f}, {100 * row['diff_high']:.1f}]"
+    interval = f"[{points(100 * row['diff_low'])}, {points(100 * row['diff_high'])}]"
     ci = f"{level} {interval}"
     unit = "seeds and test classes" if row["test"] == "seeds" else "test classes"
     p = f"{format_p(row['p_holm'])}, paired over {unit}"
@@ -224,7 +225,7 @@ def verdict_text(
     >>> verdict_text(-3.1, -4.0, -2.2, 0.00001, False, 1.9, 5)
     'below: -3.1 [-4.0, -2.2], p < 0.0001'
     """
-    effect = f"{diff:+.1f} [{low:.1f}, {high:.1f}], {format_p(p_holm)}"
+    effect = f"{points(diff, sign=True)} [{points(low)}, {points(high)}], {format_p(p_holm)}"
     if tied:
         return f"{mdd_wording(mdd / 100, seeds)}: {effect}"
     return f"{'below' if diff < 0 else 'above'}: {effect}"

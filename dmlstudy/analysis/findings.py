@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from dmlstudy.analysis.compare import LABELS, NO_VERDICT, tie_bound
-from dmlstudy.evaluation.hierarchical import format_p
+from dmlstudy.evaluation.hierarchical import format_p, points
 
 ALPHA = 0.05
 
@@ -81,15 +81,15 @@ def difference_text(r: pd.Series) -> str:
     """
     if not has_verdict(r):
         return (
-            f"{100 * r['diff']:+.1f} points (95% CI over test classes "
-            f"[{100 * r['diff_low']:.1f}, {100 * r['diff_high']:.1f}]; {NO_VERDICT})"
+            f"{points(100 * r['diff'], sign=True)} points (95% CI over test classes "
+            f"[{points(100 * r['diff_low'])}, {points(100 * r['diff_high'])}]; {NO_VERDICT})"
         )
     closer = tie_bound(r)  # what the design could have detected, as every tie reads
     if closer is not None:
         word = f"tied ({closer})"
     else:
         word = "no significant difference" if r["tied"] else "higher" if r["diff"] > 0 else "lower"
-    return f"{word} ({100 * r['diff']:+.1f} points, {format_p(r['p_holm'])})"
+    return f"{word} ({points(100 * r['diff'], sign=True)} points, {format_p(r['p_holm'])})"
 
 
 def arms_sentence(comparison: pd.DataFrame, metric: str) -> str:

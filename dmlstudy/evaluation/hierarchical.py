@@ -200,6 +200,20 @@ def format_p(p: float, floor: float = P_FLOOR, alpha: float = 0.05) -> str:
     return f"p = {text}"
 
 
+def points(x: float, digits: int = 1, sign: bool = False) -> str:
+    """A number as printed in the tables, never "-0.0": a value that rounds to zero has no sign,
+    which would claim a direction the printed digits do not show. ``sign`` writes "+" on
+    positive values (differences).
+
+    >>> points(-0.04), points(-0.04, sign=True), points(-1.25, sign=True), points(2.0, sign=True)
+    ('0.0', '0.0', '-1.2', '+2.0')
+    """
+    text = f"{x:+.{digits}f}"
+    if float(text) == 0.0:
+        return text[1:]
+    return text if sign or text[0] == "-" else text[1:]
+
+
 def closer_than(mdd: float, n_seeds: int) -> str:
     """What a tie can claim: "closer than 1.9 points at 5 seeds" (``mdd`` in fractions)."""
     return f"closer than {100 * mdd:.1f} points at {n_seeds} seed{'s' * (n_seeds != 1)}"

@@ -180,6 +180,15 @@ def read_check(
     return check_sentence(table, path, expected), table
 
 
+def check_cell(folder: str | Path, expected: Sequence[str] | None = None) -> list[object]:
+    """What a report page shows for the check in ``folder``: its sentence (Markdown) and, where
+    the CSV exists, :func:`display_check`'s table, for ``display(*check_cell(...))``."""
+    from IPython.display import Markdown  # the report notebooks' display type
+
+    sentence, table = read_check(folder, expected)
+    return [Markdown(sentence)] + ([] if table is None else [display_check(table)])
+
+
 def display_check(table: pd.DataFrame) -> pd.DataFrame:
     """The check as a reader reads it: one row per loss (percent), the main run's stop and test
     MAP@R with its interval beside the extended run's, and whether it passes."""

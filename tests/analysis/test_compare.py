@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from dmlstudy.analysis.compare import against_reference, compare, conclusion, per_query
+from dmlstudy.analysis.compare import (
+    against_reference,
+    compare,
+    conclusion,
+    per_query,
+    verdict_text,
+)
 from dmlstudy.evaluation.hierarchical import two_way_test
 from dmlstudy.evaluation.significance import holm
 from dmlstudy.training.rundir import run_path
@@ -137,3 +143,22 @@ def test_choosing_the_best_as_reference_keeps_false_below_verdicts_under_alpha()
           f" lower ones found {np.mean(low_found):.3f}")  # fmt: skip
     assert null_any / n <= 0.06 and top_false / n <= 0.06  # alpha = 0.05 within MC error
     assert np.mean(low_found) >= 0.6  # 4 points below at 5 seeds: found ~3 times in 4
+
+
+def test_a_difference_that_rounds_to_zero_prints_no_sign():
+    """ProxyNCA's -0.04 points from CosFace printed "-0.0": a direction the digits do not show."""
+    text = verdict_text(-0.04, -1.34, 1.2, 1.0, True, 3.2, 5)
+    assert text.startswith("tied (closer than 3.2 points at 5 seeds): 0.0 [-1.3, 1.2]")
+    row = {
+        "method": "a",
+        "reference": "b",
+        "metric": "map@r",
+        "diff": -0.0004,
+        "diff_low": -0.0004,
+        "diff_high": 0.01,
+        "p_holm": 1.0,
+        "tied": True,
+        "test": "seeds",
+    }
+    assert "-0.0" not in conclusion(row)
+    assert "(+1.0, " in conclusion({**row, "diff": 0.01})

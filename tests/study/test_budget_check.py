@@ -226,3 +226,10 @@ def test_the_committed_paper_check_passes_and_describes_the_committed_runs():
     sentence, _ = B.read_check(folder, expected=losses)
     assert ("Not checked yet" in sentence) == bool(NOT_CHECKED_YET)
     assert list(B.display_check(table)["passes"]) == ["yes"] * len(table)
+
+
+def test_report_cell_shows_the_sentence_and_the_table_where_the_check_ran(tmp_path):
+    (empty,) = B.check_cell(tmp_path)
+    assert "not run yet" in empty.data
+    sentence, table = B.check_cell("studies/paper/results/checks/omniglot")
+    assert sentence.data.startswith("Budget check: ") and "stopped at" in table.columns
