@@ -30,6 +30,7 @@ from dmlstudy.evaluation.hierarchical import (
     format_p,
     mdd_wording,
     points,
+    spread_wording,
     two_way_test,
 )
 from dmlstudy.evaluation.significance import (
@@ -167,11 +168,31 @@ def compare(
     return pd.DataFrame(rows)
 
 
+def reference_value(row: Mapping) -> float | None:
+    """The reference's mean, from a comparison row that carries the method's (``mean - diff``)."""
+    mean = row.get("mean")
+    return None if mean is None else float(mean) - float(row["diff"])
+
+
+def inconclusive(row: Mapping) -> bool:
+    """A non-rejected row whose design could not have detected even a drop to 0 from the
+    reference (``mdd`` ≥ its value): not a tie, and no verdict. One collapsed seed does it: seed 2
+    of direction γ = 0.5 stopped at MAP@R 4.6 (the others 42 and 44), and the detectable
+    difference at 3 seeds became 111 points."""
+    mdd, ref = row.get("mdd"), reference_value(row)
+    if not row["tied"] or mdd is None or ref is None or "seeds" not in row:
+        return False
+    return np.isfinite(mdd) and row.get("method") != row.get("reference") and float(mdd) >= ref
+
+
 def tie_bound(row: Mapping) -> str | None:
     """For a tied row that carries its detectable difference (``mdd``, ``seeds``: 3 seeds or
-    more), what the tie can claim ("closer than 2.1 points at 3 seeds"); else None."""
+    more), what the tie can claim ("closer than 2.1 points at 3 seeds"); else None (and for an
+    :func:`inconclusive` row, which is no tie)."""
     mdd = row.get("mdd")
     if not row["tied"] or mdd is None or not np.isfinite(mdd) or "seeds" not in row:
+        return None
+    if inconclusive(row):
         return None
     return closer_than(float(mdd), int(row["seeds"]))
 
@@ -206,6 +227,9 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
     head = f"{row['method']} vs {row['reference']}: "
     if not row.get("verdict", True):  # fewer than 3 seeds: the test ignores training randomness
         return f"{head}{pct} {name} ({level} over test classes {interval}; {NO_VERDICT})"
+    if inconclusive(row):
+        spread = spread_wording(float(row["mdd"]), int(row["seeds"]), reference_value(row))
+        return f"{head}inconclusive in {name} ({spread}; {pct}, {ci}; {p})"
     closer = tie_bound(row)  # what the design could have detected
     if closer is not None:
         return f"{head}tied in {name} ({closer}; {pct}, {ci}; {p})"
@@ -215,17 +239,29 @@ def conclusion(row: Mapping, confidence: float = 0.95) -> str:
 
 
 def verdict_text(
-    diff: float, low: float, high: float, p_holm: float, tied: bool, mdd: float, seeds: int
+    diff: float,
+    low: float,
+    high: float,
+    p_holm: float,
+    tied: bool,
+    mdd: float,
+    seeds: int,
+    reference: float | None = None,
 ) -> str:
     """A verdict with its effect size (points, 95% CI), its Holm-adjusted p and, for a tie, what
-    the design could have detected (``mdd`` in points).
+    the design could have detected (``mdd`` in points); a tie whose ``mdd`` reaches the
+    ``reference``'s value (points) is :func:`inconclusive`, not a tie.
 
     >>> verdict_text(-0.4, -1.6, 0.8, 0.4, True, 1.87, 5)
     'tied (closer than 1.9 points at 5 seeds): -0.4 [-1.6, 0.8], p = 0.4'
     >>> verdict_text(-3.1, -4.0, -2.2, 0.00001, False, 1.9, 5)
     'below: -3.1 [-4.0, -2.2], p < 0.0001'
+    >>> verdict_text(-15.0, -69.9, 39.9, 0.36, True, 111.1, 3, reference=45.0)[:40]
+    'inconclusive (the seeds spread too far: '
     """
     effect = f"{points(diff, sign=True)} [{points(low)}, {points(high)}], {format_p(p_holm)}"
+    if tied and reference is not None and mdd >= reference:
+        return f"inconclusive ({spread_wording(mdd / 100, seeds, reference / 100)}): {effect}"
     if tied:
         return f"{mdd_wording(mdd / 100, seeds)}: {effect}"
     return f"{'below' if diff < 0 else 'above'}: {effect}"

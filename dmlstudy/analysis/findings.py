@@ -21,8 +21,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from dmlstudy.analysis.compare import LABELS, NO_VERDICT, tie_bound
-from dmlstudy.evaluation.hierarchical import format_p, points
+from dmlstudy.analysis.compare import (
+    LABELS,
+    NO_VERDICT,
+    inconclusive,
+    reference_value,
+    tie_bound,
+)
+from dmlstudy.evaluation.hierarchical import format_p, points, spread_wording
 
 ALPHA = 0.05
 
@@ -37,7 +43,8 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
     ref = c["reference"].iloc[0]
     best = c[c["method"] == ref].iloc[0]
     name = LABELS.get(metric, metric)
-    tied = [m for m in c.loc[c["tied"] & (c["method"] != ref), "method"]]
+    unclear = c.apply(inconclusive, axis=1).astype(bool) if len(c) else c["tied"]
+    tied = [m for m in c.loc[c["tied"] & ~unclear & (c["method"] != ref), "method"]]
     below = [m for m in c.loc[~c["tied"], "method"]]
     head = (
         f"Best {name}{' ' + where if where else ''}: {ref}, {100 * best['mean']:.1f}% (95% CI "
@@ -53,7 +60,7 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
     test = f"Holm-adjusted paired test over {_unit(str(best['test']))}, α = {ALPHA:g}"
     tail = f" Tied with it ({test}): {', '.join(tied) or 'none'}."
     if tied and "mdd" in c.columns:  # what "tied" can mean at this number of seeds
-        mdd = 100 * c.loc[c["tied"] & (c["method"] != ref), "mdd"]
+        mdd = 100 * c.loc[c["tied"] & ~unclear & (c["method"] != ref), "mdd"]
         span = f"{mdd.min():.1f}" if len(mdd) == 1 else f"{mdd.min():.1f}–{mdd.max():.1f}"
         tail += (
             f" A tie reads: closer than the smallest difference this design detects "
@@ -61,6 +68,9 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
         )
     if below:
         tail += f" Significantly below it: {', '.join(below)}."
+    if unclear.any():
+        names = ", ".join(c.loc[unclear, "method"])
+        tail += f" No verdict, the seeds spread too far to detect even a drop to 0: {names}."
     return head + tail
 
 
@@ -85,7 +95,11 @@ def difference_text(r: pd.Series) -> str:
             f"[{points(100 * r['diff_low'])}, {points(100 * r['diff_high'])}]; {NO_VERDICT})"
         )
     closer = tie_bound(r)  # what the design could have detected, as every tie reads
-    if closer is not None:
+    if inconclusive(r):
+        word = (
+            f"inconclusive ({spread_wording(float(r['mdd']), int(r['seeds']), reference_value(r))})"
+        )
+    elif closer is not None:
         word = f"tied ({closer})"
     else:
         word = "no significant difference" if r["tied"] else "higher" if r["diff"] > 0 else "lower"

@@ -148,7 +148,8 @@ def vs_best(t: pd.Series, m: str) -> str:
         return "best"
     cols = ("diff", "diff_low", "diff_high", "p_holm")
     d, lo, hi, p = (float(t[f"{m}_{c}"]) for c in cols)
-    return verdict_text(d, lo, hi, p, bool(t[f"{m}_tied"]), float(t[f"{m}_mdd"]), int(t["seeds"]))
+    tied, mdd, seeds = bool(t[f"{m}_tied"]), float(t[f"{m}_mdd"]), int(t["seeds"])
+    return verdict_text(d, lo, hi, p, tied, mdd, seeds, reference=float(t[m]) - d)
 
 
 def display_table(table: pd.DataFrame, dataset: str) -> pd.DataFrame:

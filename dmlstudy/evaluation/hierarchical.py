@@ -219,6 +219,21 @@ def closer_than(mdd: float, n_seeds: int) -> str:
     return f"closer than {100 * mdd:.1f} points at {n_seeds} seed{'s' * (n_seeds != 1)}"
 
 
+def spread_wording(mdd: float, n_seeds: int, reference: float) -> str:
+    """Why a non-rejected difference is "inconclusive", not a tie: the design could not have
+    detected even a drop to 0 from the reference (``mdd`` ≥ ``reference``, fractions).
+
+    >>> spread_wording(1.111, 3, 0.450)  # doctest: +ELLIPSIS
+    'the seeds spread too far: detectable difference 111.1 points at 3 seeds, not even a drop ...'
+    >>> spread_wording(1.111, 3, 0.450)[-27:]
+    'a drop to 0 from 45.0 shows'
+    """
+    return (
+        f"the seeds spread too far: detectable difference {100 * mdd:.1f} points at {n_seeds} "
+        f"seed{'s' * (n_seeds != 1)}, not even a drop to 0 from {100 * reference:.1f} shows"
+    )
+
+
 def mdd_wording(mdd: float, n_seeds: int) -> str:
     """How a tie reads: "tied (closer than 1.9 points at 5 seeds)" (``mdd`` in fractions)."""
     return f"tied ({closer_than(mdd, n_seeds)})"

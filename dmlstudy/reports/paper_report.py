@@ -169,7 +169,12 @@ def ablation_display(comparison: pd.DataFrame) -> pd.DataFrame:
         else:
             points = (100 * r[c] for c in ("diff", "diff_low", "diff_high"))
             row[vs] = verdict_text(
-                *points, float(r["p_holm"]), bool(r["tied"]), 100 * r["mdd"], int(r["seeds"])
+                *points,
+                float(r["p_holm"]),
+                bool(r["tied"]),
+                100 * r["mdd"],
+                int(r["seeds"]),
+                reference=100 * (r["mean"] - r["diff"]),
             )
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "arm"

@@ -11,6 +11,7 @@ from dmlstudy.analysis.compare import (
     against_reference,
     compare,
     conclusion,
+    inconclusive,
     per_query,
     verdict_text,
 )
@@ -162,3 +163,27 @@ def test_a_difference_that_rounds_to_zero_prints_no_sign():
     }
     assert "-0.0" not in conclusion(row)
     assert "(+1.0, " in conclusion({**row, "diff": 0.01})
+
+
+def test_a_collapsed_seed_makes_the_comparison_inconclusive_not_a_tie(tmp_path):
+    """Seed 2 of direction gamma = 0.5 collapsed (MAP@R 4.6, the others 42-44): the test did not
+    reject, but the design could not have detected even a drop to 0, so no page may call it a
+    tie. Without the collapse the same arm is an ordinary tie."""
+    a = [_run(tmp_path, "a", s, 0.5) for s in range(3)]
+    for name, collapse in (("b", 30.0), ("c", 0.52)):
+        b = [_run(tmp_path, name, s, x, salt=1) for s, x in enumerate((0.5, 0.52, collapse))]
+        table = compare({"a": a, name: b}, reference="a")
+        rows = table[table["method"] == name]
+        assert rows["tied"].all()  # neither is rejected
+        for _, r in rows.iterrows():
+            text = conclusion(r)
+            ref = 100 * (r["mean"] - r["diff"])
+            if name == "b":
+                assert inconclusive(r) and r["mdd"] >= r["mean"] - r["diff"]
+                assert "inconclusive in" in text and "tied" not in text, text
+                assert f"not even a drop to 0 from {ref:.1f} shows" in text
+            else:
+                assert not inconclusive(r) and "tied in" in text, text
+            args = (100 * r["diff"], 100 * r["diff_low"], 100 * r["diff_high"], r["p_holm"])
+            verdict = verdict_text(*args, True, 100 * r["mdd"], 3, reference=ref)
+            assert verdict.startswith("inconclusive" if name == "b" else "tied"), verdict

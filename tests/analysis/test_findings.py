@@ -81,3 +81,22 @@ def test_study_findings_cover_both_metrics_convergence_and_what_intervals_mean(t
     assert all(not re.search(r"\bnan\b", s) for s in out)
     mm = F.multimodal_summary(cmp, "on omniglot")
     assert mm.startswith("Trained on coarse labels only, best fine-label MAP@R on omniglot: a,")
+
+
+def test_an_inconclusive_arm_is_neither_tied_nor_below(tmp_path, make_run):
+    """One collapsed seed (noise 30): not rejected, but no tie can be claimed (issue #16)."""
+    for name, noises in {
+        "good": (1.0, 1.0, 1.0),
+        "twin": (1.0, 1.0, 1.0),
+        "lost": (1.0, 1.0, 30),
+    }.items():
+        for seed, noise in enumerate(noises):
+            make_run(tmp_path, name, seed, noise)
+    names = ("good", "twin", "lost")
+    groups = {n: [run_path(tmp_path, n, s) for s in range(3)] for n in names}
+    cmp = compare(groups, reference="good")
+    text = F.best_sentence(cmp, "map@r", "on omniglot")
+    assert "Tied with it (" in text and ": twin." in text, text
+    assert text.endswith("No verdict, the seeds spread too far to detect even a drop to 0: lost.")
+    lost = cmp[(cmp["metric"] == "map@r") & (cmp["method"] == "lost")].iloc[0]
+    assert F.difference_text(lost).startswith("inconclusive (the seeds spread too far")
