@@ -8,7 +8,8 @@
   evaluation writes them (:func:`dmlstudy.analysis.study_table.write_results`), over the seeds
   every loss has finished; with >= 3 seeds its verdicts come from the seeds × classes test;
 - ``ablations/<name>-comparison.csv`` — each ablation whose every arm and seed is done, its arms
-  against the reference arm by the same test;
+  against the reference arm by the same test; ``ablations/<name>-runs.csv`` its runs, one row
+  per arm and seed;
 - ``transfer.csv`` — with ``transfer=<profile>`` (``wide64``): the one-seed ranking of that
   profile beside the paper-grade ranking, Kendall's τ and Spearman's ρ between them, and which
   paper-grade verdicts it contradicts (a loss found below the best that scores at least as
@@ -142,10 +143,31 @@ def transfer_sentences(t: pd.DataFrame, other: str) -> list[str]:
     return out
 
 
-def ablation_display(comparison: pd.DataFrame) -> pd.DataFrame:
+def arm_runs(groups: dict[str, list[Path]], seeds: Sequence[int]) -> pd.DataFrame:
+    """Each arm's runs, one row per seed (percent): test MAP@R and R@1, epochs run and whether
+    the plateau rule stopped it, from the compact folders' ``metrics.json`` — so that a page shows
+    which seed a spread comes from (a collapsed seed reads as one, not as a wide interval)."""
+    rows = []
+    for arm, folders in groups.items():
+        for seed, folder in zip(seeds, folders, strict=True):
+            m = json.loads((Path(folder) / "metrics.json").read_text())
+            rows.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    **{k: 100 * float(m["test"][k]) for k in ("map@r", "recall@1")},
+                    "epochs_run": int(m["epochs_run"]),
+                    "converged": bool(m["converged"]),
+                }
+            )
+    return pd.DataFrame(rows).round(4)
+
+
+def ablation_display(comparison: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """An ablation's arms as the report shows them (percent): per metric its mean over seeds, the
-    Student-t interval over seeds, and the verdict against the reference arm with its effect
-    size, Holm-adjusted p and, for a tie, the smallest difference the design detects.
+    Student-t interval over seeds, each seed's value (with ``runs``, :func:`arm_runs`) and the
+    verdict against the reference arm with its effect size, Holm-adjusted p and, for a tie, the
+    smallest difference the design detects.
 
     >>> cmp = pd.DataFrame({"method": ["ref", "arm"], "metric": "map@r", "reference": "ref",
     ...     "mean": [.5, .48], "seed_ci": [.01, .012], "diff": [0, -.02], "diff_low": [0, -.05],
@@ -161,6 +183,10 @@ def ablation_display(comparison: pd.DataFrame) -> pd.DataFrame:
         row[name] = f"{100 * r['mean']:.1f}"
         if "seed_ci" in r.index and pd.notna(r["seed_ci"]):
             row[f"{name} ({SEED_T})"] = f"± {100 * r['seed_ci']:.1f}"
+        if runs is not None and r["metric"] in runs.columns:
+            mine = runs[runs["arm"] == r["method"]].sort_values("seed")
+            seeds = ", ".join(str(s) for s in mine["seed"])
+            row[f"{name}, seeds {seeds}"] = ", ".join(f"{v:.1f}" for v in mine[r["metric"]])
         vs = f"{name} vs {r['reference']}"
         if r["method"] == r["reference"]:
             row[vs] = "reference"
@@ -191,7 +217,12 @@ def ablation_sections(
     sections = []
     for name in config.study.ablations:
         path = out / "ablations" / f"{name}-comparison.csv"
-        table = ablation_display(pd.read_csv(path)) if f"ablation {name}" in done else None
+        runs = out / "ablations" / f"{name}-runs.csv"
+        table = (
+            ablation_display(pd.read_csv(path), pd.read_csv(runs) if runs.is_file() else None)
+            if f"ablation {name}" in done
+            else None
+        )
         sections.append((f"{name}: {ablation_question(config, name)}", table))
     return sections
 
@@ -214,6 +245,7 @@ def _ablations(
         table = compare(groups, reference=reference)
         (out / "ablations").mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "ablations" / f"{name}-comparison.csv", index=False)
+        arm_runs(groups, seeds).to_csv(out / "ablations" / f"{name}-runs.csv", index=False)
         sentences += [
             f"{name}: {conclusion(r)}" for _, r in table.iterrows() if r["method"] != reference
         ]

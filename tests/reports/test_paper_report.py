@@ -10,10 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dmlstudy.analysis.compact import is_complete
+from dmlstudy.analysis.compare import compare
 from dmlstudy.analysis.study_table import load_study, write_results
 from dmlstudy.config import load_config
-from dmlstudy.reports.paper_report import transfer_table, write_report
-from dmlstudy.study.paper import RESULTS_ROOT
+from dmlstudy.reports.paper_report import ablation_display, arm_runs, transfer_table, write_report
+from dmlstudy.study.paper import RESULTS_ROOT, ablation_seeds, arm_dir
+from dmlstudy.study.runs import ablation_variants
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,3 +89,26 @@ def test_the_committed_paper_report_is_recomputed_from_the_compact_folders(tmp_p
         pytest.skip("the paper-grade report is not committed yet (`make paper` writes it last)")
     names = check_recomputed(results, dataset, tmp_path)
     assert "table.csv" in names
+
+
+def test_an_ablation_page_shows_each_seed_so_a_collapse_reads_as_one_run():
+    """Seed 2 of direction gamma = 0.5 collapsed: its table row shows the three seeds' values,
+    not only a mean of 30.0 with an interval of ± 54.8 (and its verdict is inconclusive)."""
+    config = load_config(REPO / "params.yaml")
+    runs = REPO / RESULTS_ROOT / "runs"
+    seeds = ablation_seeds(config, "paper")
+    arms = [v.label for v in ablation_variants(config.for_profile("paper"), "direction_gamma")]
+    groups = {
+        a: [arm_dir(runs, "paper", "omniglot", "direction_gamma", s, a) for s in seeds]
+        for a in arms
+    }
+    if not all(is_complete(p) for g in groups.values() for p in g):
+        pytest.skip("the direction_gamma ablation is not committed yet")
+    per_seed = arm_runs(groups, seeds)
+    assert len(per_seed) == len(arms) * len(seeds) and per_seed["converged"].all()
+    comparison = compare(groups, reference="gamma=0.0")
+    shown = ablation_display(comparison, per_seed)
+    values = shown.loc["gamma=0.5", "MAP@R, seeds 0, 1, 2"].split(", ")
+    assert values == [f"{v:.1f}" for v in per_seed[per_seed["arm"] == "gamma=0.5"]["map@r"]]
+    assert min(map(float, values)) < 10 < max(map(float, values))  # the collapsed seed
+    assert shown.loc["gamma=0.5", "MAP@R vs gamma=0.0"].startswith("inconclusive")
