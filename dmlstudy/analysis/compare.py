@@ -26,8 +26,10 @@ from dmlstudy.analysis.compact import PER_QUERY_FILE, load_per_query, per_query_
 from dmlstudy.evaluation import mean_ci
 from dmlstudy.evaluation.hierarchical import (
     TwoWay,
+    beyond_reach,
     closer_than,
     format_p,
+    inconclusive_wording,
     mdd_wording,
     points,
     spread_wording,
@@ -182,7 +184,7 @@ def inconclusive(row: Mapping) -> bool:
     mdd, ref = row.get("mdd"), reference_value(row)
     if not row["tied"] or mdd is None or ref is None or "seeds" not in row:
         return False
-    return np.isfinite(mdd) and row.get("method") != row.get("reference") and float(mdd) >= ref
+    return np.isfinite(mdd) and row.get("method") != row.get("reference") and beyond_reach(mdd, ref)
 
 
 def tie_bound(row: Mapping) -> str | None:
@@ -260,8 +262,8 @@ def verdict_text(
     'inconclusive (the seeds spread too far: '
     """
     effect = f"{points(diff, sign=True)} [{points(low)}, {points(high)}], {format_p(p_holm)}"
-    if tied and reference is not None and mdd >= reference:
-        return f"inconclusive ({spread_wording(mdd / 100, seeds, reference / 100)}): {effect}"
+    if tied and reference is not None and beyond_reach(mdd, reference):
+        return f"{inconclusive_wording(mdd / 100, seeds, reference / 100)}: {effect}"
     if tied:
         return f"{mdd_wording(mdd / 100, seeds)}: {effect}"
     return f"{'below' if diff < 0 else 'above'}: {effect}"

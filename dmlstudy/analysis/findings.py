@@ -28,7 +28,7 @@ from dmlstudy.analysis.compare import (
     reference_value,
     tie_bound,
 )
-from dmlstudy.evaluation.hierarchical import format_p, points, spread_wording
+from dmlstudy.evaluation.hierarchical import format_p, inconclusive_wording, points
 
 ALPHA = 0.05
 
@@ -43,8 +43,9 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
     ref = c["reference"].iloc[0]
     best = c[c["method"] == ref].iloc[0]
     name = LABELS.get(metric, metric)
-    unclear = c.apply(inconclusive, axis=1).astype(bool) if len(c) else c["tied"]
-    tied = [m for m in c.loc[c["tied"] & ~unclear & (c["method"] != ref), "method"]]
+    unclear = pd.Series([inconclusive(r) for _, r in c.iterrows()], index=c.index, dtype=bool)
+    tie = c["tied"] & ~unclear & (c["method"] != ref)  # a tie the design can bound
+    tied = list(c.loc[tie, "method"])
     below = [m for m in c.loc[~c["tied"], "method"]]
     head = (
         f"Best {name}{' ' + where if where else ''}: {ref}, {100 * best['mean']:.1f}% (95% CI "
@@ -60,7 +61,7 @@ def best_sentence(comparison: pd.DataFrame, metric: str, where: str = "") -> str
     test = f"Holm-adjusted paired test over {_unit(str(best['test']))}, α = {ALPHA:g}"
     tail = f" Tied with it ({test}): {', '.join(tied) or 'none'}."
     if tied and "mdd" in c.columns:  # what "tied" can mean at this number of seeds
-        mdd = 100 * c.loc[c["tied"] & ~unclear & (c["method"] != ref), "mdd"]
+        mdd = 100 * c.loc[tie, "mdd"]
         span = f"{mdd.min():.1f}" if len(mdd) == 1 else f"{mdd.min():.1f}–{mdd.max():.1f}"
         tail += (
             f" A tie reads: closer than the smallest difference this design detects "
@@ -96,9 +97,7 @@ def difference_text(r: pd.Series) -> str:
         )
     closer = tie_bound(r)  # what the design could have detected, as every tie reads
     if inconclusive(r):
-        word = (
-            f"inconclusive ({spread_wording(float(r['mdd']), int(r['seeds']), reference_value(r))})"
-        )
+        word = inconclusive_wording(float(r["mdd"]), int(r["seeds"]), reference_value(r))
     elif closer is not None:
         word = f"tied ({closer})"
     else:

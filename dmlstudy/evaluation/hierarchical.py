@@ -234,6 +234,18 @@ def spread_wording(mdd: float, n_seeds: int, reference: float) -> str:
     )
 
 
+def beyond_reach(mdd: float, reference: float) -> bool:
+    """Whether the design could not have detected even a drop to 0 from ``reference``
+    (``mdd`` ≥ ``reference``, same units): a difference it did not reject is then
+    inconclusive, not a tie."""
+    return mdd >= reference
+
+
+def inconclusive_wording(mdd: float, n_seeds: int, reference: float) -> str:
+    """How such a difference reads: "inconclusive (the seeds spread too far: ...)" (fractions)."""
+    return f"inconclusive ({spread_wording(mdd, n_seeds, reference)})"
+
+
 def mdd_wording(mdd: float, n_seeds: int) -> str:
     """How a tie reads: "tied (closer than 1.9 points at 5 seeds)" (``mdd`` in fractions)."""
     return f"tied ({closer_than(mdd, n_seeds)})"

@@ -30,13 +30,15 @@ import pandas as pd
 from scipy import stats
 
 from dmlstudy.analysis.compact import is_complete
-from dmlstudy.analysis.compare import LABELS, compare, conclusion, verdict_text
+from dmlstudy.analysis.compare import LABELS, compare, conclusion, reference_value, verdict_text
+from dmlstudy.analysis.convergence import run_marks
 from dmlstudy.analysis.findings import difference_text, has_verdict
 from dmlstudy.analysis.study_table import SEED_T, load_study, study_findings, write_results
 from dmlstudy.config import StudyConfig
 from dmlstudy.reports.experiment_report import ablation_question
 from dmlstudy.study.paper import ablation_seeds, arm_dir, main_dir, main_seeds
 from dmlstudy.study.runs import ablation_variants
+from dmlstudy.training.outputs import load_run
 
 HEADLINE = "map@r"
 
@@ -150,14 +152,15 @@ def arm_runs(groups: dict[str, list[Path]], seeds: Sequence[int]) -> pd.DataFram
     rows = []
     for arm, folders in groups.items():
         for seed, folder in zip(seeds, folders, strict=True):
-            m = json.loads((Path(folder) / "metrics.json").read_text())
+            m = load_run(folder)
+            marks = run_marks(m)
             rows.append(
                 {
                     "arm": arm,
                     "seed": seed,
                     **{k: 100 * float(m["test"][k]) for k in ("map@r", "recall@1")},
-                    "epochs_run": int(m["epochs_run"]),
-                    "converged": bool(m["converged"]),
+                    "epochs_run": marks["epochs_run"],
+                    "converged": marks["converged"],
                 }
             )
     return pd.DataFrame(rows).round(4)
@@ -200,7 +203,7 @@ def ablation_display(comparison: pd.DataFrame, runs: pd.DataFrame | None = None)
                 bool(r["tied"]),
                 100 * r["mdd"],
                 int(r["seeds"]),
-                reference=100 * (r["mean"] - r["diff"]),
+                reference=100 * reference_value(r),
             )
     table = pd.DataFrame.from_dict(out, orient="index")
     table.index.name = "arm"
